@@ -1,0 +1,1 @@
+"""Manager analytics: metric definitions, rollups, dashboards and exports."""

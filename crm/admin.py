@@ -1,0 +1,69 @@
+from django.contrib import admin
+
+from myhibachi.admin_site import export_as_csv
+
+from .models import Booking, Customer, CustomerIdentity, Lead, MarketingSpend
+
+
+class CustomerIdentityInline(admin.TabularInline):
+    model = CustomerIdentity
+    extra = 1
+    fields = ("kind", "value", "is_primary")
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ("name", "primary_identity", "preferred_channel", "created_at")
+    list_filter = ("preferred_channel", "created_at")
+    search_fields = ("first_name", "last_name", "identities__value")
+    date_hierarchy = "created_at"
+    inlines = [CustomerIdentityInline]
+    actions = [export_as_csv]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("identities")
+
+    @admin.display(description="Email / phone")
+    def primary_identity(self, obj):
+        identities = sorted(obj.identities.all(), key=lambda i: (not i.is_primary, i.kind))
+        return identities[0].value if identities else "—"
+
+
+@admin.register(CustomerIdentity)
+class CustomerIdentityAdmin(admin.ModelAdmin):
+    list_display = ("value", "kind", "customer", "is_primary", "created_at")
+    list_filter = ("kind", "is_primary")
+    search_fields = ("value", "customer__first_name", "customer__last_name")
+    list_select_related = ("customer",)
+    autocomplete_fields = ("customer",)
+    actions = [export_as_csv]
+
+
+@admin.register(Booking)
+class BookingAdmin(admin.ModelAdmin):
+    list_display = ("customer", "event_at", "guest_count", "status", "total", "deposit", "source")
+    list_filter = ("status", "source", "event_at")
+    search_fields = ("customer__first_name", "customer__last_name", "customer__identities__value")
+    date_hierarchy = "event_at"
+    list_select_related = ("customer",)
+    autocomplete_fields = ("customer",)
+    actions = [export_as_csv]
+
+
+@admin.register(Lead)
+class LeadAdmin(admin.ModelAdmin):
+    list_display = ("id", "source", "status", "customer", "booking", "created_at")
+    list_filter = ("source", "status", "created_at")
+    search_fields = ("customer__first_name", "customer__last_name")
+    date_hierarchy = "created_at"
+    list_select_related = ("customer", "booking")
+    autocomplete_fields = ("customer", "booking")
+    actions = [export_as_csv]
+
+
+@admin.register(MarketingSpend)
+class MarketingSpendAdmin(admin.ModelAdmin):
+    list_display = ("month", "source", "amount")
+    list_filter = ("source",)
+    date_hierarchy = "month"
+    actions = [export_as_csv]

@@ -1,0 +1,296 @@
+"""manage.py seed_demo: realistic demo data, safe to run again.
+
+Every generated customer has a fixed index and a fixed email
+(guest000123@demo.myhibachi.test); a run creates only the customers (and
+their bookings, leads, conversations, messages and notes) whose index does
+not exist yet. So running it twice creates nothing the second time, and a
+larger --scale adds only the difference. Rows are written with bulk inserts
+in batches, so --scale 500 (100,000 customers) stays quick.
+"""
+import random
+import sys
+import time
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from crm.models import Booking, Channel, Customer, CustomerIdentity, Lead, MarketingSpend, Source
+from inbox.models import CannedResponse, Conversation, Message, Note, RoutingRule
+
+EMAIL_DOMAIN = "demo.myhibachi.test"
+FIRST = ["John", "Jane", "Mike", "Sarah", "Ana", "Luis", "Mei", "Kenji", "Priya", "Omar", "Grace", "Tom", "Lena",
+         "Carlos", "Aiko", "Ben", "Fatima", "Noah", "Chloe", "Diego", "Hana", "Ivan", "Jade", "Kai", "Maya", "Raj"]
+LAST = ["Doe", "Smith", "Johnson", "Nguyen", "Garcia", "Kim", "Patel", "Tanaka", "Lopez", "Chen", "Brown", "Wong",
+        "Martinez", "Singh", "Sato", "Davis", "Khan", "Miller", "Rossi", "Silva"]
+INBOUND = [
+    "Hi, I want to book a hibachi party for {n} people next month. What dates are open?",
+    "What's the price for {n} people? Do you bring the grill?",
+    "Can we do 6 PM instead of 5? Our guests arrive late.",
+    "Do you have vegetarian options? Two of our guests don't eat meat.",
+    "Thank you for the amazing service last weekend, everyone loved the chef!",
+    "Is the deposit refundable if it rains? The party is outdoors.",
+    "Can you send me the invoice again? I can't find the email.",
+    "We need to change the guest count to {n}, is that ok?",
+    "Missed call from customer, left a voicemail about a birthday party quote.",
+    "Do you serve the Sacramento area? Looking for a graduation party.",
+]
+OUTBOUND = [
+    "Great! We have availability. What time works best for you?",
+    "Our price is $60 per adult with a $600 minimum; the chef brings the grill and everything else.",
+    "Yes, we have a vegetable and tofu menu at the same price.",
+    "All set, I've updated your booking. See you soon!",
+    "The deposit moves to a new date if weather cancels the event.",
+]
+NOTES = ["Customer wants vegetarian options", "VIP — booked 3 times, offer free upgrade",
+         "Asked for a callback after 5pm", "Double-check the address, gated community", "@sarah can you follow up?"]
+AGENTS = [("sarah", "Sarah", "Lee"), ("mike", "Mike", "Ortiz"), ("lena", "Lena", "Park")]
+DEMO_LOGINS = {"manager": "hibachi-manager-demo", "agent": "hibachi-agent-demo"}
+SOURCES = [Source.WEBSITE, Source.PHONE, Source.REFERRAL, Source.YELP, Source.GOOGLE, Source.INSTAGRAM]
+CHANNELS = [Channel.EMAIL, Channel.SMS, Channel.CHAT, Channel.CALL]
+
+
+class Command(BaseCommand):
+    help = (
+        "Fill the database with demo staff, customers, bookings, leads, marketing spend, conversations, "
+        "notes, canned responses and routing rules. Idempotent: only missing customers are added."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--scale", type=int, default=1, help="Multiply the 200 demo customers (default 1).")
+        parser.add_argument("--customers", type=int, help="Exact number of customers (overrides --scale).")
+        parser.add_argument("--conversations-per-customer", type=int, default=5)
+        parser.add_argument("--messages-per-conversation", type=int, default=4,
+                            help="Average messages per conversation (default 4).")
+        parser.add_argument("--batch", type=int, default=1000, help="Customers written per transaction.")
+        parser.add_argument("--print-logins", action="store_true",
+                            help="Give the demo manager and agent known passwords and print them (DEBUG only).")
+        parser.add_argument("--seed", type=int, default=7, help="Random seed; the same seed gives the same data.")
+
+    def handle(self, *args, **opts):
+        if opts["scale"] < 1 or (opts["customers"] is not None and opts["customers"] < 0):
+            raise CommandError("--scale must be at least 1 and --customers not negative.")
+        self.now = timezone.now()
+        staff = self._staff()
+        self._canned_and_rules()
+        self._marketing_spend(random.Random(opts["seed"]))
+        total = opts["customers"] if opts["customers"] is not None else 200 * opts["scale"]
+        existing = set(
+            int(v.split("@")[0].removeprefix("guest"))
+            for v in CustomerIdentity.objects.filter(kind="email", value__endswith="@" + EMAIL_DOMAIN)
+            .values_list("value", flat=True)
+        )
+        missing = [i for i in range(total) if i not in existing]
+        started, done = time.monotonic(), 0
+        for start in range(0, len(missing), opts["batch"]):
+            indexes = missing[start:start + opts["batch"]]
+            with transaction.atomic():
+                self._customers(indexes, staff, opts)
+            done += len(indexes)
+            rate = done / max(time.monotonic() - started, 1e-6)
+            self.stderr.write(f"\r  customers {done:,}/{len(missing):,} ({rate:,.0f}/s)", ending="")
+            sys.stderr.flush()
+        if missing:
+            self.stderr.write("")
+        self.stdout.write(self.style.SUCCESS(
+            f"Demo data ready: {len(missing):,} customers added, {len(existing & set(range(total))):,} already there."
+        ))
+        if opts["print_logins"]:
+            self._logins()
+
+    # --- staff, canned responses, rules, spend --------------------------------
+    def _staff(self):
+        User = get_user_model()
+        agent_group, _ = Group.objects.get_or_create(name="Agent")
+        manager_group, _ = Group.objects.get_or_create(name="Manager")
+        users = []
+        for username, first, last, group in [("manager", "Morgan", "Reyes", manager_group),
+                                             ("agent", "Alex", "Kim", agent_group),
+                                             *[(u, f, l, agent_group) for u, f, l in AGENTS]]:
+            user, created = User.objects.get_or_create(
+                username=username, defaults={"first_name": first, "last_name": last,
+                                             "email": f"{username}@myhibachi.test", "is_staff": group == manager_group}
+            )
+            if created:
+                user.set_unusable_password()
+                user.save(update_fields=["password"])
+            user.groups.add(group)
+            if group == agent_group:
+                users.append(user)
+        return users
+
+    def _logins(self):
+        if not settings.DEBUG:
+            raise CommandError("--print-logins sets well-known passwords and is refused when DEBUG is off.")
+        User = get_user_model()
+        self.stdout.write("\nLog in at http://127.0.0.1:8000/ with:")
+        for username, password in DEMO_LOGINS.items():
+            user = User.objects.get(username=username)
+            user.set_password(password)
+            user.save(update_fields=["password"])
+            role = "manager (inbox + admin)" if username == "manager" else "agent (inbox)"
+            self.stdout.write(f"  {role:24} username: {username:8} password: {password}")
+
+    def _canned_and_rules(self):
+        for shortcut, title, body in [
+            ("price", "Pricing", "Hi {{ customer.first_name }}, our price is $60 per adult and $30 per child "
+                                 "under 12, with a $600 minimum. — {{ agent.first_name }}"),
+            ("thanks", "Thank you", "Thank you {{ customer.first_name }}! We loved cooking for you."),
+            ("confirm", "Booking confirmed", "Hi {{ customer.first_name }}, your event on {{ booking.event_date }} "
+                                             "at {{ booking.event_time }} for {{ booking.guest_count }} guests is "
+                                             "confirmed."),
+            ("veggie", "Vegetarian menu", "Yes, {{ customer.first_name }}, we offer a vegetable and tofu menu."),
+        ]:
+            CannedResponse.objects.get_or_create(shortcut=shortcut, defaults={"title": title, "body": body})
+        for name, order, conditions, actions in [
+            ("Pricing questions to the sales queue", 10,
+             {"keywords": {"words": ["price", "quote", "cost"], "match": "any"}},
+             {"assign_round_robin": "Agent", "add_tags": ["pricing"]}),
+            ("VIP customers to Sarah", 20, {"loyalty_tier": ["gold", "platinum"]},
+             {"assign_user": "sarah", "add_tags": ["vip"]}),
+            ("After-hours messages wait", 30, {"business_hours": "outside"}, {"add_tags": ["after-hours"]}),
+        ]:
+            RoutingRule.objects.get_or_create(name=name, defaults={"order": order, "conditions": conditions,
+                                                                   "actions": actions})
+
+    def _marketing_spend(self, rng):
+        first = date(self.now.year - 2, self.now.month, 1)
+        rows, month = [], first
+        while month <= self.now.date():
+            for source in SOURCES:
+                if source in (Source.REFERRAL, Source.PHONE):
+                    continue
+                rows.append(MarketingSpend(source=source, month=month,
+                                           amount=Decimal(rng.randrange(200, 3000))))
+            month = (month + timedelta(days=32)).replace(day=1)
+        MarketingSpend.objects.bulk_create(rows, ignore_conflicts=True)
+
+    # --- customers and everything that hangs off them ---------------------------
+    def _customers(self, indexes, agents, opts):
+        now = self.now
+        two_years = timedelta(days=730)
+        customers, plans = [], []
+        for i in indexes:
+            rng = random.Random(opts["seed"] * 1_000_003 + i)
+            created = now - two_years + timedelta(seconds=rng.randrange(int(two_years.total_seconds())))
+            customers.append(Customer(first_name=rng.choice(FIRST), last_name=rng.choice(LAST),
+                                      preferred_channel=rng.choice([Channel.EMAIL, Channel.SMS, Channel.SMS]),
+                                      created_at=created))
+            plans.append((i, rng))
+        Customer.objects.bulk_create(customers)
+
+        identities, bookings, booking_sources = [], [], []
+        for customer, (i, rng) in zip(customers, plans):
+            identities.append(CustomerIdentity(customer=customer, kind="email", value=f"guest{i:06d}@{EMAIL_DOMAIN}",
+                                               is_primary=True, created_at=customer.created_at))
+            identities.append(CustomerIdentity(customer=customer, kind="phone", value=f"+1415{2000000 + i}",
+                                               created_at=customer.created_at))
+            for _ in range(rng.choice([0, 1, 1, 2, 3, 5, 6, 11])):
+                bookings.append(self._booking(customer, rng))
+                booking_sources.append(rng)
+        CustomerIdentity.objects.bulk_create(identities)
+        Booking.objects.bulk_create(bookings)
+
+        leads = []
+        for booking in bookings:
+            leads.append(Lead(source=booking.source, customer=booking.customer, status=Lead.Status.CONVERTED,
+                              booking=booking, created_at=booking.inquiry_at))
+        for customer, (i, rng) in zip(customers, plans):
+            if rng.random() < 0.6:
+                leads.append(Lead(source=rng.choice(SOURCES), customer=customer,
+                                  status=rng.choice([Lead.Status.NEW, Lead.Status.CONTACTED, Lead.Status.LOST]),
+                                  created_at=customer.created_at))
+        Lead.objects.bulk_create(leads)
+        self._conversations(customers, plans, agents, opts)
+
+    def _booking(self, customer, rng):
+        inquiry = customer.created_at + timedelta(days=rng.randrange(0, 400))
+        if inquiry > self.now:
+            inquiry = self.now - timedelta(days=rng.randrange(1, 30))
+        event = inquiry + timedelta(days=rng.randrange(7, 120), hours=rng.randrange(0, 6))
+        guests = rng.randrange(8, 60)
+        total = Decimal(guests * 60)
+        booking = Booking(customer=customer, event_at=event, guest_count=guests, total=total,
+                          deposit=(total * Decimal("0.2")).quantize(Decimal("1")), source=rng.choice(SOURCES),
+                          inquiry_at=inquiry, created_at=inquiry)
+        if event < self.now:
+            booking.status = rng.choices([Booking.Status.COMPLETED, Booking.Status.CANCELLED], [85, 15])[0]
+        else:
+            booking.status = rng.choice([Booking.Status.INQUIRY, Booking.Status.QUOTED, Booking.Status.CONFIRMED])
+        if booking.status != Booking.Status.INQUIRY:
+            booking.quoted_at = inquiry + timedelta(hours=rng.randrange(1, 48))
+        if booking.status in (Booking.Status.CONFIRMED, Booking.Status.COMPLETED):
+            booking.confirmed_at = booking.quoted_at + timedelta(days=rng.randrange(1, 5))
+        if booking.status == Booking.Status.COMPLETED:
+            booking.completed_at = event + timedelta(hours=3)
+        if booking.status == Booking.Status.CANCELLED:
+            booking.cancelled_at = min(event, self.now)
+            booking.deposit = Decimal(0)
+        return booking
+
+    def _conversations(self, customers, plans, agents, opts):
+        per_customer, per_conversation = opts["conversations_per_customer"], opts["messages_per_conversation"]
+        conversations, drafts = [], []
+        for customer, (i, rng) in zip(customers, plans):
+            span = max((self.now - customer.created_at).total_seconds(), 3600)
+            for _ in range(per_customer):
+                started = customer.created_at + timedelta(seconds=rng.randrange(int(span)))
+                age = self.now - started
+                if age > timedelta(days=14):
+                    status = rng.choices(["resolved", "closed"], [3, 7])[0]
+                else:
+                    status = rng.choices(["open", "pending", "resolved"], [6, 2, 2])[0]
+                channel = rng.choice(CHANNELS)
+                count = max(1, rng.randrange(1, 2 * per_conversation)) if per_conversation > 1 else 1
+                times = sorted(started + timedelta(minutes=rng.randrange(0, 60 * 24 * 3)) for _ in range(count))
+                times = [min(t, self.now) for t in times]
+                conversation = Conversation(
+                    customer=customer, status=status, subject=f"{rng.choice(['Party', 'Booking', 'Question'])} "
+                                                              f"for {rng.randrange(8, 60)} guests",
+                    assignee=rng.choice([None, *agents]), last_activity_at=times[-1], created_at=started,
+                    is_unread=status == "open" and rng.random() < 0.5,
+                    resolved_at=times[-1] + timedelta(hours=1) if status in ("resolved", "closed") else None,
+                )
+                conversations.append(conversation)
+                drafts.append((conversation, customer, channel, times, rng))
+        Conversation.objects.bulk_create(conversations, batch_size=2000)
+
+        messages, notes = [], []
+        for conversation, customer, channel, times, rng in drafts:
+            for n, at in enumerate(times):
+                inbound = n % 2 == 0 or channel == Channel.CALL
+                msg_channel = channel if rng.random() < 0.8 else rng.choice([Channel.EMAIL, Channel.SMS])
+                if not inbound and msg_channel == Channel.CALL:
+                    msg_channel = Channel.SMS
+                text = (rng.choice(INBOUND) if inbound else rng.choice(OUTBOUND)).format(n=rng.randrange(8, 60))
+                messages.append(Message(
+                    conversation=conversation, customer=customer, channel=msg_channel,
+                    direction="inbound" if inbound else "outbound", text=text,
+                    subject=conversation.subject if msg_channel == Channel.EMAIL else "",
+                    author=None if inbound else conversation.assignee or agents[0],
+                    delivery_status="received" if inbound else rng.choice(["sent", "delivered", "opened"]),
+                    external_id=f"demo-{conversation.pk}-{n}",
+                    metadata={"duration": rng.randrange(0, 600)} if msg_channel == Channel.CALL else {},
+                    created_at=at,
+                ))
+                if not inbound and conversation.first_response_at is None:
+                    conversation.first_response_at = at
+            if rng.random() < 0.2:
+                notes.append(Note(conversation=conversation, customer=customer, author=rng.choice(agents),
+                                  body=rng.choice(NOTES), created_at=times[-1]))
+        Message.objects.bulk_create(messages, batch_size=5000)
+        Note.objects.bulk_create(notes, batch_size=2000)
+        ids = [c.pk for c in conversations]
+        latest = Message.objects.filter(conversation=OuterRef("pk")).order_by("-created_at", "-id").values("pk")[:1]
+        first_reply = (Message.objects.filter(conversation=OuterRef("pk"), direction="outbound")
+                       .order_by("created_at", "id").values("created_at")[:1])
+        for start in range(0, len(ids), 5000):
+            Conversation.objects.filter(pk__in=ids[start:start + 5000]).update(
+                last_message=Subquery(latest), first_response_at=Subquery(first_reply)
+            )

@@ -1,0 +1,234 @@
+"""Customers, the identities they reach us by, their bookings, leads and spend."""
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Count, Min, Q
+from django.utils import timezone
+
+from . import identity
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    CHAT = "chat", "Chat"
+    CALL = "call", "Call"
+
+
+class Source(models.TextChoices):
+    WEBSITE = "website", "Website"
+    PHONE = "phone", "Phone"
+    REFERRAL = "referral", "Referral"
+    YELP = "yelp", "Yelp"
+    GOOGLE = "google", "Google"
+    INSTAGRAM = "instagram", "Instagram"
+    OTHER = "other", "Other"
+
+
+def loyalty_tier(completed_bookings: int) -> str:
+    """The tier for a number of completed bookings (thresholds in settings.LOYALTY_TIERS)."""
+    tier = "none"
+    for name, threshold in sorted(settings.LOYALTY_TIERS.items(), key=lambda item: item[1]):
+        if completed_bookings >= threshold:
+            tier = name
+    return tier
+
+
+def loyalty_tier_names():
+    return ["none", *sorted(settings.LOYALTY_TIERS, key=settings.LOYALTY_TIERS.get)]
+
+
+class CustomerQuerySet(models.QuerySet):
+    def with_booking_stats(self):
+        """Annotate completed/previous booking counts and the next upcoming event."""
+        now = timezone.now()
+        return self.annotate(
+            completed_bookings=Count("bookings", filter=Q(bookings__status=Booking.Status.COMPLETED), distinct=True),
+            next_event_at=Min(
+                "bookings__event_at",
+                filter=Q(bookings__event_at__gte=now)
+                & Q(bookings__status__in=[Booking.Status.INQUIRY, Booking.Status.QUOTED, Booking.Status.CONFIRMED]),
+            ),
+        )
+
+
+class Customer(models.Model):
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    preferred_channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.EMAIL)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = CustomerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["last_name", "first_name"], name="crm_customer_name_idx")]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def name(self):
+        full = f"{self.first_name} {self.last_name}".strip()
+        return full or "Unknown customer"
+
+    @property
+    def loyalty_tier(self):
+        count = getattr(self, "completed_bookings", None)
+        if count is None:
+            count = self.bookings.filter(status=Booking.Status.COMPLETED).count()
+        return loyalty_tier(count)
+
+
+class CustomerIdentity(models.Model):
+    """One way to reach a customer: a normalised email or E.164 phone number."""
+
+    class Kind(models.TextChoices):
+        EMAIL = identity.EMAIL, "Email"
+        PHONE = identity.PHONE, "Phone"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    value = models.CharField(max_length=254)
+    is_primary = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "customer identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "value"],
+                name="crm_identity_unique_kind_value",
+                violation_error_message="Another customer already has this email or phone.",
+            ),
+            models.CheckConstraint(condition=~Q(value=""), name="crm_identity_value_not_empty"),
+            models.CheckConstraint(condition=Q(kind__in=["email", "phone"]), name="crm_identity_kind_valid"),
+        ]
+        indexes = [models.Index(fields=["customer", "kind"], name="crm_identity_customer_idx")]
+
+    def __str__(self):
+        return self.value
+
+    def clean(self):
+        if self.kind not in self.Kind.values:
+            return  # the field's own error already says so
+        try:
+            self.value = identity.normalize(self.kind, self.value)
+        except ValidationError as exc:
+            raise ValidationError({"value": exc.messages})
+
+    def save(self, *args, **kwargs):
+        # Normalise in code too, so no path can store "John@Example.com ".
+        self.value = identity.normalize(self.kind, self.value)
+        super().save(*args, **kwargs)
+
+
+class Booking(models.Model):
+    class Status(models.TextChoices):
+        INQUIRY = "inquiry", "Inquiry"
+        QUOTED = "quoted", "Quoted"
+        CONFIRMED = "confirmed", "Confirmed"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="bookings")
+    event_at = models.DateTimeField("event date and time")
+    guest_count = models.PositiveIntegerField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.INQUIRY)
+    inquiry_at = models.DateTimeField(default=timezone.now)
+    quoted_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    total = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
+    deposit = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
+    source = models.CharField(max_length=12, choices=Source.choices, default=Source.WEBSITE)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-event_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(guest_count__gte=1), name="crm_booking_guests_positive"),
+            models.CheckConstraint(condition=Q(total__gte=0), name="crm_booking_total_not_negative"),
+            models.CheckConstraint(
+                condition=Q(deposit__gte=0) & Q(deposit__lte=models.F("total")),
+                name="crm_booking_deposit_within_total",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="completed") | Q(completed_at__isnull=False),
+                name="crm_booking_completed_has_time",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="cancelled") | Q(cancelled_at__isnull=False),
+                name="crm_booking_cancelled_has_time",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "status", "event_at"], name="crm_booking_customer_idx"),
+            models.Index(fields=["status", "event_at"], name="crm_booking_status_idx"),
+            models.Index(fields=["source", "created_at"], name="crm_booking_source_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.customer} · {self.event_at:%Y-%m-%d} · {self.guest_count} guests"
+
+    STEP_FIELDS = {
+        Status.INQUIRY: "inquiry_at",
+        Status.QUOTED: "quoted_at",
+        Status.CONFIRMED: "confirmed_at",
+        Status.COMPLETED: "completed_at",
+        Status.CANCELLED: "cancelled_at",
+    }
+
+    def save(self, *args, **kwargs):
+        # Each step keeps the time it was first reached.
+        field = self.STEP_FIELDS[self.status]
+        if getattr(self, field) is None:
+            setattr(self, field, timezone.now())
+        super().save(*args, **kwargs)
+
+
+class Lead(models.Model):
+    class Status(models.TextChoices):
+        NEW = "new", "New"
+        CONTACTED = "contacted", "Contacted"
+        QUALIFIED = "qualified", "Qualified"
+        CONVERTED = "converted", "Converted"
+        LOST = "lost", "Lost"
+
+    source = models.CharField(max_length=12, choices=Source.choices)
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="leads")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEW)
+    booking = models.OneToOneField(
+        Booking, null=True, blank=True, on_delete=models.SET_NULL, related_name="lead", verbose_name="converted booking"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["source", "created_at"], name="crm_lead_source_idx")]
+
+    def __str__(self):
+        return f"{self.get_source_display()} lead · {self.get_status_display()}"
+
+
+class MarketingSpend(models.Model):
+    source = models.CharField(max_length=12, choices=Source.choices)
+    month = models.DateField(help_text="The first day of the month the spend belongs to.")
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+
+    class Meta:
+        ordering = ["-month", "source"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "month"], name="crm_spend_unique_source_month"),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="crm_spend_amount_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_source_display()} {self.month:%Y-%m}: {self.amount}"
+
+    def save(self, *args, **kwargs):
+        self.month = self.month.replace(day=1)
+        super().save(*args, **kwargs)

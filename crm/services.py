@@ -1,0 +1,37 @@
+"""Writes for customers. Every path that meets a new email or phone comes here."""
+from django.db import IntegrityError, transaction
+
+from . import identity
+from .models import Customer, CustomerIdentity
+
+
+def customer_for_identity(*, kind: str, value: str, first_name: str = "", last_name: str = "",
+                          preferred_channel: str | None = None) -> tuple[Customer, bool]:
+    """Find the customer reachable at this email/phone, or create them.
+
+    Returns (customer, created). Two callers racing for the same new identity
+    get the same customer: the loser's insert hits the unique constraint and
+    it reads the winner's row instead.
+    """
+    value = identity.normalize(kind, value)
+    found = CustomerIdentity.objects.select_related("customer").filter(kind=kind, value=value).first()
+    if found:
+        return found.customer, False
+    if preferred_channel is None:
+        preferred_channel = "email" if kind == identity.EMAIL else "sms"
+    try:
+        with transaction.atomic():
+            customer = Customer.objects.create(
+                first_name=first_name[:100], last_name=last_name[:100], preferred_channel=preferred_channel
+            )
+            CustomerIdentity.objects.create(customer=customer, kind=kind, value=value, is_primary=True)
+            return customer, True
+    except IntegrityError:
+        return CustomerIdentity.objects.select_related("customer").get(kind=kind, value=value).customer, False
+
+
+def split_name(display_name: str) -> tuple[str, str]:
+    parts = (display_name or "").strip().strip('"').split(None, 1)
+    if not parts:
+        return "", ""
+    return parts[0], parts[1] if len(parts) > 1 else ""

@@ -1,0 +1,39 @@
+from io import StringIO
+
+from django.core.management import call_command
+
+from crm.models import Booking, Customer, CustomerIdentity, Lead, MarketingSpend
+from inbox.models import CannedResponse, Conversation, Message, Note, RoutingRule
+
+
+def _counts():
+    return {model.__name__: model.objects.count() for model in
+            (Customer, CustomerIdentity, Booking, Lead, MarketingSpend, Conversation, Message, Note,
+             CannedResponse, RoutingRule)}
+
+
+def test_seed_demo_twice_creates_nothing_the_second_time(db):
+    call_command("seed_demo", customers=30, stdout=StringIO(), stderr=StringIO())
+    first = _counts()
+    call_command("seed_demo", customers=30, stdout=StringIO(), stderr=StringIO())
+    assert _counts() == first
+    assert first["Customer"] == 30
+    assert first["Conversation"] == 150
+    assert set(Message.objects.values_list("channel", flat=True)) == {"email", "sms", "chat", "call"}
+    assert not Conversation.objects.filter(last_message__isnull=True).exists()
+
+
+def test_a_larger_scale_adds_only_the_difference(db):
+    call_command("seed_demo", customers=10, stdout=StringIO(), stderr=StringIO())
+    call_command("seed_demo", customers=25, stdout=StringIO(), stderr=StringIO())
+    assert Customer.objects.count() == 25
+    assert CustomerIdentity.objects.filter(kind="email").count() == 25
+
+
+def test_print_logins_gives_working_demo_logins(db, client, settings):
+    settings.DEBUG = True
+    out = StringIO()
+    call_command("seed_demo", customers=1, print_logins=True, stdout=out, stderr=StringIO())
+    assert "username: manager" in out.getvalue()
+    assert client.login(username="manager", password="hibachi-manager-demo")
+    assert client.get("/admin/").status_code == 200

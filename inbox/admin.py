@@ -1,0 +1,111 @@
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+
+from myhibachi.admin_site import export_as_csv
+
+from .models import CannedResponse, Conversation, Message, Note, RoutingRule, Tag
+
+
+def _set_status_action(status):
+    def action(modeladmin, request, queryset):
+        from . import services
+
+        changed, refused = 0, 0
+        for conversation in queryset:
+            try:
+                services.set_status(conversation=conversation, status=status, by=request.user)
+                changed += 1
+            except services.InvalidTransition:
+                refused += 1
+        modeladmin.message_user(request, f"Set {changed} conversation(s) to {status}.", messages.SUCCESS)
+        if refused:
+            modeladmin.message_user(
+                request, f"{refused} conversation(s) cannot move to {status} from their current status.", messages.WARNING
+            )
+
+    action.__name__ = f"mark_{status}"
+    action.short_description = f"Set status: {status}"
+    return action
+
+
+class AssignForm(forms.Form):
+    assignee = forms.ModelChoiceField(queryset=get_user_model().objects.filter(is_active=True), required=False)
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ("id", "customer", "subject", "status", "assignee", "last_activity_at", "is_unread")
+    list_filter = ("status", "is_unread", "assignee", "tags", "last_activity_at")
+    search_fields = ("subject", "customer__first_name", "customer__last_name", "customer__identities__value")
+    date_hierarchy = "last_activity_at"
+    list_select_related = ("customer", "assignee")
+    autocomplete_fields = ("customer",)
+    readonly_fields = ("first_response_at", "resolved_at", "created_at", "last_activity_at")
+    actions = [_set_status_action(s) for s in Conversation.Status.values] + ["assign_selected", export_as_csv]
+
+    @admin.action(description="Assign to a staff member…")
+    def assign_selected(self, request, queryset):
+        from django.template.response import TemplateResponse
+
+        from . import services
+
+        if "apply" in request.POST:
+            form = AssignForm(request.POST)
+            if form.is_valid():
+                for conversation in queryset:
+                    services.assign(conversation=conversation, assignee=form.cleaned_data["assignee"], by=request.user)
+                self.message_user(request, f"Assigned {queryset.count()} conversation(s).", messages.SUCCESS)
+                return None
+        else:
+            form = AssignForm()
+        return TemplateResponse(
+            request,
+            "admin/inbox/assign.html",
+            {**self.admin_site.each_context(request), "form": form, "queryset": queryset, "opts": self.model._meta},
+        )
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ("id", "customer", "channel", "direction", "delivery_status", "created_at")
+    list_filter = ("channel", "direction", "delivery_status", "created_at")
+    search_fields = ("external_id", "subject", "customer__first_name", "customer__last_name")
+    date_hierarchy = "created_at"
+    list_select_related = ("customer",)
+    raw_id_fields = ("conversation", "customer", "author")
+    show_full_result_count = False
+    actions = [export_as_csv]
+
+
+@admin.register(Note)
+class NoteAdmin(admin.ModelAdmin):
+    list_display = ("id", "conversation", "author", "created_at")
+    search_fields = ("body",)
+    list_filter = ("created_at",)
+    date_hierarchy = "created_at"
+    list_select_related = ("author",)
+    raw_id_fields = ("conversation", "customer")
+    actions = [export_as_csv]
+
+
+@admin.register(CannedResponse)
+class CannedResponseAdmin(admin.ModelAdmin):
+    list_display = ("shortcut", "title", "active", "updated_at")
+    list_filter = ("active",)
+    search_fields = ("shortcut", "title", "body")
+    actions = [export_as_csv]
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    list_display = ("name", "order", "active", "continue_processing")
+    list_editable = ("order", "active")
+    list_filter = ("active",)
+    search_fields = ("name",)
+    actions = [export_as_csv]
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    search_fields = ("name",)

@@ -1,0 +1,231 @@
+"""The unified inbox: one conversation per customer thread, one Message row per
+email, SMS, chat line or call, whatever the channel."""
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from crm.models import Channel, Customer
+
+
+class Tag(models.Model):
+    name = models.SlugField(max_length=50, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+
+class Conversation(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        PENDING = "pending", "Pending"
+        RESOLVED = "resolved", "Resolved"
+        CLOSED = "closed", "Closed"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="conversations")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_conversations"
+    )
+    subject = models.CharField(max_length=255, blank=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="conversations")
+    # Denormalised so the inbox list reads one row per conversation, no subquery.
+    last_message = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    last_activity_at = models.DateTimeField(default=timezone.now)
+    is_unread = models.BooleanField(default=True, help_text="A customer message arrived that no staff member has opened.")
+    first_response_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-last_activity_at", "-id"]
+        indexes = [
+            models.Index(fields=["customer", "-last_activity_at"], name="inbox_conv_customer_idx"),
+            models.Index(fields=["status", "-last_activity_at", "-id"], name="inbox_conv_status_idx"),
+            models.Index(fields=["assignee", "status", "-last_activity_at"], name="inbox_conv_assignee_idx"),
+            models.Index(fields=["-last_activity_at", "-id"], name="inbox_conv_activity_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["open", "pending", "resolved", "closed"]), name="inbox_conv_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="resolved") | Q(resolved_at__isnull=False), name="inbox_conv_resolved_has_time"
+            ),
+        ]
+
+    def __str__(self):
+        return f"#{self.pk} {self.customer} ({self.status})"
+
+
+class Message(models.Model):
+    class Direction(models.TextChoices):
+        INBOUND = "inbound", "Inbound"
+        OUTBOUND = "outbound", "Outbound"
+
+    class DeliveryStatus(models.TextChoices):
+        RECEIVED = "received", "Received"
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        FAILED = "failed", "Failed"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # Denormalised from the conversation: the thread view reads a customer's
+    # messages across all their conversations with one index range scan.
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="messages")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    direction = models.CharField(max_length=10, choices=Direction.choices)
+    subject = models.CharField(max_length=998, blank=True)
+    text = models.TextField(blank=True)
+    html = models.TextField(blank=True, help_text="Sanitised HTML (email only).")
+    metadata = models.JSONField(default=dict, blank=True)
+    external_id = models.CharField(max_length=255, null=True, blank=True)
+    delivery_status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.RECEIVED)
+    status_reason = models.CharField(max_length=500, blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages_sent"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="inbox_message_unique_external_id",
+                violation_error_message="This message was already stored.",
+            ),
+            models.CheckConstraint(
+                condition=Q(channel__in=["email", "sms", "chat", "call"]), name="inbox_message_channel_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(direction__in=["inbound", "outbound"]), name="inbox_message_direction_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="inbox_msg_conversation_idx"),
+            models.Index(fields=["customer", "-created_at", "-id"], name="inbox_msg_customer_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_channel_display()} {self.direction} #{self.pk}"
+
+
+class Note(models.Model):
+    """An internal note: staff only, never sent to the customer."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="notes")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="notes")
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["customer", "-created_at"], name="inbox_note_customer_idx")]
+        constraints = [models.CheckConstraint(condition=~Q(body=""), name="inbox_note_body_not_empty")]
+
+    def __str__(self):
+        return f"Note #{self.pk} on conversation {self.conversation_id}"
+
+
+class CannedResponse(models.Model):
+    title = models.CharField(max_length=120)
+    shortcut = models.SlugField(max_length=40, unique=True, help_text="Typed as /shortcut in the reply box.")
+    body = models.TextField()
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["shortcut"]
+
+    def __str__(self):
+        return f"/{self.shortcut} — {self.title}"
+
+    def clean(self):
+        from .canned import validate_body
+
+        try:
+            validate_body(self.body)
+        except ValidationError as exc:
+            raise ValidationError({"body": exc.messages})
+
+
+class RoutingRule(models.Model):
+    name = models.CharField(max_length=120)
+    order = models.PositiveIntegerField(default=100, help_text="Lower runs first.")
+    active = models.BooleanField(default=True)
+    conditions = models.JSONField(default=dict, blank=True)
+    actions = models.JSONField(default=dict)
+
+    class Trigger(models.TextChoices):
+        CONVERSATION_CREATED = "conversation_created", "When a conversation starts"
+        EVERY_MESSAGE = "every_message", "On every inbound message"
+
+    trigger = models.CharField(max_length=24, choices=Trigger.choices, default=Trigger.CONVERSATION_CREATED)
+    continue_processing = models.BooleanField(
+        default=False, help_text="Evaluate later rules too when this one matches."
+    )
+    # Round-robin position: the id of the user this rule assigned last.
+    round_robin_cursor = models.BigIntegerField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["order", "id"]
+        indexes = [models.Index(fields=["active", "order"], name="inbox_rule_order_idx")]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        from .routing import validate_rule
+
+        validate_rule(self.conditions, self.actions)
+
+
+class InboxEvent(models.Model):
+    """Every real-time event, numbered. The id is the sequence number browsers
+    use to notice a missed event and catch up (GET /api/v1/events?after=N)."""
+
+    type = models.CharField(max_length=40)
+    conversation = models.ForeignKey(Conversation, null=True, on_delete=models.CASCADE, related_name="+")
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        help_text="Empty: every staff member may see it; set: only this user.",
+    )
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.id} {self.type}"
+
+
+class IdempotencyKey(models.Model):
+    """The first answer to a POST carrying an Idempotency-Key header, kept so
+    a retried request (e.g. by the load balancer) gets it again unchanged."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    status_code = models.PositiveSmallIntegerField(null=True)
+    response = models.JSONField(null=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="inbox_idempotency_unique_user_key")]

@@ -1,0 +1,439 @@
+"""Every write to the inbox. One transaction each; events are recorded inside
+it and broadcast when it commits (see events.py).
+
+Channel adapters call ``receive_message``; staff actions (screens, API,
+admin) call ``reply``, ``set_status``, ``assign``, ``add_note``,
+``mark_read``; senders and tracking webhooks call ``update_delivery``.
+"""
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from crm import identity
+from crm.models import Booking, Channel, Customer, CustomerIdentity
+from crm.services import customer_for_identity, split_name
+from myhibachi.roles import is_staff_member
+
+from . import canned, events
+from .models import CannedResponse, Conversation, Message, Note
+from .sanitize import clean_html
+
+Status = Conversation.Status
+MAX_INBOUND_CHARS = 1_000_000
+MAX_NOTE_CHARS = 20_000
+
+TRANSITIONS = {
+    Status.OPEN: {Status.PENDING, Status.RESOLVED, Status.CLOSED},
+    Status.PENDING: {Status.OPEN, Status.RESOLVED, Status.CLOSED},
+    Status.RESOLVED: {Status.OPEN, Status.CLOSED},
+    Status.CLOSED: {Status.OPEN},
+}
+
+# Delivery progress only moves forward: a late "delivered" never replaces "opened".
+DELIVERY_RANK = {
+    Message.DeliveryStatus.QUEUED: 1,
+    Message.DeliveryStatus.SENT: 2,
+    Message.DeliveryStatus.DELIVERED: 3,
+    Message.DeliveryStatus.OPENED: 4,
+    Message.DeliveryStatus.CLICKED: 5,
+    Message.DeliveryStatus.FAILED: 6,
+}
+
+
+class InboxError(Exception):
+    """A refused action, with a message for the person who asked."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidTransition(InboxError):
+    pass
+
+
+class ReplyTooLarge(InboxError):
+    pass
+
+
+class CannotReply(InboxError):
+    pass
+
+
+@dataclass(frozen=True)
+class Received:
+    message: Message
+    created: bool
+    conversation_created: bool = False
+
+
+# --- inbound ---------------------------------------------------------------
+
+def receive_message(*, channel: str, sender: str, sender_kind: str | None = None, text: str = "",
+                    html: str = "", subject: str = "", external_id: str | None = None,
+                    metadata: dict | None = None, sender_name: str = "", received_at=None,
+                    conversation: Conversation | None = None, open_new: bool = True,
+                    route: bool = True) -> Received:
+    """Store one inbound message from any channel and attach it to the customer's thread.
+
+    sender is the email address or phone number it came from (normalised
+    here). external_id is the channel's own id; the same (channel,
+    external_id) delivered again returns the stored message and changes
+    nothing, also when two deliveries race. conversation is a threading hint
+    (e.g. from email headers). open_new=False is for auto-replies and
+    bounces: they join an existing conversation without reopening it and
+    never start one that shows up in the inbox. route=False skips the rules.
+    """
+    if channel not in Channel.values:
+        raise ValidationError(f"Unknown channel {channel!r}; use one of {', '.join(Channel.values)}.")
+    if sender_kind is None:
+        sender_kind = identity.EMAIL if channel == Channel.EMAIL else identity.PHONE
+    sender_value = identity.normalize(sender_kind, sender)
+    if external_id is not None:
+        external_id = str(external_id).strip()[:255] or None
+    if external_id is not None:
+        existing = Message.objects.filter(channel=channel, external_id=external_id).first()
+        if existing is not None:
+            return Received(existing, created=False)
+    metadata = dict(metadata or {})
+    if len(text) > MAX_INBOUND_CHARS:
+        text, metadata["truncated_text_chars"] = text[:MAX_INBOUND_CHARS], len(text)
+    if len(html) > MAX_INBOUND_CHARS:
+        html, metadata["truncated_html_chars"] = html[:MAX_INBOUND_CHARS], len(html)
+    metadata.setdefault("from", sender_value)
+    try:
+        with transaction.atomic():
+            return _receive(
+                channel=channel, sender_kind=sender_kind, sender_value=sender_value, text=text,
+                html=clean_html(html), subject=subject.strip()[:998], external_id=external_id,
+                metadata=metadata, sender_name=sender_name, received_at=received_at or timezone.now(),
+                hint=conversation, open_new=open_new, route=route,
+            )
+    except IntegrityError:
+        if external_id is None:
+            raise
+        existing = Message.objects.filter(channel=channel, external_id=external_id).first()
+        if existing is None:
+            raise
+        return Received(existing, created=False)
+
+
+def _receive(*, channel, sender_kind, sender_value, text, html, subject, external_id, metadata,
+             sender_name, received_at, hint, open_new, route) -> Received:
+    if hint is not None:
+        customer = hint.customer
+    else:
+        first, last = split_name(sender_name)
+        customer, _ = customer_for_identity(kind=sender_kind, value=sender_value, first_name=first, last_name=last)
+    # One writer per customer at a time: two messages racing from the same
+    # new customer end up in one conversation, not two.
+    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    conversation, created = _conversation_for(customer, received_at, hint=hint, open_new=open_new)
+
+    message = Message.objects.create(
+        conversation=conversation, customer=customer, channel=channel, direction=Message.Direction.INBOUND,
+        subject=subject, text=text, html=html, metadata=metadata, external_id=external_id,
+        delivery_status=Message.DeliveryStatus.RECEIVED, created_at=received_at,
+    )
+    fields = []
+    if conversation.last_activity_at is None or received_at >= conversation.last_activity_at or created:
+        conversation.last_activity_at = received_at
+        conversation.last_message = message
+        fields += ["last_activity_at", "last_message"]
+    if open_new and not conversation.is_unread:
+        conversation.is_unread = True
+        fields.append("is_unread")
+    if subject and not conversation.subject:
+        conversation.subject = subject[:255]
+        fields.append("subject")
+    if fields:
+        conversation.save(update_fields=fields)
+
+    events.record(
+        events.CONVERSATION_CREATED if created else events.CONVERSATION_UPDATED,
+        conversation=conversation, payload=conversation_summary(conversation),
+    )
+    events.record(events.MESSAGE_CREATED, conversation=conversation, payload=message_summary(message))
+    if route and open_new:
+        from .routing import apply_rules
+
+        apply_rules(conversation=conversation, message=message, created=created)
+    return Received(message, created=True, conversation_created=created)
+
+
+def _conversation_for(customer, received_at, *, hint, open_new):
+    active = [Status.OPEN, Status.PENDING]
+    reopen_after = received_at - timedelta(days=settings.INBOX_REOPEN_DAYS)
+    candidates = Conversation.objects.select_for_update().filter(customer=customer)
+    if hint is not None:
+        hinted = candidates.get(pk=hint.pk)
+        if hinted.status in active or not open_new:
+            return hinted, False
+        if hinted.status == Status.RESOLVED and hinted.resolved_at and hinted.resolved_at >= reopen_after:
+            return _reopen(hinted), False
+    conversation = candidates.filter(status__in=active).order_by("-last_activity_at", "-id").first()
+    if conversation is not None:
+        return conversation, False
+    if not open_new:
+        latest = candidates.order_by("-last_activity_at", "-id").first()
+        if latest is not None:
+            return latest, False
+        # Keep the message, but out of the inbox: nobody needs to answer it.
+        return Conversation.objects.create(customer=customer, status=Status.CLOSED, last_activity_at=received_at,
+                                           is_unread=False), True
+    recent = (
+        candidates.filter(status=Status.RESOLVED, resolved_at__gte=reopen_after).order_by("-resolved_at").first()
+    )
+    if recent is not None:
+        return _reopen(recent), False
+    return Conversation.objects.create(customer=customer, status=Status.OPEN, last_activity_at=received_at), True
+
+
+def _reopen(conversation):
+    conversation.status = Status.OPEN
+    conversation.resolved_at = None
+    conversation.save(update_fields=["status", "resolved_at"])
+    return conversation
+
+
+# --- staff actions ---------------------------------------------------------
+
+def _locked(conversation) -> Conversation:
+    return Conversation.objects.select_for_update().select_related("customer").get(pk=conversation.pk)
+
+
+def reply(*, conversation: Conversation, author, text: str = "", channel: str | None = None,
+          canned_response: CannedResponse | None = None) -> Message:
+    """Queue a staff reply; a Celery task hands it to the channel's sender after commit."""
+    if canned_response is not None and not text.strip():
+        text = render_canned(canned_response, conversation=conversation, agent=author)
+    if not text or not text.strip():
+        raise ValidationError("A reply cannot be empty.")
+    if len(text) > settings.INBOX_MAX_REPLY_CHARS:
+        raise ReplyTooLarge(
+            f"This reply is {len(text):,} characters; the limit is {settings.INBOX_MAX_REPLY_CHARS:,}."
+        )
+    with transaction.atomic():
+        conversation = _locked(conversation)
+        if conversation.status == Status.CLOSED:
+            raise InvalidTransition("This conversation is closed. Reopen it before replying.")
+        channel = channel or default_reply_channel(conversation.customer)
+        recipient = _reply_address(conversation.customer, channel)
+        now = timezone.now()
+        message = Message.objects.create(
+            conversation=conversation, customer=conversation.customer, channel=channel,
+            direction=Message.Direction.OUTBOUND, text=text, author=author,
+            subject=_reply_subject(conversation) if channel == Channel.EMAIL else "",
+            metadata={"to": recipient} if recipient else {},
+            delivery_status=Message.DeliveryStatus.QUEUED, created_at=now,
+        )
+        conversation.last_message = message
+        conversation.last_activity_at = now
+        conversation.is_unread = False
+        fields = ["last_message", "last_activity_at", "is_unread"]
+        if conversation.first_response_at is None:
+            conversation.first_response_at = now
+            fields.append("first_response_at")
+        conversation.save(update_fields=fields)
+        events.record(events.MESSAGE_CREATED, conversation=conversation, payload=message_summary(message))
+        events.record(events.CONVERSATION_UPDATED, conversation=conversation,
+                      payload=conversation_summary(conversation))
+        from .tasks import deliver_message
+
+        transaction.on_commit(lambda: deliver_message.delay(message.pk))
+    return message
+
+
+def default_reply_channel(customer) -> str:
+    last = (
+        Message.objects.filter(customer=customer, direction=Message.Direction.INBOUND)
+        .exclude(channel=Channel.CALL)
+        .order_by("-created_at", "-id")
+        .values_list("channel", flat=True)
+        .first()
+    )
+    if last:
+        return last
+    return Channel.SMS if customer.preferred_channel == Channel.CALL else customer.preferred_channel
+
+
+def _reply_address(customer, channel) -> str | None:
+    if channel == Channel.CALL:
+        raise CannotReply("A call cannot be answered in writing; reply by email or SMS.")
+    if channel not in Channel.values:
+        raise ValidationError(f"Unknown channel {channel!r}.")
+    if channel == Channel.CHAT:
+        return None
+    kind = identity.EMAIL if channel == Channel.EMAIL else identity.PHONE
+    found = (
+        CustomerIdentity.objects.filter(customer=customer, kind=kind)
+        .order_by("-is_primary", "id")
+        .values_list("value", flat=True)
+        .first()
+    )
+    if not found:
+        raise CannotReply(f"{customer.name} has no {'email address' if kind == 'email' else 'phone number'} "
+                          f"on file, so this reply cannot go out by {channel}.")
+    return found
+
+
+def _reply_subject(conversation) -> str:
+    subject = conversation.subject or "Your My Hibachi event"
+    return subject if re.match(r"(?i)^re:", subject) else f"Re: {subject}"
+
+
+def render_canned(response: CannedResponse, *, conversation, agent) -> str:
+    booking = (
+        Booking.objects.filter(
+            customer_id=conversation.customer_id, event_at__gte=timezone.now(),
+            status__in=[Booking.Status.INQUIRY, Booking.Status.QUOTED, Booking.Status.CONFIRMED],
+        ).order_by("event_at").first()
+    )
+    return canned.render(response.body, canned.context_for(customer=conversation.customer, agent=agent, booking=booking))
+
+
+def set_status(*, conversation: Conversation, status: str, by=None) -> Conversation:
+    if status not in Status.values:
+        raise ValidationError(f"Unknown status {status!r}; use one of {', '.join(Status.values)}.")
+    with transaction.atomic():
+        conversation = _locked(conversation)
+        if conversation.status == status:
+            return conversation
+        if status not in TRANSITIONS[conversation.status]:
+            raise InvalidTransition(
+                f"A {conversation.status} conversation cannot be set to {status}"
+                + (" (someone may have changed it a moment ago; reload to see its current state)." if by else ".")
+            )
+        now = timezone.now()
+        if status == Status.RESOLVED or (status == Status.CLOSED and conversation.resolved_at is None):
+            conversation.resolved_at = now
+        elif status in (Status.OPEN, Status.PENDING):
+            conversation.resolved_at = None
+        conversation.status = status
+        conversation.save(update_fields=["status", "resolved_at"])
+        events.record(events.CONVERSATION_UPDATED, conversation=conversation,
+                      payload=conversation_summary(conversation, by=by))
+    return conversation
+
+
+def assign(*, conversation: Conversation, assignee=None, by=None) -> Conversation:
+    if assignee is not None and not is_staff_member(assignee):
+        raise ValidationError(f"{assignee.get_username()} is not an active staff member and cannot be assigned.")
+    with transaction.atomic():
+        conversation = _locked(conversation)
+        if conversation.assignee_id == (assignee.pk if assignee else None):
+            return conversation
+        conversation.assignee = assignee
+        conversation.save(update_fields=["assignee"])
+        events.record(events.CONVERSATION_UPDATED, conversation=conversation,
+                      payload=conversation_summary(conversation, by=by))
+    return conversation
+
+
+MENTION = re.compile(r"(?<![\w@])@([\w.+-]+)")
+
+
+def add_note(*, conversation: Conversation, author, body: str) -> Note:
+    body = (body or "").strip()
+    if not body:
+        raise ValidationError("A note cannot be empty.")
+    if len(body) > MAX_NOTE_CHARS:
+        raise ReplyTooLarge(f"This note is {len(body):,} characters; the limit is {MAX_NOTE_CHARS:,}.")
+    with transaction.atomic():
+        conversation = _locked(conversation)
+        note = Note.objects.create(conversation=conversation, customer=conversation.customer, author=author, body=body)
+        events.record(events.NOTE_CREATED, conversation=conversation, payload=note_summary(note))
+        usernames = {name.rstrip(".") for name in MENTION.findall(body)}
+        if usernames:
+            for user in get_user_model().objects.filter(username__in=usernames, is_active=True):
+                if is_staff_member(user) and user != author:
+                    events.record(events.MENTION, conversation=conversation, recipient=user,
+                                  payload={"note": note.pk, "by": _username(author),
+                                           "customer": conversation.customer.name})
+    return note
+
+
+def mark_read(*, conversation: Conversation, by) -> Conversation:
+    if not conversation.is_unread:
+        return conversation
+    with transaction.atomic():
+        updated = Conversation.objects.filter(pk=conversation.pk, is_unread=True).update(is_unread=False)
+        conversation.is_unread = False
+        if updated:
+            events.record(events.CONVERSATION_UPDATED, conversation=conversation,
+                          payload=conversation_summary(conversation, by=by))
+    return conversation
+
+
+def update_delivery(*, message: Message, status: str, reason: str = "", external_id: str | None = None,
+                    metadata: dict | None = None) -> bool:
+    """Move an outbound message's delivery status forward; returns whether it changed.
+
+    Duplicate or out-of-order reports are ignored: a status never moves back
+    (a late 'delivered' does not replace 'opened'); 'failed' wins over all.
+    """
+    if status not in DELIVERY_RANK:
+        raise ValidationError(f"Unknown delivery status {status!r}.")
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message.pk)
+        current = DELIVERY_RANK.get(message.delivery_status, 0)
+        fields = []
+        if external_id and message.external_id != external_id:
+            message.external_id = external_id
+            fields.append("external_id")
+        if metadata:
+            message.metadata = {**message.metadata, **metadata}
+            fields.append("metadata")
+        changed = DELIVERY_RANK[status] > current
+        if changed:
+            message.delivery_status = status
+            message.status_reason = reason[:500]
+            fields += ["delivery_status", "status_reason"]
+        if fields:
+            message.save(update_fields=fields)
+        if changed:
+            events.record(events.MESSAGE_UPDATED, conversation=message.conversation,
+                          payload=message_summary(message))
+    return changed
+
+
+# --- event payloads: small, and only what every staff member may see -------
+
+def _username(user):
+    return user.get_username() if user else None
+
+
+def conversation_summary(conversation, by=None) -> dict:
+    return {
+        "id": conversation.pk,
+        "status": conversation.status,
+        "assignee": conversation.assignee_id,
+        "assignee_name": _username(conversation.assignee) if conversation.assignee_id else None,
+        "is_unread": conversation.is_unread,
+        "last_activity_at": conversation.last_activity_at.isoformat() if conversation.last_activity_at else None,
+        "by": _username(by),
+    }
+
+
+def message_summary(message) -> dict:
+    return {
+        "id": message.pk,
+        "channel": message.channel,
+        "direction": message.direction,
+        "preview": (message.text or message.subject)[:140],
+        "delivery_status": message.delivery_status,
+        "status_reason": message.status_reason,
+        "author": _username(message.author) if message.author_id else None,
+        "created_at": message.created_at.isoformat(),
+    }
+
+
+def note_summary(note) -> dict:
+    return {"id": note.pk, "author": _username(note.author), "preview": note.body[:140],
+            "created_at": note.created_at.isoformat()}

@@ -1,0 +1,27 @@
+"""API-wide error handling: every error is JSON with a message a person can act on."""
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        exc = ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    if isinstance(exc, IntegrityError):
+        return Response(
+            {"message": "This conflicts with data that already exists.", "code": "conflict"},
+            status=status.HTTP_409_CONFLICT,
+        )
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(data, dict) and "detail" in data and len(data) == 1:
+        detail = data["detail"]
+        response.data = {"message": str(detail), "code": getattr(detail, "code", "error")}
+    elif isinstance(data, (dict, list)):
+        response.data = {"message": "Some fields are not valid.", "code": "invalid", "errors": data}
+    return response

@@ -1,0 +1,56 @@
+"""Liveness and readiness probes for nginx and ops.
+
+/health answers as long as the process serves requests. /ready also checks
+the database and, when REDIS_URL is set, Redis, and names what is failing.
+"""
+import logging
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+logger = logging.getLogger(__name__)
+
+
+@never_cache
+@require_GET
+def health(request):
+    return JsonResponse({"status": "ok"})
+
+
+def _check_database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _check_redis():
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+@never_cache
+@require_GET
+def ready(request):
+    checks = {"database": _check_database}
+    if settings.REDIS_URL:
+        checks["redis"] = _check_redis
+    results, failing = {}, []
+    for name, check in checks.items():
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:  # any failure of a dependency means "not ready"
+            logger.warning("readiness check %s failed: %s", name, exc)
+            results[name] = f"unavailable: {exc.__class__.__name__}"
+            failing.append(name)
+    if failing:
+        return JsonResponse({"status": "unavailable", "failing": failing, "checks": results}, status=503)
+    return JsonResponse({"status": "ok", "checks": results})

@@ -1,0 +1,267 @@
+"""Settings for myhibachi, read from the environment.
+
+One module for every environment. With nothing set it runs as a newcomer's
+development box: SQLite in the project folder, the in-memory channel layer,
+Celery tasks run eagerly, mail printed to the console. Production sets
+DEBUG=0 and the variables documented in README.md; a missing SECRET_KEY then
+stops start-up with a clear message.
+"""
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name, default=None):
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def env_bool(name, default=False):
+    value = env(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name, default=""):
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", default=True)
+
+SECRET_KEY = env("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Production (DEBUG=0) needs a long random SECRET_KEY "
+            "in the environment, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+        )
+    SECRET_KEY = "dev-only-key-not-for-production-" + "x" * 32
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "channels",
+    "anymail",
+    "django_celery_beat",
+    "myhibachi",
+    "crm",
+    "inbox",
+    "channels_ingest",
+    "analytics",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "myhibachi.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "myhibachi.asgi.application"
+
+# --- Database ---------------------------------------------------------------
+DATABASE_URL = env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=int(env("DB_CONN_MAX_AGE", "0")))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Waiting on a lock beats failing with "database is locked" when the
+    # dev server, an eager task and a test thread write at once.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: channel layer, Celery broker, readiness -------------------------
+REDIS_URL = env("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 200, "expiry": 30},
+        }
+    }
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_RESULT_BACKEND = REDIS_URL
+    CELERY_TASK_ALWAYS_EAGER = False
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CELERY_BROKER_URL = "memory://"
+    CELERY_RESULT_BACKEND = None
+    CELERY_TASK_ALWAYS_EAGER = True
+    CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Task time limit < lock TTL < broker visibility timeout (see FIELD-NOTES).
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+
+# --- Auth -------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- Time -------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+USE_TZ = True
+TIME_ZONE = "UTC"  # stored and processed in UTC
+BUSINESS_TIME_ZONE = env("BUSINESS_TIME_ZONE", "America/Los_Angeles")  # shown to staff
+BUSINESS_REGION = env("BUSINESS_REGION", "US")  # default region for phone numbers
+
+# --- Static files -----------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "media")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# --- Email ------------------------------------------------------------------
+EMAIL_PROVIDER = env("EMAIL_PROVIDER", "console")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "My Hibachi <hello@myhibachi.test>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+ANYMAIL = {}
+SILENCED_SYSTEM_CHECKS = []
+if EMAIL_PROVIDER == "console":
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+elif EMAIL_PROVIDER == "smtp":
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = env("EMAIL_HOST", "localhost")
+    EMAIL_PORT = int(env("EMAIL_PORT", "587"))
+    EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+elif EMAIL_PROVIDER == "sendgrid":
+    EMAIL_BACKEND = "anymail.backends.sendgrid.EmailBackend"
+    ANYMAIL["SENDGRID_API_KEY"] = env("SENDGRID_API_KEY")
+    ANYMAIL["SENDGRID_API_URL"] = env("SENDGRID_API_URL", "https://api.sendgrid.com/v3/")
+    if not DEBUG and not ANYMAIL["SENDGRID_API_KEY"]:
+        raise ImproperlyConfigured("EMAIL_PROVIDER=sendgrid needs SENDGRID_API_KEY in the environment.")
+    # Anymail no longer officially tests its SendGrid backend (anymail.W003).
+    # The brief requires SendGrid; our own tests against a SendGrid stand-in
+    # are the guarantee, so this one warning is silenced on purpose.
+    SILENCED_SYSTEM_CHECKS.append("anymail.W003")
+else:
+    raise ImproperlyConfigured(f"EMAIL_PROVIDER must be console, smtp or sendgrid, not {EMAIL_PROVIDER!r}.")
+if env("ANYMAIL_WEBHOOK_SECRET"):
+    ANYMAIL["WEBHOOK_SECRET"] = env("ANYMAIL_WEBHOOK_SECRET")
+if env("SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY"):
+    ANYMAIL["SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY"] = env("SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY")
+
+# --- REST API ---------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["myhibachi.roles.IsStaffMember"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "myhibachi.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "myhibachi API",
+    "DESCRIPTION": "Unified inbox and analytics for staff and integrations.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+}
+
+# --- Business rules -----------------------------------------------------------
+# Loyalty tier from the number of completed bookings: the highest threshold
+# reached wins; below the lowest the tier is "none".
+LOYALTY_TIERS = {"silver": 2, "gold": 5, "platinum": 10}
+INBOX_REOPEN_DAYS = int(env("INBOX_REOPEN_DAYS", "7"))
+
+# --- Production hardening (DEBUG off) ---------------------------------------
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # nginx probes health over plain HTTP on the upstream side.
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", str(60 * 60 * 24 * 365)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# Opening hours in BUSINESS_TIME_ZONE, used by routing rules ("outside business
+# hours"). Days missing from the table are closed.
+BUSINESS_HOURS = {
+    "mon": ("09:00", "21:00"),
+    "tue": ("09:00", "21:00"),
+    "wed": ("09:00", "21:00"),
+    "thu": ("09:00", "21:00"),
+    "fri": ("09:00", "21:00"),
+    "sat": ("10:00", "22:00"),
+    "sun": ("10:00", "20:00"),
+}
+# Where inbox.tasks.deliver_message hands an outbound message, per channel.
+# Each is a dotted path to a callable taking the Message; channel adapters
+# provide them. A channel without one marks replies failed with a reason.
+INBOX_SENDERS = {}
+# Replies longer than this many characters are refused (413).
+INBOX_MAX_REPLY_CHARS = 64 * 1024

@@ -1,0 +1,57 @@
+import pytest
+from django.contrib import admin
+
+
+def test_manager_reaches_the_admin(manager_client):
+    assert manager_client.get("/admin/").status_code == 200
+
+
+def test_agent_is_kept_out_of_the_admin_even_with_is_staff(agent_client, agent):
+    agent.is_staff = True
+    agent.save()
+    response = agent_client.get("/admin/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_anonymous_is_sent_to_login(client, db):
+    assert client.get("/admin/crm/customer/").status_code == 302
+
+
+@pytest.mark.parametrize("model", [m for m in admin.site._registry if m._meta.app_label in ("crm", "inbox")],
+                         ids=lambda m: m._meta.label)
+def test_every_admin_list_opens_for_a_manager(manager_client, model):
+    from django.core.management import call_command
+    from io import StringIO
+
+    call_command("seed_demo", customers=3, stdout=StringIO(), stderr=StringIO())
+    url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+    assert manager_client.get(url).status_code == 200
+    assert manager_client.get(url + "add/").status_code == 200
+
+
+def test_export_selected_rows_to_csv(manager_client):
+    from tests.factories import make_customer
+
+    customer = make_customer("=cmd@example.com", first_name="=HYPERLINK(1)")
+    response = manager_client.post("/admin/crm/customer/", {"action": "export_as_csv",
+                                                            "_selected_action": [customer.pk]})
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv"
+    body = response.content.decode()
+    assert "'=HYPERLINK(1)" in body  # spreadsheet formulas are neutralised
+
+
+def test_bulk_status_action_uses_the_inbox_rules(manager_client):
+    from inbox import services
+
+    from tests.factories import make_customer
+
+    make_customer("a@example.com")
+    received = services.receive_message(channel="email", sender="a@example.com", text="hi", external_id="x1")
+    conversation = received.message.conversation
+    response = manager_client.post("/admin/inbox/conversation/", {"action": "mark_resolved",
+                                                                  "_selected_action": [conversation.pk]})
+    assert response.status_code == 302
+    conversation.refresh_from_db()
+    assert conversation.status == "resolved" and conversation.resolved_at is not None

@@ -1,0 +1,39 @@
+"""Settings are read from the environment at start-up, so these run a fresh process."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": "k3y-" + "q8Zr1xW9vP2mT7nL4bY6cJ0hF5sD3gA" * 2,
+    "ALLOWED_HOSTS": "inbox.myhibachi.com",
+    "CSRF_TRUSTED_ORIGINS": "https://inbox.myhibachi.com",
+    "DATABASE_URL": "sqlite:///" + str(ROOT / "prod-check.sqlite3"),
+}
+
+
+def _manage(*args, env):
+    base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "REDIS_URL")}
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_production_settings_pass_check_deploy():
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_with_sendgrid_passes_check_deploy():
+    env = {**PRODUCTION, "EMAIL_PROVIDER": "sendgrid", "SENDGRID_API_KEY": "SG.test"}
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_missing_secret_key_in_production_stops_start_up_with_a_clear_message():
+    env = {k: v for k, v in PRODUCTION.items() if k != "SECRET_KEY"}
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr

@@ -1,0 +1,2 @@
+"""WebSocket URL routes, collected from the apps that serve sockets."""
+websocket_urlpatterns = []
