@@ -78,3 +78,13 @@ def agent_client(client, agent):
 def manager_client(client, manager):
     client.force_login(manager)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Cached values (status counts) must not leak from one test's database into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -2,6 +2,7 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Count, Min, Q
@@ -59,6 +60,8 @@ class Customer(models.Model):
     last_name = models.CharField(max_length=100, blank=True)
     preferred_channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.EMAIL)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Kept current by a PostgreSQL trigger (crm migration 0002); unused on SQLite.
+    search_vector = SearchVectorField(null=True, editable=False)
 
     objects = CustomerQuerySet.as_manager()
 

@@ -1,7 +1,9 @@
 """The unified inbox: one conversation per customer thread, one Message row per
 email, SMS, chat line or call, whatever the channel."""
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -49,7 +51,7 @@ class Conversation(models.Model):
         indexes = [
             models.Index(fields=["customer", "-last_activity_at"], name="inbox_conv_customer_idx"),
             models.Index(fields=["status", "-last_activity_at", "-id"], name="inbox_conv_status_idx"),
-            models.Index(fields=["assignee", "status", "-last_activity_at"], name="inbox_conv_assignee_idx"),
+            models.Index(fields=["assignee", "status", "-last_activity_at", "-id"], name="inbox_conv_assignee_idx"),
             models.Index(fields=["-last_activity_at", "-id"], name="inbox_conv_activity_idx"),
         ]
         constraints = [
@@ -96,6 +98,8 @@ class Message(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages_sent"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # Subject and text, kept current by a PostgreSQL trigger (inbox migration 0004).
+    search_vector = SearchVectorField(null=True, editable=False)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -130,10 +134,11 @@ class Note(models.Model):
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="notes")
     body = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
+    search_vector = SearchVectorField(null=True, editable=False)
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["customer", "-created_at"], name="inbox_note_customer_idx")]
+        indexes = [models.Index(fields=["customer", "-created_at", "-id"], name="inbox_note_customer_idx")]
         constraints = [models.CheckConstraint(condition=~Q(body=""), name="inbox_note_body_not_empty")]
 
     def __str__(self):
@@ -205,7 +210,7 @@ class InboxEvent(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
         help_text="Empty: every staff member may see it; set: only this user.",
     )
-    payload = models.JSONField(default=dict)
+    payload = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
@@ -224,7 +229,7 @@ class IdempotencyKey(models.Model):
     method = models.CharField(max_length=10)
     path = models.CharField(max_length=500)
     status_code = models.PositiveSmallIntegerField(null=True)
-    response = models.JSONField(null=True)
+    response = models.JSONField(null=True, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

@@ -23,6 +23,7 @@ from myhibachi.roles import is_staff_member
 from . import canned, events
 from .models import CannedResponse, Conversation, Message, Note
 from .sanitize import clean_html
+from .selectors import forget_status_counts
 
 Status = Conversation.Status
 MAX_INBOUND_CHARS = 1_000_000
@@ -134,7 +135,8 @@ def _receive(*, channel, sender_kind, sender_value, text, html, subject, externa
     # One writer per customer at a time: two messages racing from the same
     # new customer end up in one conversation, not two.
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
-    conversation, created = _conversation_for(customer, received_at, hint=hint, open_new=open_new)
+    conversation, how = _conversation_for(customer, received_at, hint=hint, open_new=open_new)
+    created = how == "created"
 
     message = Message.objects.create(
         conversation=conversation, customer=customer, channel=channel, direction=Message.Direction.INBOUND,
@@ -155,6 +157,8 @@ def _receive(*, channel, sender_kind, sender_value, text, html, subject, externa
     if fields:
         conversation.save(update_fields=fields)
 
+    if how != "existing":
+        transaction.on_commit(forget_status_counts)
     events.record(
         events.CONVERSATION_CREATED if created else events.CONVERSATION_UPDATED,
         conversation=conversation, payload=conversation_summary(conversation),
@@ -174,25 +178,25 @@ def _conversation_for(customer, received_at, *, hint, open_new):
     if hint is not None:
         hinted = candidates.get(pk=hint.pk)
         if hinted.status in active or not open_new:
-            return hinted, False
+            return hinted, "existing"
         if hinted.status == Status.RESOLVED and hinted.resolved_at and hinted.resolved_at >= reopen_after:
-            return _reopen(hinted), False
+            return _reopen(hinted), "reopened"
     conversation = candidates.filter(status__in=active).order_by("-last_activity_at", "-id").first()
     if conversation is not None:
-        return conversation, False
+        return conversation, "existing"
     if not open_new:
         latest = candidates.order_by("-last_activity_at", "-id").first()
         if latest is not None:
-            return latest, False
+            return latest, "existing"
         # Keep the message, but out of the inbox: nobody needs to answer it.
         return Conversation.objects.create(customer=customer, status=Status.CLOSED, last_activity_at=received_at,
-                                           is_unread=False), True
+                                           is_unread=False), "created"
     recent = (
         candidates.filter(status=Status.RESOLVED, resolved_at__gte=reopen_after).order_by("-resolved_at").first()
     )
     if recent is not None:
-        return _reopen(recent), False
-    return Conversation.objects.create(customer=customer, status=Status.OPEN, last_activity_at=received_at), True
+        return _reopen(recent), "reopened"
+    return Conversation.objects.create(customer=customer, status=Status.OPEN, last_activity_at=received_at), "created"
 
 
 def _reopen(conversation):
@@ -317,6 +321,7 @@ def set_status(*, conversation: Conversation, status: str, by=None) -> Conversat
             conversation.resolved_at = None
         conversation.status = status
         conversation.save(update_fields=["status", "resolved_at"])
+        transaction.on_commit(forget_status_counts)
         events.record(events.CONVERSATION_UPDATED, conversation=conversation,
                       payload=conversation_summary(conversation, by=by))
     return conversation

@@ -8,11 +8,22 @@ from .delivery import PermanentSendError, TransientSendError, sender_for
 from .models import Message
 
 logger = logging.getLogger(__name__)
+MAX_RETRIES = 6
 
 
-@shared_task(bind=True, max_retries=6, acks_late=True)
+def backoff_seconds(retries: int) -> int:
+    """4 s, 8 s, 16 s … capped at 10 minutes."""
+    return min(600, 2 ** (retries + 2))
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
 def deliver_message(self, message_id: int):
-    """Hand a queued outbound message to its channel's sender, once."""
+    """Hand a queued outbound message to its channel's sender, once.
+
+    Transient failures retry with exponential backoff on a worker. In eager
+    mode (no REDIS_URL, no worker) they are retried at once, in process,
+    because nothing would pick up a delayed retry.
+    """
     message = Message.objects.select_related("conversation", "customer").filter(pk=message_id).first()
     if message is None or message.delivery_status != Message.DeliveryStatus.QUEUED:
         return "skipped"
@@ -21,16 +32,21 @@ def deliver_message(self, message_id: int):
         services.update_delivery(message=message, status="failed",
                                  reason=f"No sender is configured for {message.get_channel_display()} replies.")
         return "failed"
-    try:
-        provider_id = send(message)
-    except TransientSendError as exc:
-        if self.request.retries >= self.max_retries:
-            services.update_delivery(message=message, status="failed", reason=f"Gave up after retries: {exc}")
+    attempt = self.request.retries
+    while True:
+        try:
+            provider_id = send(message)
+        except TransientSendError as exc:
+            if attempt >= MAX_RETRIES:
+                services.update_delivery(message=message, status="failed", reason=f"Gave up after retries: {exc}")
+                return "failed"
+            logger.warning("sending message %s failed for now (%s); retry %s", message_id, exc, attempt + 1)
+            if not self.request.is_eager:
+                raise self.retry(exc=exc, countdown=backoff_seconds(attempt))
+            attempt += 1
+            continue
+        except PermanentSendError as exc:
+            services.update_delivery(message=message, status="failed", reason=str(exc))
             return "failed"
-        logger.warning("sending message %s failed for now (%s); retrying", message_id, exc)
-        raise self.retry(exc=exc, countdown=min(600, 2 ** (self.request.retries + 2)))
-    except PermanentSendError as exc:
-        services.update_delivery(message=message, status="failed", reason=str(exc))
-        return "failed"
-    services.update_delivery(message=message, status="sent", external_id=provider_id)
-    return "sent"
+        services.update_delivery(message=message, status="sent", external_id=provider_id)
+        return "sent"

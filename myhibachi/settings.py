@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "anymail",
     "django_celery_beat",
@@ -217,6 +218,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Swagger UI served from our own static files (the sidecar), not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Business rules -----------------------------------------------------------
@@ -265,3 +270,15 @@ BUSINESS_HOURS = {
 INBOX_SENDERS = {}
 # Replies longer than this many characters are refused (413).
 INBOX_MAX_REPLY_CHARS = 64 * 1024
+
+# Shared cache: Redis when configured (both nodes see the same status counts),
+# per-process memory otherwise.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": "myhibachi"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    "ChannelEnum": "crm.models.Channel",
+    "ReplyChannelEnum": [("email", "Email"), ("sms", "SMS"), ("chat", "Chat")],
+}

@@ -10,5 +10,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("inbox.api.urls")),
+    path("", include("channels_ingest.urls")),
     path("", views.home, name="home"),
 ]

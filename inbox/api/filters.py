@@ -1,0 +1,60 @@
+"""Query parameters of GET /api/v1/inbox, validated by django-filter."""
+import django_filters
+from django.core.exceptions import ValidationError
+
+from crm.models import Channel
+from inbox import selectors
+from inbox.models import Conversation
+
+
+def _assignee_value(value):
+    if value in ("me", "unassigned"):
+        return value
+    if value.isdigit() and int(value) < 2**63:
+        return int(value)
+    raise ValidationError('Use a user id, "me" or "unassigned".')
+
+
+class ConversationFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(
+        choices=[*Conversation.Status.choices, ("all", "All")], method="filter_noop",
+        help_text="open, pending, resolved, closed or all (default: all).")
+    channel = django_filters.ChoiceFilter(choices=Channel.choices, method="filter_noop",
+                                          help_text="Conversations with at least one message on this channel.")
+    assignee = django_filters.CharFilter(method="filter_noop", help_text='A user id, "me" or "unassigned".')
+    customer = django_filters.NumberFilter(method="filter_noop", min_value=1)
+    tag = django_filters.CharFilter(method="filter_noop", max_length=50)
+    created_after = django_filters.IsoDateTimeFilter(method="filter_noop")
+    created_before = django_filters.IsoDateTimeFilter(method="filter_noop")
+    last_activity_after = django_filters.IsoDateTimeFilter(method="filter_noop")
+    last_activity_before = django_filters.IsoDateTimeFilter(method="filter_noop")
+    q = django_filters.CharFilter(method="filter_noop", max_length=200,
+                                  help_text='Full-text search: words, "a phrase", prefix*; or an email/phone.')
+
+    class Meta:
+        model = Conversation
+        fields = []
+
+    def filter_noop(self, queryset, name, value):
+        return queryset  # applied together in filter_queryset, through the selector
+
+    def filter_queryset(self, queryset):
+        data = self.form.cleaned_data
+        assignee = _assignee_value(data["assignee"]) if data.get("assignee") else None  # checked in is_valid
+        return selectors.filter_conversations(
+            queryset, user=self.request.user, status=data.get("status"), channel=data.get("channel"),
+            assignee=assignee, customer=data.get("customer"), tag=data.get("tag"),
+            created_after=data.get("created_after"), created_before=data.get("created_before"),
+            active_after=data.get("last_activity_after"), active_before=data.get("last_activity_before"),
+        )
+
+    def is_valid(self):
+        valid = super().is_valid()
+        raw = self.form.cleaned_data.get("assignee") if valid else None
+        if raw:
+            try:
+                _assignee_value(raw)
+            except ValidationError as exc:
+                self.form.add_error("assignee", exc)
+                return False
+        return valid

@@ -1,0 +1,182 @@
+"""API shapes. Rows read what the selectors already loaded; no serializer queries."""
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from crm.models import Customer
+from inbox.models import CannedResponse, Conversation, InboxEvent, Message, Note, RoutingRule
+from inbox.routing import validate_rule
+
+
+class UserBriefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    name = serializers.SerializerMethodField()
+
+    def get_name(self, user) -> str:
+        return user.get_full_name() or user.get_username()
+
+
+def primary_identity(customer):
+    identities = list(customer.identities.all())  # prefetched, primary first
+    return identities[0].value if identities else None
+
+
+class CustomerBriefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    identity = serializers.SerializerMethodField(help_text="Primary email or phone.")
+
+    def get_identity(self, customer) -> str | None:
+        return primary_identity(customer)
+
+
+class LastMessageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    channel = serializers.CharField()
+    direction = serializers.CharField()
+    preview = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_preview(self, message) -> str:
+        return " ".join((message.text or message.subject).split())[:140]
+
+
+class ConversationRowSerializer(serializers.ModelSerializer):
+    customer = CustomerBriefSerializer()
+    assignee = UserBriefSerializer(allow_null=True)
+    last_message = LastMessageSerializer(allow_null=True)
+    tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+
+    class Meta:
+        model = Conversation
+        fields = ["id", "status", "subject", "customer", "assignee", "last_message", "last_activity_at",
+                  "is_unread", "tags", "created_at", "first_response_at", "resolved_at"]
+
+
+class IdentitySerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    value = serializers.CharField()
+    is_primary = serializers.BooleanField()
+
+
+class BookingBriefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    event_at = serializers.DateTimeField()
+    guest_count = serializers.IntegerField()
+    status = serializers.CharField()
+
+
+class ProfileSerializer(serializers.Serializer):
+    previous_bookings = serializers.IntegerField(help_text="Completed bookings.")
+    bookings_total = serializers.IntegerField()
+    loyalty_tier = serializers.CharField()
+    preferred_channel = serializers.CharField()
+    next_booking = BookingBriefSerializer(allow_null=True)
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    author = UserBriefSerializer(allow_null=True)
+
+    class Meta:
+        model = Message
+        fields = ["id", "conversation", "channel", "direction", "subject", "text", "html", "metadata",
+                  "delivery_status", "status_reason", "author", "created_at"]
+
+
+class NoteSerializer(serializers.ModelSerializer):
+    author = UserBriefSerializer(allow_null=True)
+
+    class Meta:
+        model = Note
+        fields = ["id", "conversation", "body", "author", "created_at"]
+
+
+class ThreadItemSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["message", "note"])
+    internal = serializers.BooleanField(help_text="Notes are internal: never sent to the customer.")
+    item = serializers.DictField()
+
+    def to_representation(self, item):
+        body = MessageSerializer(item.obj).data if item.kind == "message" else NoteSerializer(item.obj).data
+        return {"kind": item.kind, "internal": item.kind == "note", "item": body}
+
+
+class ReplySerializer(serializers.Serializer):
+    text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, default="")
+    channel = serializers.ChoiceField(choices=["email", "sms", "chat"], required=False)
+    canned_response = serializers.PrimaryKeyRelatedField(queryset=CannedResponse.objects.filter(active=True),
+                                                         required=False)
+
+
+class StatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Conversation.Status.choices)
+
+
+class AssignSerializer(serializers.Serializer):
+    assignee = serializers.CharField(allow_null=True, help_text='A user id, "me", or null for nobody.')
+
+    def validate_assignee(self, value):
+        if value is None or value == "":
+            return None
+        if value == "me":
+            return self.context["request"].user
+        try:
+            return get_user_model().objects.get(pk=int(value), is_active=True)
+        except (ValueError, get_user_model().DoesNotExist):
+            raise serializers.ValidationError(f"There is no active user {value!r}.")
+
+
+class NoteCreateSerializer(serializers.Serializer):
+    body = serializers.CharField(trim_whitespace=True)
+
+
+class CannedResponseSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CannedResponse
+        fields = ["id", "title", "shortcut", "body", "active", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def validate_body(self, body):
+        from django.core.exceptions import ValidationError
+
+        from inbox.canned import validate_body
+
+        try:
+            validate_body(body)
+        except ValidationError as exc:
+            raise serializers.ValidationError(exc.messages)
+        return body
+
+
+class RoutingRuleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RoutingRule
+        fields = ["id", "name", "order", "active", "trigger", "conditions", "actions", "continue_processing",
+                  "created_at"]
+        read_only_fields = ["created_at"]
+
+    def validate(self, attrs):
+        from django.core.exceptions import ValidationError
+
+        conditions = attrs.get("conditions", getattr(self.instance, "conditions", {}))
+        actions = attrs.get("actions", getattr(self.instance, "actions", {}))
+        try:
+            validate_rule(conditions, actions)
+        except ValidationError as exc:
+            raise serializers.ValidationError({"rule": exc.messages})
+        return attrs
+
+
+class CustomerSerializer(serializers.ModelSerializer):
+    identities = IdentitySerializer(many=True)
+    name = serializers.CharField()
+
+    class Meta:
+        model = Customer
+        fields = ["id", "name", "first_name", "last_name", "preferred_channel", "identities", "created_at"]
+
+
+class EventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = InboxEvent
+        fields = ["id", "type", "conversation", "payload", "created_at"]

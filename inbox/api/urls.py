@@ -1,0 +1,25 @@
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter(trailing_slash="/?")
+router.register("canned-responses", views.CannedResponseViewSet, basename="canned-response")
+router.register("routing-rules", views.RoutingRuleViewSet, basename="routing-rule")
+
+urlpatterns = [
+    path("inbox", views.InboxListView.as_view(), name="api-inbox"),
+    path("inbox/<int:pk>", views.ConversationDetailView.as_view(), name="api-conversation"),
+    path("inbox/<int:pk>/reply", views.ReplyView.as_view(), name="api-reply"),
+    path("inbox/<int:pk>/status", views.StatusView.as_view(), name="api-status"),
+    path("inbox/<int:pk>/assign", views.AssignView.as_view(), name="api-assign"),
+    path("inbox/<int:pk>/note", views.NoteView.as_view(), name="api-note"),
+    path("inbox/<int:pk>/read", views.ReadView.as_view(), name="api-read"),
+    path("events", views.EventsView.as_view(), name="api-events"),
+    path("customers", views.CustomerListView.as_view(), name="api-customers"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    *router.urls,
+    re_path(r"^.*$", views.UnknownEndpointView.as_view()),
+]

@@ -1,0 +1,306 @@
+"""API v1 views: validate, call a service or selector, serialize."""
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Prefetch, Q
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
+from rest_framework.generics import ListAPIView
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from crm import identity
+from crm.models import Customer, CustomerIdentity
+from inbox import selectors, services
+from inbox.access import access_conversation
+from inbox.models import CannedResponse, RoutingRule
+from myhibachi.roles import IsManager, IsManagerOrReadOnly, IsStaffMember
+
+from . import serializers as s
+from .filters import ConversationFilter
+from .idempotency import idempotent
+
+PAGE_SIZE = 25
+MAX_PAGE_SIZE = 100
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+
+def _translate(exc):
+    """Service errors -> API errors with the same human message."""
+    if isinstance(exc, services.InvalidTransition):
+        return Conflict(exc.message)
+    if isinstance(exc, services.ReplyTooLarge):
+        return PayloadTooLarge(exc.message)
+    if isinstance(exc, services.CannotReply):
+        return ValidationError({"channel": [exc.message]})
+    if isinstance(exc, DjangoValidationError):
+        return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
+    if isinstance(exc, selectors.BadCursor):
+        return ValidationError({"cursor": [str(exc)]})
+    if isinstance(exc, DjangoPermissionDenied):
+        return PermissionDenied(str(exc) or None)
+    return exc
+
+
+class InboxAPIView(APIView):
+    permission_classes = [IsStaffMember]
+
+    def handle_exception(self, exc):
+        return super().handle_exception(_translate(exc))
+
+
+def _page_size(request):
+    raw = request.query_params.get("page_size", "")
+    if not raw:
+        return PAGE_SIZE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise ValidationError({"page_size": [f"Use a whole number from 1 to {MAX_PAGE_SIZE}."]})
+    return int(raw)
+
+
+@extend_schema(
+    parameters=[OpenApiParameter("cursor", str, description="The `next` cursor of the previous page."),
+                OpenApiParameter("page_size", int, description=f"Rows per page, 1–{MAX_PAGE_SIZE} (default 25).")],
+    responses=inline_serializer("InboxPage", {
+        "results": s.ConversationRowSerializer(many=True),
+        "next": serializers.CharField(allow_null=True, help_text="Cursor for the next page."),
+        "counts": serializers.DictField(child=serializers.IntegerField(),
+                                        help_text="Conversations per status, plus all."),
+        "latest_event": serializers.IntegerField(help_text="Sequence number of the newest live event."),
+    }),
+)
+class InboxListView(InboxAPIView, ListAPIView):
+    """Conversations, newest activity first (or best match first with `q`)."""
+
+    filterset_class = ConversationFilter
+    serializer_class = s.ConversationRowSerializer
+
+    def get_queryset(self):
+        return selectors.conversations_for_list()
+
+    def list(self, request, *args, **kwargs):
+        filterset = self.filterset_class(request.query_params, queryset=self.get_queryset(), request=request)
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        qs = filterset.qs
+        size, cursor = _page_size(request), request.query_params.get("cursor") or None
+        latest_event = selectors.latest_event_id()
+        text = filterset.form.cleaned_data.get("q")
+        page = (selectors.page_of_search(qs, text, size=size, cursor=cursor) if text
+                else selectors.page_by_activity(qs, size=size, cursor=cursor))
+        return Response({
+            "results": self.get_serializer(page.rows, many=True).data,
+            "next": page.next_cursor,
+            "counts": selectors.status_counts(),
+            "latest_event": latest_event,
+        })
+
+
+class ConversationDetailView(InboxAPIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("before", str, description="Cursor for older thread items."),
+                    OpenApiParameter("page_size", int, description="Thread items per page (default 25).")],
+        responses=inline_serializer("ConversationDetail", {
+            "conversation": s.ConversationRowSerializer(),
+            "customer": s.CustomerSerializer(),
+            "profile": s.ProfileSerializer(),
+            "thread": s.ThreadItemSerializer(many=True),
+            "older": serializers.CharField(allow_null=True),
+        }),
+    )
+    def get(self, request, pk):
+        """The conversation, the customer's profile and their whole thread across channels."""
+        conversation = access_conversation(request.user, pk)
+        items, older = selectors.customer_thread(conversation.customer_id, size=_page_size(request),
+                                                 before=request.query_params.get("before") or None)
+        conversation.last_message = None  # the thread carries the messages
+        row = s.ConversationRowSerializer(conversation).data
+        return Response({
+            "conversation": row,
+            "customer": s.CustomerSerializer(conversation.customer).data,
+            "profile": s.ProfileSerializer(selectors.customer_profile(conversation.customer)).data,
+            "thread": s.ThreadItemSerializer(items, many=True).data,
+            "older": older,
+        })
+
+
+class ReplyView(InboxAPIView):
+    @extend_schema(request=s.ReplySerializer, responses={201: s.MessageSerializer})
+    @idempotent
+    def post(self, request, pk):
+        """Queue a reply to the customer (email, SMS or chat). Accepts an Idempotency-Key header."""
+        conversation = access_conversation(request.user, pk)
+        data = _valid(s.ReplySerializer, request)
+        message = services.reply(conversation=conversation, author=request.user, text=data["text"],
+                                 channel=data.get("channel"), canned_response=data.get("canned_response"))
+        return Response(s.MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+class StatusView(InboxAPIView):
+    @extend_schema(request=s.StatusSerializer, responses={200: s.ConversationRowSerializer})
+    def put(self, request, pk):
+        """Change the status; 409 when the move is not allowed from the current status."""
+        conversation = access_conversation(request.user, pk)
+        data = _valid(s.StatusSerializer, request)
+        conversation = services.set_status(conversation=conversation, status=data["status"], by=request.user)
+        return Response(_row(conversation.pk))
+
+
+class AssignView(InboxAPIView):
+    @extend_schema(request=s.AssignSerializer, responses={200: s.ConversationRowSerializer})
+    @idempotent
+    def post(self, request, pk):
+        """Assign to a staff member ("me", a user id) or to nobody (null)."""
+        conversation = access_conversation(request.user, pk)
+        data = _valid(s.AssignSerializer, request)
+        services.assign(conversation=conversation, assignee=data["assignee"], by=request.user)
+        return Response(_row(conversation.pk))
+
+
+class NoteView(InboxAPIView):
+    @extend_schema(request=s.NoteCreateSerializer, responses={201: s.NoteSerializer})
+    @idempotent
+    def post(self, request, pk):
+        """Add an internal note; @username mentions notify that user."""
+        conversation = access_conversation(request.user, pk)
+        data = _valid(s.NoteCreateSerializer, request)
+        note = services.add_note(conversation=conversation, author=request.user, body=data["body"])
+        return Response(s.NoteSerializer(note).data, status=status.HTTP_201_CREATED)
+
+
+class ReadView(InboxAPIView):
+    @extend_schema(request=None, responses={200: s.ConversationRowSerializer})
+    def post(self, request, pk):
+        """Mark the conversation as read by staff."""
+        conversation = access_conversation(request.user, pk)
+        services.mark_read(conversation=conversation, by=request.user)
+        return Response(_row(conversation.pk))
+
+
+class EventsView(InboxAPIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("after", int, required=True,
+                                     description="Return events with a sequence number above this one.")],
+        responses=inline_serializer("EventPage", {"events": s.EventSerializer(many=True),
+                                                  "latest": serializers.IntegerField()}),
+    )
+    def get(self, request):
+        """Live events missed since `after` (for reconnects and detected gaps)."""
+        raw = request.query_params.get("after", "")
+        if not raw.isdigit() or int(raw) >= 2**63:
+            raise ValidationError({"after": ["Give the last event number you saw (a whole number)."]})
+        events = selectors.events_after(user=request.user, after=int(raw))
+        return Response({"events": s.EventSerializer(events, many=True).data,
+                         "latest": events[-1].id if events else int(raw)})
+
+
+def _valid(serializer_class, request):
+    if not isinstance(request.data, dict):
+        raise ValidationError({"non_field_errors": ["Send a JSON object."]})
+    serializer = serializer_class(data=request.data, context={"request": request})
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _row(pk):
+    conversation = selectors.conversations_for_list().get(pk=pk)
+    return s.ConversationRowSerializer(conversation).data
+
+
+class CannedResponseViewSet(viewsets.ModelViewSet):
+    """Canned responses: staff read them, managers write them."""
+
+    queryset = CannedResponse.objects.all()
+    serializer_class = s.CannedResponseSerializer
+    permission_classes = [IsManagerOrReadOnly]
+    pagination_class = LimitOffsetPagination
+    filterset_fields = ["active", "shortcut"]
+
+    def handle_exception(self, exc):
+        return super().handle_exception(_translate(exc))
+
+    @extend_schema(
+        parameters=[OpenApiParameter("conversation", int, required=True)],
+        responses=inline_serializer("RenderedCanned", {"text": serializers.CharField()}),
+    )
+    @action(detail=True, methods=["get"], permission_classes=[IsStaffMember])
+    def render(self, request, pk=None):
+        """The body with the conversation's customer, the current agent and the next booking filled in."""
+        response = self.get_object()
+        conversation = access_conversation(request.user, request.query_params.get("conversation"))
+        text = services.render_canned(response, conversation=conversation, agent=request.user)
+        return Response({"text": text})
+
+
+class CustomerListView(ListAPIView):
+    """Customers, searchable by name, email or phone (`q`)."""
+
+    serializer_class = s.CustomerSerializer
+    permission_classes = [IsStaffMember]
+    pagination_class = LimitOffsetPagination
+
+    @extend_schema(parameters=[OpenApiParameter("q", str, description="Name, email or phone.")])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        qs = Customer.objects.prefetch_related(
+            Prefetch("identities", queryset=CustomerIdentity.objects.order_by("-is_primary", "kind", "id"))
+        ).order_by("last_name", "first_name", "id")
+        text = (self.request.query_params.get("q") or "").strip()[:200]
+        if not text:
+            return qs
+        match = Q(first_name__icontains=text) | Q(last_name__icontains=text)
+        if "@" in text:
+            match |= Q(identities__kind="email", identities__value__startswith=text.lower())
+        digits = "".join(ch for ch in text if ch.isdigit())
+        if len(digits) >= 4:
+            try:
+                match |= Q(identities__kind="phone", identities__value=identity.normalize_phone(text))
+            except DjangoValidationError:
+                match |= Q(identities__kind="phone", identities__value__contains=digits)
+        parts = text.split(None, 1)
+        if len(parts) == 2:
+            match |= Q(first_name__iexact=parts[0], last_name__icontains=parts[1])
+        return qs.filter(match).distinct()
+
+
+class RoutingRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                         mixins.UpdateModelMixin, viewsets.GenericViewSet):
+    """Routing rules, evaluated in order; managers only."""
+
+    queryset = RoutingRule.objects.all()
+    serializer_class = s.RoutingRuleSerializer
+    permission_classes = [IsManager]
+    pagination_class = LimitOffsetPagination
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def handle_exception(self, exc):
+        return super().handle_exception(_translate(exc))
+
+
+class UnknownEndpointView(APIView):
+    """Any other /api/v1/ address: a JSON 404 rather than an HTML page."""
+
+    permission_classes = []
+    authentication_classes = []
+    schema = None
+
+    def dispatch(self, request, *args, **kwargs):
+        return super().dispatch(request, *args, **kwargs)
+
+    def get(self, request, *args, **kwargs):
+        raise NotFound(f"There is no API endpoint at {request.path}.")
+
+    post = put = patch = delete = get

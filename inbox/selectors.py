@@ -1,0 +1,342 @@
+"""Every read of the inbox used by the API and the staff screens.
+
+Each returns rows with their related objects already loaded, so the number of
+queries does not grow with the page size.
+"""
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from crm import identity
+from crm.models import Booking, Customer, CustomerIdentity
+
+from .models import Conversation, InboxEvent, Message, Note
+
+Status = Conversation.Status
+STATUS_COUNTS_KEY = "inbox:status-counts"
+SEARCH_CANDIDATES = 2000  # most recent matching rows considered per search
+
+
+class BadCursor(ValueError):
+    pass
+
+
+# --- cursors ---------------------------------------------------------------
+
+def encode_cursor(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: str) -> dict:
+    try:
+        padded = raw + "=" * (-len(raw) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadCursor("The cursor is not one this server gave out.")
+    if not isinstance(data, dict):
+        raise BadCursor("The cursor is not one this server gave out.")
+    return data
+
+
+def _cursor_time(data, key="t") -> datetime:
+    value = parse_datetime(str(data.get(key, "")))
+    if value is None or not isinstance(data.get("id"), int):
+        raise BadCursor("The cursor is not one this server gave out.")
+    return value
+
+
+# --- the inbox list ----------------------------------------------------------
+
+def conversations_for_list():
+    primary = CustomerIdentity.objects.order_by("-is_primary", "kind", "id")
+    return Conversation.objects.select_related("customer", "assignee", "last_message").prefetch_related(
+        Prefetch("customer__identities", queryset=primary), "tags"
+    )
+
+
+def filter_conversations(qs, *, user, status=None, channel=None, assignee=None, customer=None, tag=None,
+                         created_after=None, created_before=None, active_after=None, active_before=None):
+    if status and status != "all":
+        qs = qs.filter(status=status)
+    if channel:
+        qs = qs.filter(Exists(Message.objects.filter(conversation=OuterRef("pk"), channel=channel)))
+    if assignee == "me":
+        qs = qs.filter(assignee=user)
+    elif assignee == "unassigned":
+        qs = qs.filter(assignee__isnull=True)
+    elif assignee:
+        qs = qs.filter(assignee_id=assignee)
+    if customer:
+        qs = qs.filter(customer_id=customer)
+    if tag:
+        qs = qs.filter(tags__name=tag)
+    if created_after:
+        qs = qs.filter(created_at__gte=created_after)
+    if created_before:
+        qs = qs.filter(created_at__lt=created_before)
+    if active_after:
+        qs = qs.filter(last_activity_at__gte=active_after)
+    if active_before:
+        qs = qs.filter(last_activity_at__lt=active_before)
+    return qs
+
+
+@dataclass
+class Page:
+    rows: list
+    next_cursor: str | None
+
+
+def page_by_activity(qs, *, size: int, cursor: str | None = None) -> Page:
+    """Keyset pagination, newest activity first: constant cost on any page."""
+    qs = qs.order_by("-last_activity_at", "-id")
+    if cursor:
+        data = decode_cursor(cursor)
+        at = _cursor_time(data)
+        qs = qs.filter(Q(last_activity_at__lt=at) | Q(last_activity_at=at, id__lt=data["id"]))
+    rows = list(qs[: size + 1])
+    next_cursor = None
+    if len(rows) > size:
+        rows = rows[:size]
+        last = rows[-1]
+        next_cursor = encode_cursor({"t": last.last_activity_at.isoformat(), "id": last.pk})
+    return Page(rows, next_cursor)
+
+
+def status_counts() -> dict:
+    """Conversations per status (the "Inbox (12 Open)" badge).
+
+    Cached briefly and dropped by every write that changes a status, so it
+    stays exact while a 200,000-row count is not paid on every page view.
+    """
+    counts = cache.get(STATUS_COUNTS_KEY)
+    if counts is None:
+        counts = {s: 0 for s in Status.values}
+        for row in Conversation.objects.order_by().values("status").annotate(n=Count("id")):
+            counts[row["status"]] = row["n"]
+        counts["all"] = sum(counts[s] for s in Status.values)
+        cache.set(STATUS_COUNTS_KEY, counts, timeout=60)
+    return counts
+
+
+def forget_status_counts() -> None:
+    cache.delete(STATUS_COUNTS_KEY)
+
+
+# --- full-text search --------------------------------------------------------
+
+WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def to_tsquery(text: str) -> str:
+    """User text -> a safe raw tsquery: words AND-ed, "quoted phrases" as
+    phrases, a trailing * as a prefix. Only word characters pass through, so
+    nothing the user types can break the query syntax."""
+    parts = []
+    for token in re.findall(r'"[^"]*"|\S+', text):
+        if token.startswith('"'):
+            words = WORD.findall(token)
+            if words:
+                parts.append("(" + " <-> ".join(words) + ")")
+            continue
+        words = WORD.findall(token)
+        if not words:
+            continue
+        term = " & ".join(words)
+        if token.endswith("*"):
+            term = " & ".join(words[:-1] + [words[-1] + ":*"])
+        parts.append(term)
+    return " & ".join(parts)
+
+
+def _identity_matches(text: str):
+    text = text.strip()
+    if "@" in text:
+        return CustomerIdentity.objects.filter(kind="email", value__startswith=text.lower())
+    digits = re.sub(r"\D", "", text)
+    if len(digits) >= 4 and re.fullmatch(r"[\d\s()+.\-]+", text):
+        try:
+            return CustomerIdentity.objects.filter(kind="phone", value=identity.normalize_phone(text))
+        except ValidationError:  # not a whole number: look for the digits inside stored numbers
+            return CustomerIdentity.objects.filter(kind="phone", value__contains=digits)
+    return None
+
+
+def search_conversation_ids(text: str, *, limit: int = 200) -> list[int]:
+    """Conversation ids matching the text, best first.
+
+    Looks in message text and subjects, notes, customer names, emails and
+    phone numbers. On PostgreSQL it uses the stored search vectors (GIN) and
+    ranks the most recent matches; on SQLite it falls back to simple
+    substring matching, newest first.
+    """
+    text = (text or "").strip()[:200]
+    if not text:
+        return []
+    scores: dict[int, float] = {}
+    identities = _identity_matches(text)
+    if identities is not None:
+        customer_ids = identities.values("customer_id")
+        for conv_id in (Conversation.objects.filter(customer_id__in=customer_ids)
+                        .order_by("-last_activity_at").values_list("id", flat=True)[:limit]):
+            scores[conv_id] = 10.0
+    if connection.vendor == "postgresql":
+        _search_postgres(text, scores)
+    else:
+        _search_simple(text, scores, limit)
+    ranked = sorted(scores.items(), key=lambda item: -item[1])
+    return [conv_id for conv_id, _ in ranked[:limit]]
+
+
+def _search_postgres(text, scores):
+    from django.contrib.postgres.search import SearchQuery, SearchRank
+
+    raw = to_tsquery(text)
+    if not raw:
+        return
+    english = SearchQuery(raw, search_type="raw", config="english")
+    simple = SearchQuery(raw, search_type="raw", config="simple")
+    for model, query in ((Message, english), (Note, english)):
+        rows = (model.objects.filter(search_vector=query).annotate(rank=SearchRank("search_vector", query))
+                .order_by("-id").values_list("conversation_id", "rank")[:SEARCH_CANDIDATES])
+        for conv_id, rank in rows:
+            scores[conv_id] = max(scores.get(conv_id, 0.0), float(rank))
+    customers = Customer.objects.filter(search_vector=simple).values("pk")[:SEARCH_CANDIDATES]
+    for conv_id in (Conversation.objects.filter(customer_id__in=customers)
+                    .order_by("-last_activity_at").values_list("id", flat=True)[:SEARCH_CANDIDATES]):
+        scores[conv_id] = max(scores.get(conv_id, 0.0), 1.0)
+
+
+def _search_simple(text, scores, limit):
+    words = [w.strip('"*') for w in text.split() if w.strip('"*')]
+    if not words:
+        return
+    message_q, note_q, customer_q = Q(), Q(), Q()
+    for word in words:
+        message_q &= Q(text__icontains=word) | Q(subject__icontains=word)
+        note_q &= Q(body__icontains=word)
+        customer_q &= Q(first_name__icontains=word) | Q(last_name__icontains=word)
+    found = list(Message.objects.filter(message_q).order_by("-id").values_list("conversation_id", flat=True)[:limit])
+    found += list(Note.objects.filter(note_q).order_by("-id").values_list("conversation_id", flat=True)[:limit])
+    found += list(Conversation.objects.filter(customer__in=Customer.objects.filter(customer_q))
+                  .order_by("-last_activity_at").values_list("id", flat=True)[:limit])
+    for position, conv_id in enumerate(found):
+        scores.setdefault(conv_id, 1.0 / (position + 2))
+
+
+def page_of_search(qs, text: str, *, size: int, cursor: str | None = None) -> Page:
+    """Ranked search results, paginated by position in the ranking."""
+    offset = 0
+    if cursor:
+        data = decode_cursor(cursor)
+        offset = data.get("o")
+        if not isinstance(offset, int) or offset < 0:
+            raise BadCursor("The cursor is not one this server gave out.")
+    ids = search_conversation_ids(text)
+    allowed = set(qs.filter(pk__in=ids).values_list("pk", flat=True))
+    ordered = [pk for pk in ids if pk in allowed]
+    window = ordered[offset:offset + size]
+    rows_by_id = {row.pk: row for row in qs.filter(pk__in=window)}
+    rows = [rows_by_id[pk] for pk in window if pk in rows_by_id]
+    next_cursor = encode_cursor({"o": offset + size}) if len(ordered) > offset + size else None
+    return Page(rows, next_cursor)
+
+
+# --- one conversation and the customer's whole thread ------------------------
+
+def conversation_detail(conversation_id: int) -> Conversation:
+    primary = CustomerIdentity.objects.order_by("-is_primary", "kind", "id")
+    return (
+        Conversation.objects.select_related("customer", "assignee")
+        .prefetch_related(Prefetch("customer__identities", queryset=primary), "tags")
+        .get(pk=conversation_id)
+    )
+
+
+def customer_profile(customer: Customer) -> dict:
+    stats = (Customer.objects.with_booking_stats().filter(pk=customer.pk)
+             .annotate(bookings_total=Count("bookings", distinct=True))
+             .values("completed_bookings", "bookings_total", "next_event_at").get())
+    next_booking = None
+    if stats["next_event_at"]:
+        next_booking = (Booking.objects.filter(customer=customer, event_at=stats["next_event_at"])
+                        .exclude(status__in=[Booking.Status.COMPLETED, Booking.Status.CANCELLED]).first())
+    from crm.models import loyalty_tier
+
+    return {
+        "previous_bookings": stats["completed_bookings"],
+        "bookings_total": stats["bookings_total"],
+        "loyalty_tier": loyalty_tier(stats["completed_bookings"]),
+        "preferred_channel": customer.preferred_channel,
+        "next_booking": next_booking,
+    }
+
+
+@dataclass
+class ThreadItem:
+    kind: str  # "message" or "note"
+    obj: object
+
+    @property
+    def created_at(self):
+        return self.obj.created_at
+
+    @property
+    def key(self):
+        return (self.obj.created_at, 0 if self.kind == "message" else 1, self.obj.pk)
+
+
+def customer_thread(customer_id: int, *, size: int = 50, before: str | None = None):
+    """The customer's messages and notes across all channels and conversations.
+
+    Newest page first; items within the page in time order. Returns
+    (items, cursor for the older page or None).
+    """
+    messages = Message.objects.filter(customer_id=customer_id).select_related("author")
+    notes = Note.objects.filter(customer_id=customer_id).select_related("author")
+    if before:
+        data = decode_cursor(before)
+        at = _cursor_time(data)
+        kind_rank = data.get("k")
+        if kind_rank not in (0, 1):
+            raise BadCursor("The cursor is not one this server gave out.")
+        # Items strictly older than the cursor in (time, kind, id) order.
+        messages = messages.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=data["id"]) if kind_rank == 0
+                                   else Q(created_at__lte=at))
+        notes = notes.filter(Q(created_at__lt=at) | (Q(created_at=at, id__lt=data["id"]) if kind_rank == 1
+                                                     else Q(pk__in=[])))
+    newest_messages = list(messages.order_by("-created_at", "-id")[: size + 1])
+    newest_notes = list(notes.order_by("-created_at", "-id")[: size + 1])
+    items = [ThreadItem("message", m) for m in newest_messages] + [ThreadItem("note", n) for n in newest_notes]
+    items.sort(key=lambda item: item.key, reverse=True)
+    older = None
+    if len(items) > size:
+        items = items[:size]
+        oldest = items[-1]
+        older = encode_cursor({"t": oldest.created_at.isoformat(), "k": 0 if oldest.kind == "message" else 1,
+                               "id": oldest.obj.pk})
+    items.reverse()
+    return items, older
+
+
+# --- events (catch-up for live screens) ---------------------------------------
+
+def events_after(*, user, after: int, limit: int = 500):
+    return list(
+        InboxEvent.objects.filter(id__gt=after).filter(Q(recipient__isnull=True) | Q(recipient=user))
+        .order_by("id")[:limit]
+    )
+
+
+def latest_event_id() -> int:
+    return InboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
