@@ -19,7 +19,6 @@ actions
 Rules run in ``order``; the first matching rule wins unless it has
 ``continue_processing`` set, in which case later rules are evaluated too.
 """
-import logging
 import re
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
@@ -34,7 +33,6 @@ from crm.models import Booking, Channel, loyalty_tier_names
 
 CONDITION_KEYS = {"channel", "keywords", "loyalty_tier", "business_hours", "has_upcoming_booking"}
 ACTION_KEYS = {"assign_user", "assign_round_robin", "set_status", "add_tags"}
-logger = logging.getLogger(__name__)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -210,12 +208,9 @@ def apply_rules(*, conversation, message, created: bool) -> list:
             for name in actions["add_tags"]:
                 tag, _ = Tag.objects.get_or_create(name=name.lower())
                 conversation.tags.add(tag)
-        if "set_status" in actions and actions["set_status"] != conversation.status:
-            try:
-                services.set_status(conversation=conversation, status=actions["set_status"], by=None)
-            except services.InvalidTransition as exc:
-                # A rule cannot force an impossible move; its other actions still apply.
-                logger.info("routing rule %r skipped set_status on conversation %s: %s", rule.name, conversation.pk, exc)
+        if "set_status" in actions:
+            # Rules only see open or pending conversations, from which every status is reachable.
+            services.set_status(conversation=conversation, status=actions["set_status"], by=None)
         if not rule.continue_processing:
             break
     return matched

@@ -158,7 +158,7 @@ def _receive(*, channel, sender_kind, sender_value, text, html, subject, externa
         conversation.save(update_fields=fields)
 
     if how != "existing":
-        transaction.on_commit(forget_status_counts)
+        _status_counts_changed()
     events.record(
         events.CONVERSATION_CREATED if created else events.CONVERSATION_UPDATED,
         conversation=conversation, payload=conversation_summary(conversation),
@@ -197,6 +197,13 @@ def _conversation_for(customer, received_at, *, hint, open_new):
     if recent is not None:
         return _reopen(recent), "reopened"
     return Conversation.objects.create(customer=customer, status=Status.OPEN, last_activity_at=received_at), "created"
+
+
+def _status_counts_changed():
+    # Drop now so this request sees its own change, and again on commit so a
+    # reader that cached the old counts mid-transaction cannot keep them.
+    forget_status_counts()
+    transaction.on_commit(forget_status_counts)
 
 
 def _reopen(conversation):
@@ -321,7 +328,7 @@ def set_status(*, conversation: Conversation, status: str, by=None) -> Conversat
             conversation.resolved_at = None
         conversation.status = status
         conversation.save(update_fields=["status", "resolved_at"])
-        transaction.on_commit(forget_status_counts)
+        _status_counts_changed()
         events.record(events.CONVERSATION_UPDATED, conversation=conversation,
                       payload=conversation_summary(conversation, by=by))
     return conversation

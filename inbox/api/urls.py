@@ -4,7 +4,8 @@ from rest_framework.routers import SimpleRouter
 
 from . import views
 
-router = SimpleRouter(trailing_slash="/?")
+router = SimpleRouter()
+router.trailing_slash = "/?"  # /api/v1/canned-responses with or without the slash
 router.register("canned-responses", views.CannedResponseViewSet, basename="canned-response")
 router.register("routing-rules", views.RoutingRuleViewSet, basename="routing-rule")
 

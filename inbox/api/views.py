@@ -26,6 +26,11 @@ PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100
 
 
+class Pagination(LimitOffsetPagination):
+    default_limit = PAGE_SIZE
+    max_limit = MAX_PAGE_SIZE
+
+
 class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
@@ -224,7 +229,7 @@ class CannedResponseViewSet(viewsets.ModelViewSet):
     queryset = CannedResponse.objects.all()
     serializer_class = s.CannedResponseSerializer
     permission_classes = [IsManagerOrReadOnly]
-    pagination_class = LimitOffsetPagination
+    pagination_class = Pagination
     filterset_fields = ["active", "shortcut"]
 
     def handle_exception(self, exc):
@@ -248,7 +253,7 @@ class CustomerListView(ListAPIView):
 
     serializer_class = s.CustomerSerializer
     permission_classes = [IsStaffMember]
-    pagination_class = LimitOffsetPagination
+    pagination_class = Pagination
 
     @extend_schema(parameters=[OpenApiParameter("q", str, description="Name, email or phone.")])
     def get(self, request, *args, **kwargs):
@@ -283,7 +288,7 @@ class RoutingRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
     queryset = RoutingRule.objects.all()
     serializer_class = s.RoutingRuleSerializer
     permission_classes = [IsManager]
-    pagination_class = LimitOffsetPagination
+    pagination_class = Pagination
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def handle_exception(self, exc):
