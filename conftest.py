@@ -88,3 +88,15 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager():
+    """Tasks run in the test's own process. With REDIS_URL set nothing else
+    would run them: the suite starts no Celery worker."""
+    from myhibachi.celery import app
+
+    previous = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = previous

@@ -7,6 +7,13 @@ class MyhibachiConfig(AppConfig):
 
     def ready(self):
         from django.contrib import admin
+        from django.db.models.signals import post_migrate
+
+        from .roles import ensure_staff_groups
+
+        # Sent once per app with models (this app has none), after that app's
+        # permissions exist; each run is idempotent and adds what is new.
+        post_migrate.connect(ensure_staff_groups, dispatch_uid="myhibachi.ensure_staff_groups")
 
         from .admin_site import manager_only_has_permission
 

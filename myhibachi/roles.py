@@ -49,3 +49,47 @@ class IsManagerOrReadOnly(BasePermission):
         if request.method in ("GET", "HEAD", "OPTIONS"):
             return is_staff_member(request.user)
         return is_manager(request.user)
+
+
+# What each group may do, by app and model: v=view a=add c=change d=delete.
+AGENT_PERMISSIONS = {
+    "crm": {"customer": "v", "customeridentity": "v", "booking": "v", "lead": "v", "marketingspend": "v"},
+    "inbox": {"conversation": "vc", "message": "vac", "note": "vac", "cannedresponse": "v", "routingrule": "v",
+              "tag": "va"},
+}
+MANAGER_APPS = ("crm", "inbox", "channels_ingest", "analytics")
+MANAGER_EXTRA = {"auth": {"user": "vac", "group": "v"}, "authtoken": {"token": "vad"}}
+_ACTIONS = {"v": "view", "a": "add", "c": "change", "d": "delete"}
+
+
+def codenames(table):
+    return [(app, f"{_ACTIONS[letter]}_{model}") for app, models in table.items()
+            for model, letters in models.items() for letter in letters]
+
+
+def permissions_matching(Permission, pairs):
+    """The Permission rows for (app_label, codename) pairs; works with historical models too."""
+    from django.db.models import Q
+
+    query = Q(pk__in=[])
+    for app, codename in pairs:
+        query |= Q(content_type__app_label=app, codename=codename)
+    return Permission.objects.filter(query)
+
+
+def ensure_staff_groups(**kwargs):
+    """Create the Agent and Manager groups and give them their permissions.
+
+    Runs after every migrate (and after the test database is flushed), so a
+    model added later is granted to managers without another data migration.
+    """
+    from django.contrib.auth.models import Group, Permission
+
+    def permissions(pairs):
+        return permissions_matching(Permission, pairs)
+
+    agent, _ = Group.objects.get_or_create(name=AGENT)
+    agent.permissions.add(*permissions(codenames(AGENT_PERMISSIONS)))
+    manager, _ = Group.objects.get_or_create(name=MANAGER)
+    manager.permissions.add(*Permission.objects.filter(content_type__app_label__in=MANAGER_APPS),
+                            *permissions(codenames(MANAGER_EXTRA)))

@@ -2,30 +2,14 @@
 
 Agents read everything in the inbox and CRM and act on conversations
 (messages, notes, status, assignment). Managers may also change customers,
-bookings, canned responses, routing rules and users.
+bookings, canned responses, routing rules and users. The tables live in
+myhibachi.roles, whose post_migrate handler keeps the groups complete as
+models are added.
 """
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-AGENT_PERMS = {
-    "crm": {"customer": "v", "customeridentity": "v", "booking": "v", "lead": "v", "marketingspend": "v"},
-    "inbox": {"conversation": "vc", "message": "vac", "note": "vac", "cannedresponse": "v", "routingrule": "v",
-              "tag": "va"},
-}
-MANAGER_APPS = ("crm", "inbox")
-MANAGER_EXTRA = {"auth": {"user": "vac", "group": "v"}, "authtoken": {"token": "vad"}}
-ACTIONS = {"v": "view", "a": "add", "c": "change", "d": "delete"}
-
-
-def _perms(Permission, table):
-    codenames = []
-    for app_label, models in table.items():
-        for model, letters in models.items():
-            codenames += [(app_label, f"{ACTIONS[ch]}_{model}") for ch in letters]
-    found = []
-    for app_label, codename in codenames:
-        found += list(Permission.objects.filter(content_type__app_label=app_label, codename=codename))
-    return found
+from myhibachi.roles import AGENT, AGENT_PERMISSIONS, MANAGER, MANAGER_APPS, MANAGER_EXTRA, codenames, permissions_matching
 
 
 def create_groups(apps, schema_editor):
@@ -37,15 +21,19 @@ def create_groups(apps, schema_editor):
         app_config.models_module = None
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
-    agent, _ = Group.objects.get_or_create(name="Agent")
-    agent.permissions.set(_perms(Permission, AGENT_PERMS))
-    manager, _ = Group.objects.get_or_create(name="Manager")
-    perms = list(Permission.objects.filter(content_type__app_label__in=MANAGER_APPS))
-    manager.permissions.set(perms + _perms(Permission, MANAGER_EXTRA))
+
+    def permissions(pairs):
+        return permissions_matching(Permission, pairs)
+
+    agent, _ = Group.objects.get_or_create(name=AGENT)
+    agent.permissions.set(permissions(codenames(AGENT_PERMISSIONS)))
+    manager, _ = Group.objects.get_or_create(name=MANAGER)
+    manager.permissions.set([*Permission.objects.filter(content_type__app_label__in=MANAGER_APPS),
+                             *permissions(codenames(MANAGER_EXTRA))])
 
 
 def remove_groups(apps, schema_editor):
-    apps.get_model("auth", "Group").objects.filter(name__in=["Agent", "Manager"]).delete()
+    apps.get_model("auth", "Group").objects.filter(name__in=[AGENT, MANAGER]).delete()
 
 
 class Migration(migrations.Migration):
