@@ -27,7 +27,8 @@ def test_production_settings_pass_check_deploy():
 
 
 def test_production_with_sendgrid_passes_check_deploy():
-    env = {**PRODUCTION, "EMAIL_PROVIDER": "sendgrid", "SENDGRID_API_KEY": "SG.test"}
+    env = {**PRODUCTION, "EMAIL_PROVIDER": "sendgrid", "SENDGRID_API_KEY": "SG.test",
+           "ANYMAIL_WEBHOOK_SECRET": "hooks:s3cret-for-checks"}
     result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
 
