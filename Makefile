@@ -23,5 +23,10 @@ run: migrate
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Benchmarks against PostgreSQL (BENCH_DATABASE_URL); each prints a table and
+# writes JSON under bench/results/.
+bench: $(STAMP)
+	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache

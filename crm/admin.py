@@ -1,4 +1,4 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from myhibachi.admin_site import export_as_csv
 
@@ -39,6 +39,20 @@ class CustomerIdentityAdmin(admin.ModelAdmin):
     actions = [export_as_csv]
 
 
+def _booking_status_action(status):
+    def action(modeladmin, request, queryset):
+        count = 0
+        for booking in queryset:
+            booking.status = status
+            booking.save()  # stamps the time the step was first reached
+            count += 1
+        modeladmin.message_user(request, f"Set {count} booking(s) to {status}.", messages.SUCCESS)
+
+    action.__name__ = f"booking_{status}"
+    action.short_description = f"Set status: {status}"
+    return action
+
+
 @admin.register(Booking)
 class BookingAdmin(admin.ModelAdmin):
     list_display = ("customer", "event_at", "guest_count", "status", "total", "deposit", "source")
@@ -47,7 +61,7 @@ class BookingAdmin(admin.ModelAdmin):
     date_hierarchy = "event_at"
     list_select_related = ("customer",)
     autocomplete_fields = ("customer",)
-    actions = [export_as_csv]
+    actions = [_booking_status_action(s) for s in Booking.Status.values] + [export_as_csv]
 
 
 @admin.register(Lead)

@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 
 from myhibachi.admin_site import export_as_csv
 
-from .models import CannedResponse, Conversation, Message, Note, RoutingRule, Tag
+from .models import CannedResponse, Conversation, IdempotencyKey, InboxEvent, Message, Note, RoutingRule, Tag
 
 
 def _set_status_action(status):
@@ -109,3 +109,36 @@ class RoutingRuleAdmin(admin.ModelAdmin):
 @admin.register(Tag)
 class TagAdmin(admin.ModelAdmin):
     search_fields = ("name",)
+
+
+@admin.register(InboxEvent)
+class InboxEventAdmin(admin.ModelAdmin):
+    """Read-only: the numbered live events, for tracing what browsers were told."""
+
+    list_display = ("id", "type", "conversation", "recipient", "created_at")
+    list_filter = ("type",)
+    date_hierarchy = "created_at"
+    raw_id_fields = ("conversation", "recipient")
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(admin.ModelAdmin):
+    """Read-only: the stored first answers to API requests retried with a key."""
+
+    list_display = ("key", "user", "method", "path", "status_code", "created_at")
+    search_fields = ("key", "path")
+    date_hierarchy = "created_at"
+    raw_id_fields = ("user",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

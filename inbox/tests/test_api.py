@@ -385,3 +385,13 @@ def test_conversation_counts_are_not_cached_stale_after_new_conversation(agent_c
     receive(sender="fresh@example.com")
     assert agent_client.get("/api/v1/inbox").json()["counts"]["open"] == 1
     assert Conversation.objects.count() == 1
+
+
+def test_openapi_schema_validates_without_warnings(db):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("spectacular", "--validate", "--fail-on-warn", stdout=out, stderr=StringIO())
+    assert "/api/v1/inbox/{id}/reply" in out.getvalue()

@@ -20,14 +20,17 @@ def test_anonymous_is_sent_to_login(client, db):
 
 @pytest.mark.parametrize("model", [m for m in admin.site._registry if m._meta.app_label in ("crm", "inbox")],
                          ids=lambda m: m._meta.label)
-def test_every_admin_list_opens_for_a_manager(manager_client, model):
+def test_every_admin_list_opens_for_a_manager(manager_client, manager, rf, model):
     from django.core.management import call_command
     from io import StringIO
 
     call_command("seed_demo", customers=3, stdout=StringIO(), stderr=StringIO())
     url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
     assert manager_client.get(url).status_code == 200
-    assert manager_client.get(url + "add/").status_code == 200
+    request = rf.get(url)
+    request.user = manager
+    can_add = admin.site._registry[model].has_add_permission(request)
+    assert manager_client.get(url + "add/").status_code == (200 if can_add else 403)
 
 
 def test_export_selected_rows_to_csv(manager_client):
@@ -55,3 +58,21 @@ def test_bulk_status_action_uses_the_inbox_rules(manager_client):
     assert response.status_code == 302
     conversation.refresh_from_db()
     assert conversation.status == "resolved" and conversation.resolved_at is not None
+
+
+def test_booking_status_action_stamps_the_step_time(manager_client):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from crm.models import Booking
+    from tests.factories import make_customer
+
+    booking = Booking.objects.create(customer=make_customer(), event_at=timezone.now() + timedelta(days=9),
+                                     guest_count=12, total=Decimal("720"))
+    response = manager_client.post("/admin/crm/booking/", {"action": "booking_confirmed",
+                                                           "_selected_action": [booking.pk]})
+    assert response.status_code == 302
+    booking.refresh_from_db()
+    assert booking.status == "confirmed" and booking.confirmed_at is not None
