@@ -50,3 +50,22 @@ def deliver_message(self, message_id: int):
             return "failed"
         services.update_delivery(message=message, status="sent", external_id=provider_id)
         return "sent"
+
+
+@shared_task
+def prune_events():
+    """Delete live events past settings.INBOX_EVENT_RETENTION_DAYS, in chunks."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from .models import InboxEvent
+
+    cutoff = timezone.now() - timedelta(days=settings.INBOX_EVENT_RETENTION_DAYS)
+    deleted = 0
+    while True:
+        ids = list(InboxEvent.objects.filter(created_at__lt=cutoff).values_list("id", flat=True)[:5000])
+        if not ids:
+            return deleted
+        deleted += InboxEvent.objects.filter(id__in=ids).delete()[0]

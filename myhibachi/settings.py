@@ -136,6 +136,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "inbox-prune-events": {
+        "task": "inbox.tasks.prune_events",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},  # missed ticks do not pile up while workers are down
+    },
+}
+# Live events older than this are deleted; a browser away longer reloads instead of catching up.
+INBOX_EVENT_RETENTION_DAYS = int(env("INBOX_EVENT_RETENTION_DAYS", "7"))
 CELERY_TIMEZONE = "UTC"
 
 # --- Auth -------------------------------------------------------------------

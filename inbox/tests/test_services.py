@@ -259,3 +259,14 @@ def test_mark_read_clears_unread(receive):
     services.mark_read(conversation=conversation, by=make_user("sarah"))
     conversation.refresh_from_db()
     assert not conversation.is_unread
+
+
+def test_old_live_events_are_pruned(receive, settings):
+    from inbox.tasks import prune_events
+
+    receive()
+    InboxEvent.objects.update(created_at=timezone.now() - timedelta(days=settings.INBOX_EVENT_RETENTION_DAYS + 1))
+    receive(sender="fresh@example.com")
+    fresh = InboxEvent.objects.filter(created_at__gte=timezone.now() - timedelta(minutes=1)).count()
+    assert prune_events.delay().get() == 2
+    assert InboxEvent.objects.count() == fresh
