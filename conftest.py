@@ -83,11 +83,30 @@ def manager_client(client, manager):
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Cached values (status counts) must not leak from one test's database into the next."""
+    _clear_our_cache_keys()
+    yield
+    _clear_our_cache_keys()
+
+
+def _clear_our_cache_keys():
+    """Delete only this project's cache keys.
+
+    RedisCache.clear() is FLUSHDB, which would also wipe the channel layer's
+    groups and Celery's queues that share the Redis database with the cache;
+    a test running beside a live server then loses its socket subscriptions.
+    """
+    from django.conf import settings
     from django.core.cache import cache
 
-    cache.clear()
-    yield
-    cache.clear()
+    config = settings.CACHES["default"]
+    if not config["BACKEND"].endswith("RedisCache"):
+        cache.clear()
+        return
+    client = cache._cache.get_client(write=True)
+    pattern = f"{config.get('KEY_PREFIX', '')}:*"
+    keys = list(client.scan_iter(match=pattern, count=500))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture(autouse=True)
