@@ -295,3 +295,54 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "ChannelEnum": "crm.models.Channel",
     "ReplyChannelEnum": [("email", "Email"), ("sms", "SMS"), ("chat", "Chat")],
 }
+
+# --- Email channel (channels_ingest.email) ---
+INBOX_SENDERS["email"] = "channels_ingest.email.sender.send"
+IMAP_POLL_SECONDS = int(env("IMAP_POLL_SECONDS", "60"))
+# One poll stops after this long (the next continues): below CELERY_TASK_TIME_LIMIT.
+IMAP_POLL_MAX_SECONDS = int(env("IMAP_POLL_MAX_SECONDS", "240"))
+# Task time limit (300) < lock TTL < broker visibility timeout (3600); renewed after every batch.
+IMAP_LOCK_TTL_SECONDS = int(env("IMAP_LOCK_TTL_SECONDS", "360"))
+IMAP_TIMEOUT_SECONDS = int(env("IMAP_TIMEOUT_SECONDS", "60"))
+IMAP_FETCH_BATCH = int(env("IMAP_FETCH_BATCH", "100"))
+IMAP_COMMIT_EVERY = int(env("IMAP_COMMIT_EVERY", "25"))  # messages per transaction (with their last UID)
+EMAIL_ATTACHMENT_MAX_BYTES = int(env("EMAIL_ATTACHMENT_MAX_BYTES", str(25 * 1024 * 1024)))
+# Larger messages are stored from their headers only, flagged for staff.
+EMAIL_MAX_MESSAGE_BYTES = int(env("EMAIL_MAX_MESSAGE_BYTES", str(50 * 1024 * 1024)))
+EMAIL_MESSAGE_ID_DOMAIN = env("EMAIL_MESSAGE_ID_DOMAIN", "")  # default: the domain of DEFAULT_FROM_EMAIL
+EMAIL_PUBLIC_BASE_URL = env("EMAIL_PUBLIC_BASE_URL", "http://127.0.0.1:8000")  # for unsubscribe links
+EMAIL_CAMPAIGN_BATCH_SIZE = min(1000, int(env("EMAIL_CAMPAIGN_BATCH_SIZE", "500")))  # SendGrid: <= 1000
+EMAIL_CAMPAIGN_RATE_PER_SECOND = float(env("EMAIL_CAMPAIGN_RATE_PER_SECOND", "1000"))
+EMAIL_REMINDER_HOURS = int(env("EMAIL_REMINDER_HOURS", "48"))
+EMAIL_TEMPLATE_IDS = {  # SendGrid dynamic templates; empty: our templates/email/ are used
+    "confirmation": env("SENDGRID_TEMPLATE_BOOKING_CONFIRMATION", ""),
+    "reminder": env("SENDGRID_TEMPLATE_BOOKING_REMINDER", ""),
+}
+if not DEBUG and EMAIL_PROVIDER == "sendgrid" and not ANYMAIL.get("WEBHOOK_SECRET"):
+    raise ImproperlyConfigured(
+        "EMAIL_PROVIDER=sendgrid needs ANYMAIL_WEBHOOK_SECRET ('user:password', also set in SendGrid's webhook "
+        "URLs): without it the tracking and inbound webhooks refuse every post."
+    )
+if env("AWS_STORAGE_BUCKET_NAME"):
+    # Attachments and raw sources of unreadable emails go to S3 (django-storages).
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env("AWS_STORAGE_BUCKET_NAME"),
+            "region_name": env("AWS_S3_REGION_NAME"),
+            "endpoint_url": env("AWS_S3_ENDPOINT_URL"),
+            "default_acl": "private",
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+CELERY_BEAT_SCHEDULE["email-poll-imap"] = {
+    "task": "channels_ingest.email.poll_all_mailboxes",
+    "schedule": float(IMAP_POLL_SECONDS),
+    "options": {"expires": IMAP_POLL_SECONDS},  # missed ticks do not pile up while workers are down
+}
+CELERY_BEAT_SCHEDULE["email-booking-reminders"] = {
+    "task": "channels_ingest.email.send_due_reminders",
+    "schedule": 900.0,
+    "options": {"expires": 900},
+}

@@ -1,0 +1,180 @@
+"""Managers' admin for the email channel: mailboxes, rejected emails, the
+do-not-email list, campaigns (compose, send, figures) and tracking records."""
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+
+from myhibachi.roles import is_manager
+
+from .email import campaigns, passwords
+from .models import Campaign, CampaignRecipient, Mailbox, RejectedEmail, SentEmail, Suppression, TrackingEvent
+
+
+class ManagerOnly:
+    """Managers (and superusers) only, whatever Django permissions say."""
+
+    def has_module_permission(self, request):
+        return is_manager(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return is_manager(request.user)
+
+    def has_add_permission(self, request, *args):
+        return is_manager(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return is_manager(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return is_manager(request.user)
+
+
+class ReadOnly(ManagerOnly):
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class MailboxForm(forms.ModelForm):
+    password = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted. Leave empty to keep the stored one. Not needed with a password environment variable.",
+    )
+
+    class Meta:
+        model = Mailbox
+        fields = ["name", "host", "port", "tls", "username", "password_env", "password", "folder",
+                  "processed_folder", "active"]
+
+    def clean(self):
+        data = super().clean()
+        has_stored = bool(self.instance.password_encrypted)
+        if not data.get("password_env") and not data.get("password") and not has_stored:
+            raise ValidationError("Give a password environment variable, or type the password to store it encrypted.")
+        return data
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("password"):
+            self.instance.password_encrypted = passwords.encrypt(self.cleaned_data["password"])
+        return super().save(commit)
+
+
+@admin.register(Mailbox)
+class MailboxAdmin(ManagerOnly, admin.ModelAdmin):
+    form = MailboxForm
+    list_display = ("name", "username", "host", "folder", "active", "last_uid", "last_polled_at", "last_error")
+    list_filter = ("active",)
+    search_fields = ("name", "username", "host")
+    readonly_fields = ("uidvalidity", "last_uid", "last_polled_at", "last_poll_stats", "last_error")
+    actions = ["poll_now"]
+
+    @admin.action(description="Poll the selected mailboxes now")
+    def poll_now(self, request, queryset):
+        from .email.imap import poll
+
+        for mailbox in queryset:
+            stats = poll(mailbox)
+            level = messages.ERROR if stats.error else messages.SUCCESS
+            text = stats.error or (f"{mailbox.name}: fetched {stats.fetched}, stored {stats.stored}, "
+                                   f"duplicates {stats.duplicates}, rejected {stats.rejected}")
+            if stats.locked:
+                text, level = f"{mailbox.name} is being polled by a worker right now; try again shortly.", messages.WARNING
+            self.message_user(request, text, level)
+
+
+@admin.register(RejectedEmail)
+class RejectedEmailAdmin(ManagerOnly, admin.ModelAdmin):
+    list_display = ("created_at", "source", "mailbox", "message_id", "reason", "size", "resolved")
+    list_filter = ("resolved", "source", "mailbox")
+    search_fields = ("message_id", "reason")
+    readonly_fields = ("source", "mailbox", "uid", "message_id", "reason", "raw_path", "size", "created_at")
+    actions = ["retry"]
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    @admin.action(description="Try to store the selected emails again")
+    def retry(self, request, queryset):
+        from .email.ingest import REJECTED, store_email
+
+        done = 0
+        for rejected in queryset.filter(resolved=False):
+            with default_storage.open(rejected.raw_path, "rb") as handle:
+                result = store_email(handle.read(), source=f"{rejected.source}-retry", mailbox=rejected.mailbox)
+            if result.status != REJECTED:
+                rejected.resolved = True
+                rejected.save(update_fields=["resolved"])
+                done += 1
+        self.message_user(request, f"{done} of {queryset.count()} email(s) are now in the inbox.")
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(ManagerOnly, admin.ModelAdmin):
+    list_display = ("email", "reason", "detail", "created_at")
+    list_filter = ("reason",)
+    search_fields = ("email",)
+
+
+@admin.register(Campaign)
+class CampaignAdmin(ManagerOnly, admin.ModelAdmin):
+    list_display = ("name", "status", "segment", "recipients_count", "sent_count", "delivered_count", "opened_count",
+                    "clicked_count", "bounced_count", "unsubscribed_count", "created_at")
+    list_filter = ("status", "segment")
+    search_fields = ("name", "subject")
+    readonly_fields = ("status", "status_detail", "created_by", "started_at", "finished_at", "recipients_count",
+                       "suppressed_count", "sent_count", "failed_count", "delivered_count", "opened_count",
+                       "clicked_count", "bounced_count", "unsubscribed_count", "complained_count")
+    fieldsets = (
+        (None, {"fields": ("name", "subject", "body")}),
+        ("Who gets it", {"fields": ("segment", "loyalty_tier", "months_without_booking")}),
+        ("Figures", {"fields": readonly_fields}),
+    )
+    actions = ["send_campaign"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def has_change_permission(self, request, obj=None):
+        # A campaign is edited while it is a draft; after that it is a record.
+        return is_manager(request.user) and (obj is None or obj.status == Campaign.Status.DRAFT)
+
+    @admin.action(description="Send the selected draft campaigns")
+    def send_campaign(self, request, queryset):
+        for campaign in queryset:
+            try:
+                queued = campaigns.queue(campaign, by=request.user)
+            except ValidationError as exc:
+                self.message_user(request, f"{campaign}: {'; '.join(exc.messages)}", messages.ERROR)
+                continue
+            if queued:
+                self.message_user(request, f"{campaign} is being sent; the figures fill in as it goes.")
+            else:
+                self.message_user(request, f"{campaign} was already sent or queued.", messages.WARNING)
+
+
+@admin.register(CampaignRecipient)
+class CampaignRecipientAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ("email", "campaign", "status", "sent_at", "delivered_at", "opened_at", "clicked_at", "bounced_at",
+                    "unsubscribed_at")
+    list_filter = ("status", "campaign")
+    search_fields = ("email",)
+    list_select_related = ("campaign",)
+
+
+@admin.register(SentEmail)
+class SentEmailAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ("created_at", "kind", "to", "status", "esp_message_id")
+    list_filter = ("kind", "status")
+    search_fields = ("to", "esp_message_id", "message_id_header")
+
+
+@admin.register(TrackingEvent)
+class TrackingEventAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ("created_at", "event_type", "recipient", "esp_message_id")
+    list_filter = ("event_type",)
+    search_fields = ("recipient", "esp_message_id", "event_id")

@@ -1,0 +1,338 @@
+"""Raw RFC 5322 bytes -> one ParsedEmail, with the standard library's modern policy.
+
+parse_email() never raises: whatever it cannot read is listed in ``errors``
+(the caller keeps the raw source and flags the message for staff) and the
+rest is still extracted as well as possible.
+"""
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone as dt_timezone
+from email import errors as email_errors
+from email import policy
+from email.header import decode_header, make_header
+from email.parser import BytesParser
+from email.utils import getaddresses, parseaddr
+
+logger = logging.getLogger(__name__)
+
+ID_IN_BRACKETS = re.compile(r"<([^<>]+)>")
+EMAIL_LIKE = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+EMBEDDED_MESSAGE_ID = re.compile(rb"(?im)^message-id:[ \t]*<([^<>\r\n]+)>")
+BOUNCE_SENDERS = {"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"}
+AUTO_REPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-auto-reply", "x-autoresponder")
+
+
+@dataclass
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+    data: bytes | None  # None when over the size limit: metadata only
+    content_id: str = ""
+    inline: bool = False
+
+
+@dataclass
+class Bounce:
+    original_message_ids: list = field(default_factory=list)
+    recipients: list = field(default_factory=list)  # dicts: email, action, status, diagnostic
+    permanent: bool = False
+    reason: str = ""
+
+
+@dataclass
+class ParsedEmail:
+    message_id: str
+    message_id_missing: bool = False
+    from_addr: str = ""
+    from_name: str = ""
+    to: list = field(default_factory=list)
+    cc: list = field(default_factory=list)
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+    date: datetime | None = None
+    in_reply_to: list = field(default_factory=list)
+    references: list = field(default_factory=list)
+    attachments: list = field(default_factory=list)
+    kind: str = ""  # "", "auto_reply", "bounce" or "list"
+    bounce: Bounce | None = None
+    errors: list = field(default_factory=list)
+
+
+def normalize_message_id(value: str) -> str:
+    """'<Abc@Host >' -> 'Abc@Host': no brackets, no whitespace (case is kept: ids are case-sensitive)."""
+    return re.sub(r"\s+", "", (value or "")).strip("<>")
+
+
+def message_ids(value: str) -> list:
+    """All ids in an In-Reply-To/References header, in order."""
+    value = value or ""
+    found = [normalize_message_id(v) for v in ID_IN_BRACKETS.findall(value)]
+    if not found and value.strip() and " " not in value.strip():
+        found = [normalize_message_id(value)]
+    return [v for v in found if v and len(v) <= 255]
+
+
+def dedupe_key(message_id: str, raw: bytes) -> tuple:
+    """(key, missing): the Message-ID, or a stable hash of headers and body when it is missing or too long."""
+    if message_id and len(message_id) <= 255:
+        return message_id, False
+    return "sha256:" + hashlib.sha256(raw).hexdigest(), not message_id
+
+
+def raw_header(msg, name: str) -> str:
+    """A header as text without structured parsing (used when parsing it failed, and for cheap flags)."""
+    for key, value in msg.raw_items():
+        if key.lower() == name.lower():
+            try:
+                return str(make_header(decode_header(str(value)))).strip()
+            except (email_errors.HeaderParseError, LookupError, UnicodeError, ValueError):
+                return str(value).strip()
+    return ""
+
+
+def _header(msg, name: str, errors: list) -> str:
+    try:
+        value = msg.get(name)
+        return "" if value is None else str(value).strip()
+    except Exception as exc:  # the stdlib header parser has edge-case bugs; keep the raw text
+        errors.append(f"unreadable {name} header ({type(exc).__name__})")
+        return raw_header(msg, name)
+
+
+def _addresses(msg, name: str, errors: list) -> list:
+    try:
+        header = msg.get(name)
+        if header is None:
+            return []
+        return [(a.display_name, a.addr_spec.lower()) for a in header.addresses if a.addr_spec and "@" in a.addr_spec]
+    except Exception:
+        raw = raw_header(msg, name)
+        return [(n, a.lower()) for n, a in getaddresses([raw]) if "@" in a]
+
+
+def decode_text(payload: bytes, declared: str | None, errors: list) -> str:
+    """Bytes in any charset -> str. Declared charset first; unknown or wrong ones are guessed and noted."""
+    if declared:
+        try:
+            return payload.decode(declared)
+        except LookupError:
+            errors.append(f"unknown charset {declared!r}")
+        except UnicodeDecodeError:
+            pass
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    # Undeclared or wrong: trust detection for non-Latin scripts (Shift_JIS, KOI8-R, GB2312...);
+    # for Latin-looking text, windows-1252 is what unlabelled western mail almost always is.
+    try:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(payload[:65536]).best()
+        if best is not None and not re.match(r"(cp125|windows|iso8859|latin|mac_|ascii)", best.encoding):
+            return payload.decode(best.encoding, errors="replace")
+    except Exception as exc:  # detection is a best effort
+        logger.debug("charset detection failed: %s", exc)
+    return payload.decode("cp1252", errors="replace")
+
+
+def _part_text(part, errors: list) -> str:
+    payload = part.get_payload(decode=True) or b""
+    return decode_text(payload, part.get_content_charset(), errors)
+
+
+def _filename(part) -> str:
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    return (name or "").strip()
+
+
+class _Walker:
+    def __init__(self, max_attachment_bytes: int, errors: list):
+        self.max_bytes = max_attachment_bytes
+        self.errors = errors
+        self.text, self.html, self.attachments = [], [], []
+        self.delivery_status, self.original_headers = [], []
+
+    def walk(self, part, depth=0):
+        if depth > 40:
+            self.errors.append("MIME nesting deeper than 40 levels; the rest is kept only in the raw source")
+            return
+        ctype = part.get_content_type()
+        if ctype.startswith("multipart/") and part.is_multipart():
+            # multipart/alternative too: the plain text becomes the text and the html is kept beside it.
+            for child in part.get_payload():
+                self.walk(child, depth + 1)
+            return
+        disposition = part.get_content_disposition()
+        filename = _filename(part)
+        if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
+            (self.text if ctype == "text/plain" else self.html).append(_part_text(part, self.errors))
+        elif ctype == "message/delivery-status":
+            self.delivery_status.append(part)
+        elif ctype in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
+            self._embedded(part)
+            self._attach(part, filename or "message.eml")
+        else:
+            self._attach(part, filename)
+
+    def _embedded(self, part):
+        try:
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner:
+                self.original_headers.append(inner[0].get("Message-ID", ""))
+            else:
+                data = part.get_payload(decode=True) or b""
+                self.original_headers += [m.decode("ascii", "replace") for m in EMBEDDED_MESSAGE_ID.findall(data)]
+        except Exception as exc:
+            self.errors.append(f"unreadable embedded message ({type(exc).__name__})")
+
+    def _attach(self, part, filename):
+        if part.get_content_type() == "message/rfc822":
+            inner = part.get_payload()
+            data = inner[0].as_bytes() if isinstance(inner, list) and inner else b""
+        else:
+            data = part.get_payload(decode=True) or b""
+        cid = normalize_message_id(str(part.get("Content-ID", "") or ""))
+        inline = part.get_content_disposition() == "inline" or (bool(cid) and part.get_content_disposition() is None)
+        size = len(data)
+        self.attachments.append(Attachment(
+            filename=filename or f"attachment-{len(self.attachments) + 1}", content_type=part.get_content_type(),
+            size=size, data=data if size <= self.max_bytes else None, content_id=cid, inline=inline,
+        ))
+
+
+def _defects(msg) -> list:
+    found = []
+    for part in msg.walk():
+        for defect in getattr(part, "defects", []):
+            if not isinstance(defect, email_errors.HeaderDefect):
+                found.append(type(defect).__name__)
+    return sorted(set(found))
+
+
+def classify(msg, from_addr: str, ctype: str) -> str:
+    local = from_addr.split("@")[0].lower()
+    if ctype == "multipart/report" and (msg.get_param("report-type") or "").lower() == "delivery-status":
+        return "bounce"
+    if local in BOUNCE_SENDERS:
+        return "bounce"
+    auto_submitted = raw_header(msg, "Auto-Submitted").lower()
+    if auto_submitted and not auto_submitted.startswith("no"):
+        return "auto_reply"
+    if any(raw_header(msg, name) for name in AUTO_REPLY_HEADERS):
+        return "auto_reply"
+    precedence = raw_header(msg, "Precedence").lower()
+    if precedence in ("auto_reply", "auto-reply"):
+        return "auto_reply"
+    if precedence in ("bulk", "list", "junk") or raw_header(msg, "List-Id"):
+        return "list"
+    if raw_header(msg, "Return-Path").strip() == "<>":
+        return "auto_reply"
+    return ""
+
+
+def _bounce(walker: _Walker, raw: bytes, errors: list) -> Bounce:
+    bounce = Bounce()
+    for part in walker.delivery_status:
+        blocks = part.get_payload()
+        if not isinstance(blocks, list):
+            errors.append("unreadable delivery-status report")
+            continue
+        for block in blocks[1:] or blocks:
+            recipient = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
+            if not recipient:
+                continue
+            bounce.recipients.append({
+                "email": recipient.split(";", 1)[-1].strip().strip("<>").lower(),
+                "action": str(block.get("Action", "")).strip().lower(),
+                "status": str(block.get("Status", "")).strip(),
+                "diagnostic": str(block.get("Diagnostic-Code", "")).split(";", 1)[-1].strip()[:300],
+            })
+    body = raw.split(b"\r\n\r\n", 1)[-1] if b"\r\n\r\n" in raw else raw.split(b"\n\n", 1)[-1]
+    ids = [normalize_message_id(h) for h in walker.original_headers if h]
+    ids += [normalize_message_id(m.decode("ascii", "replace")) for m in EMBEDDED_MESSAGE_ID.findall(body)]
+    bounce.original_message_ids = list(dict.fromkeys(i for i in ids if i))
+    failed = [r for r in bounce.recipients if r["action"] == "failed" or r["status"].startswith("5")]
+    bounce.permanent = bool(failed) or not bounce.recipients
+    first = (failed or bounce.recipients or [{}])[0]
+    bounce.reason = " ".join(filter(None, [first.get("status", ""), first.get("diagnostic", "")])) or "Undeliverable"
+    if bounce.recipients and not failed:
+        bounce.reason = "Delayed: " + bounce.reason
+    return bounce
+
+
+def _to_utc(value):
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt_timezone.utc)
+    return value.astimezone(dt_timezone.utc)
+
+
+def parse_email(raw: bytes, *, max_attachment_bytes: int = 25 * 1024 * 1024) -> ParsedEmail:
+    errors = []
+    try:
+        return _parse(raw, max_attachment_bytes, errors)
+    except Exception as exc:  # any failure: keep what we can; the raw source is stored by the caller
+        logger.warning("email could not be parsed (%s); keeping it raw", exc)
+        return _fallback(raw, errors + [f"could not parse the message ({type(exc).__name__}: {exc})"])
+
+
+def _parse(raw: bytes, max_attachment_bytes: int, errors: list) -> ParsedEmail:
+    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    message_id, missing = dedupe_key(normalize_message_id(_header(msg, "Message-ID", errors)), raw)
+    senders = _addresses(msg, "From", errors) or _addresses(msg, "Sender", errors)
+    if not senders:
+        found = EMAIL_LIKE.search(raw_header(msg, "From") or raw_header(msg, "Return-Path"))
+        senders = [("", found.group(0).lower())] if found else [("", "")]
+    from_name, from_addr = senders[0]
+    parsed = ParsedEmail(message_id=message_id, message_id_missing=missing, from_addr=from_addr,
+                         from_name=from_name, errors=errors)
+    parsed.to = [a for _, a in _addresses(msg, "To", errors)]
+    parsed.cc = [a for _, a in _addresses(msg, "Cc", errors)]
+    parsed.subject = _header(msg, "Subject", errors).replace("\r", "").replace("\n", " ")
+    parsed.in_reply_to = message_ids(_header(msg, "In-Reply-To", errors))
+    parsed.references = message_ids(_header(msg, "References", errors))
+    try:
+        date = msg.get("Date")
+        parsed.date = _to_utc(date.datetime) if date is not None and getattr(date, "datetime", None) else None
+    except Exception:
+        parsed.date = None
+    walker = _Walker(max_attachment_bytes, errors)
+    walker.walk(msg)
+    parsed.text = "\n\n".join(t for t in walker.text if t.strip())
+    parsed.html = "\n".join(walker.html)
+    parsed.attachments = walker.attachments
+    defects = _defects(msg)
+    if defects:
+        errors.append("broken MIME: " + ", ".join(defects))
+        if not parsed.text and not parsed.html:
+            parsed.text = _body_as_text(raw)
+    parsed.kind = classify(msg, from_addr, msg.get_content_type())
+    if parsed.kind == "bounce":
+        parsed.bounce = _bounce(walker, raw, errors)
+    return parsed
+
+
+def _body_as_text(raw: bytes) -> str:
+    body = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[-1]
+    return decode_text(body[:200_000], None, [])
+
+
+def _fallback(raw: bytes, errors: list) -> ParsedEmail:
+    head = raw[:64 * 1024]
+    mid = re.search(rb"(?im)^message-id:[ \t]*(.+)$", head)
+    message_id, missing = dedupe_key(normalize_message_id(mid.group(1).decode("ascii", "replace")) if mid else "", raw)
+    frm = re.search(rb"(?im)^from:[ \t]*(.+)$", head)
+    name, addr = parseaddr(frm.group(1).decode("utf-8", "replace")) if frm else ("", "")
+    subject = re.search(rb"(?im)^subject:[ \t]*(.+)$", head)
+    return ParsedEmail(message_id=message_id, message_id_missing=missing, from_addr=addr.lower(), from_name=name,
+                       subject=subject.group(1).decode("utf-8", "replace").strip() if subject else "",
+                       text=_body_as_text(raw), errors=errors)

@@ -1,0 +1,84 @@
+"""Which conversation an inbound email belongs to, from its headers only.
+
+Our outbound Message-IDs carry the conversation: ``c<conversation>.m<message>.<sig>@<domain>``
+where sig is a short HMAC of the two numbers, so a reply finds its thread even
+if the customer answers from another address, and nobody can aim a made-up id
+at someone else's conversation.
+
+First match wins:
+1. our token in In-Reply-To;
+2. our token in References (newest first);
+3. any stored email (ours or the customer's earlier ones) whose Message-ID is in
+   In-Reply-To, then in References (newest first).
+No subject matching: without a match the inbox's own rules decide.
+"""
+import hashlib
+import hmac
+import re
+
+from django.conf import settings
+from django.utils.crypto import constant_time_compare
+
+from crm.models import Channel
+from inbox.models import Conversation, Message
+
+TOKEN = re.compile(r"^c(\d+)\.m(\d+)\.([0-9a-f]{10})@", re.I)
+
+
+def _signature(conversation_id: int, message_id: int) -> str:
+    key = ("myhibachi.email.thread:" + settings.SECRET_KEY).encode()
+    return hmac.new(key, f"{conversation_id}.{message_id}".encode(), hashlib.sha256).hexdigest()[:10]
+
+
+def message_domain() -> str:
+    configured = getattr(settings, "EMAIL_MESSAGE_ID_DOMAIN", "")
+    if configured:
+        return configured
+    address = settings.DEFAULT_FROM_EMAIL.rsplit("<", 1)[-1].strip(" >")
+    return address.rsplit("@", 1)[-1] or "myhibachi.local"
+
+
+def outbound_message_id(*, conversation_id: int, message_id: int) -> str:
+    """Our Message-ID for an outbound email, without angle brackets."""
+    return f"c{conversation_id}.m{message_id}.{_signature(conversation_id, message_id)}@{message_domain()}"
+
+
+def conversation_id_from(message_id: str) -> int | None:
+    match = TOKEN.match(message_id or "")
+    if not match:
+        return None
+    conversation_id, msg_id, sig = int(match.group(1)), int(match.group(2)), match.group(3).lower()
+    if not constant_time_compare(sig, _signature(conversation_id, msg_id)):
+        return None
+    return conversation_id
+
+
+def message_pk_from(message_id: str) -> int | None:
+    """The outbound Message pk named by one of our (verified) Message-IDs."""
+    match = TOKEN.match(message_id or "")
+    if match and conversation_id_from(message_id) is not None:
+        return int(match.group(2))
+    return None
+
+
+def find_conversation(*, in_reply_to: list, references: list) -> Conversation | None:
+    """At most two queries; returns the conversation with its customer loaded."""
+    in_reply_to = [i for i in in_reply_to if i][:20]
+    references = [i for i in reversed(references) if i][:100]  # newest first
+    ordered = list(dict.fromkeys(in_reply_to + references))
+    if not ordered:
+        return None
+    tokens = [cid for cid in (conversation_id_from(i) for i in ordered) if cid is not None]
+    if tokens:
+        found = Conversation.objects.select_related("customer").in_bulk(tokens)
+        for cid in tokens:
+            if cid in found:
+                return found[cid]
+    stored = dict(
+        Message.objects.filter(channel=Channel.EMAIL, external_id__in=ordered)
+        .values_list("external_id", "conversation_id")
+    )
+    for message_id in ordered:
+        if message_id in stored:
+            return Conversation.objects.select_related("customer").get(pk=stored[message_id])
+    return None

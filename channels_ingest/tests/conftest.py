@@ -1,0 +1,63 @@
+"""Real parts for the email tests: a Dovecot IMAP server, a SendGrid stand-in."""
+import shutil
+import tempfile
+
+import pytest
+
+from channels_ingest.email import passwords
+from channels_ingest.models import Mailbox
+
+from .dovecot import PASSWORD, USER, Dovecot
+from .sendgrid_standin import SendGridStandIn
+
+WEBHOOK_SECRET = "sendgrid:hook-secret-for-tests"
+
+
+@pytest.fixture(autouse=True)
+def _email_media(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture(scope="session")
+def dovecot_server():
+    root = tempfile.mkdtemp(prefix="myhibachi-dovecot-")  # not under a 0700 folder: Dovecot runs as nobody
+    server = Dovecot(root).start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def make_mailbox(server, **extra) -> Mailbox:
+    folder = server.new_folder()
+    return Mailbox.objects.create(
+        name=folder, host=server.host, port=server.port, tls=Mailbox.Tls.NONE, username=USER,
+        password_encrypted=passwords.encrypt(PASSWORD), folder=folder, **extra,
+    )
+
+
+@pytest.fixture
+def mailbox(db, dovecot_server):
+    return make_mailbox(dovecot_server)
+
+
+@pytest.fixture(scope="session")
+def sendgrid_server():
+    server = SendGridStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sendgrid(settings, sendgrid_server):
+    """Django's mail goes through Anymail's SendGrid backend to the stand-in."""
+    sendgrid_server.reset()
+    settings.EMAIL_BACKEND = "anymail.backends.sendgrid.EmailBackend"
+    settings.ANYMAIL = {**settings.ANYMAIL, "SENDGRID_API_KEY": sendgrid_server.api_key,
+                        "SENDGRID_API_URL": sendgrid_server.url}
+    return sendgrid_server
+
+
+@pytest.fixture
+def webhook_secret(settings):
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": WEBHOOK_SECRET}
+    return WEBHOOK_SECRET
