@@ -1,2 +1,8 @@
 """WebSocket URL routes, collected from the apps that serve sockets."""
-websocket_urlpatterns = []
+from django.urls import path
+
+from inbox.consumers import InboxConsumer
+
+websocket_urlpatterns = [
+    path("ws/inbox", InboxConsumer.as_asgi()),
+]

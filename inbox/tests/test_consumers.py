@@ -1,0 +1,148 @@
+"""The staff socket /ws/inbox through the whole ASGI stack (origin check,
+session cookie, auth), with Channels' WebsocketCommunicator."""
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from inbox import events, services
+from tests.factories import make_user
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+ORIGIN = b"http://127.0.0.1"
+
+
+@pytest.fixture(autouse=True)
+def own_channel_layer(settings):
+    """A channel layer no other test run shares (full mode uses a shared Redis)."""
+    layer = dict(settings.CHANNEL_LAYERS["default"])
+    if "CONFIG" in layer:
+        layer["CONFIG"] = {**layer["CONFIG"], "prefix": f"t{uuid.uuid4().hex[:8]}"}
+    settings.CHANNEL_LAYERS = {"default": layer}
+    yield
+
+
+def session_cookie(client, user):
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+def app():
+    from myhibachi.asgi import application
+
+    return application
+
+
+async def connect(cookie=None, origin=ORIGIN):
+    headers = [(b"host", b"127.0.0.1")]
+    if origin:
+        headers.append((b"origin", origin))
+    if cookie:
+        headers.append((b"cookie", cookie))
+    communicator = WebsocketCommunicator(app(), "/ws/inbox", headers=headers)
+    connected, code = await communicator.connect(timeout=5)
+    return communicator, connected, code
+
+
+async def test_anonymous_socket_is_refused(client):
+    communicator, connected, _ = await connect()
+    assert not connected
+    await communicator.disconnect()
+
+
+async def test_logged_in_non_staff_socket_is_refused(client):
+    outsider = await database_sync_to_async(make_user)("outsider", role=None)
+    cookie = await database_sync_to_async(session_cookie)(client, outsider)
+    communicator, connected, code = await connect(cookie)
+    assert not connected
+    assert code == 4403
+    await communicator.disconnect()
+
+
+async def test_foreign_origin_is_refused_even_for_staff(client):
+    agent = await database_sync_to_async(make_user)("alice")
+    cookie = await database_sync_to_async(session_cookie)(client, agent)
+    communicator, connected, _ = await connect(cookie, origin=b"https://evil.example")
+    assert not connected
+    await communicator.disconnect()
+    communicator, connected, _ = await connect(cookie, origin=None)
+    assert not connected  # no Origin header at all is refused too
+    await communicator.disconnect()
+
+
+async def test_staff_socket_gets_new_message_events_in_sequence(client):
+    agent = await database_sync_to_async(make_user)("alice")
+    cookie = await database_sync_to_async(session_cookie)(client, agent)
+    communicator, connected, _ = await connect(cookie)
+    assert connected
+    await database_sync_to_async(services.receive_message)(
+        channel="sms", sender="+14155550100", text="Can you do Saturday?", external_id="sms-1")
+    first = await communicator.receive_json_from(timeout=5)
+    second = await communicator.receive_json_from(timeout=5)
+    assert first["type"] == "conversation.created"
+    assert second["type"] == "message.created"
+    assert second["id"] == first["id"] + 1
+    assert second["data"]["preview"] == "Can you do Saturday?"
+    assert second["conversation"] == first["conversation"]
+    await communicator.disconnect()
+
+
+async def test_a_mention_reaches_only_the_person_mentioned(client):
+    alice = await database_sync_to_async(make_user)("alice")
+    bob = await database_sync_to_async(make_user)("bob")
+    a, ok_a, _ = await connect(await database_sync_to_async(session_cookie)(client, alice))
+    await database_sync_to_async(client.logout)()
+    b, ok_b, _ = await connect(await database_sync_to_async(session_cookie)(client, bob))
+    assert ok_a and ok_b
+    received = await database_sync_to_async(services.receive_message)(
+        channel="email", sender="jo@example.com", text="hello", external_id="m-1")
+    for socket in (a, b):
+        for _ in range(2):
+            await socket.receive_json_from(timeout=5)
+    await database_sync_to_async(services.add_note)(
+        conversation=received.message.conversation, author=bob, body="@alice can you call them?")
+    assert (await a.receive_json_from(timeout=5))["type"] == "note.created"
+    mention = await a.receive_json_from(timeout=5)
+    assert mention["type"] == "mention" and mention["data"]["by"] == "bob"
+    assert (await b.receive_json_from(timeout=5))["type"] == "note.created"
+    assert await b.receive_nothing(timeout=0.3)
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_forwarding_runs_no_database_queries(client, monkeypatch):
+    agent = await database_sync_to_async(make_user)("alice")
+    communicator, connected, _ = await connect(await database_sync_to_async(session_cookie)(client, agent))
+    assert connected
+    queries = []
+    original = BaseDatabaseWrapper._cursor
+
+    def counting(self, *args, **kwargs):
+        queries.append(self.alias)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "_cursor", counting)
+    layer = get_channel_layer()
+    for n in range(1, 51):
+        await layer.group_send(events.STAFF_GROUP, {"type": "inbox.event", "event": {
+            "id": n, "type": "conversation.updated", "conversation": 1, "at": "2026-01-01T00:00:00Z", "data": {}}})
+    got = [(await communicator.receive_json_from(timeout=5))["id"] for _ in range(50)]
+    assert got == list(range(1, 51))
+    assert queries == []
+    await communicator.disconnect()
+
+
+async def test_client_messages_other_than_ping_are_ignored(client):
+    agent = await database_sync_to_async(make_user)("alice")
+    communicator, connected, _ = await connect(await database_sync_to_async(session_cookie)(client, agent))
+    assert connected
+    await communicator.send_to(text_data="not json {")
+    await communicator.send_json_to({"type": "group_add", "group": "inbox.user.999"})
+    assert await communicator.receive_nothing(timeout=0.2)
+    await communicator.send_json_to({"type": "ping"})
+    assert await communicator.receive_json_from(timeout=2) == {"type": "pong"}
+    await communicator.disconnect()

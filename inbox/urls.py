@@ -1,0 +1,17 @@
+"""Staff screens. Included at the site root by myhibachi/urls.py."""
+from django.urls import path
+
+from . import views
+
+app_name = "inbox"
+
+urlpatterns = [
+    path("inbox/", views.inbox_page, name="list"),
+    path("inbox/rows", views.inbox_rows, name="rows"),
+    path("inbox/<int:pk>/", views.thread_page, name="thread"),
+    path("inbox/<int:pk>/live", views.thread_live, name="live"),
+    path("inbox/<int:pk>/older", views.thread_older, name="older"),
+    path("inbox/<int:pk>/send", views.send, name="send"),
+    path("inbox/<int:pk>/status", views.change_status, name="status"),
+    path("inbox/<int:pk>/assign", views.change_assignee, name="assign"),
+]

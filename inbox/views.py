@@ -1,0 +1,333 @@
+"""Staff screens: the inbox list and the customer thread (templates + htmx).
+
+Thin like the API: read through ``selectors``/``access_conversation``, write
+through ``services``, translate refusals into a message next to the control
+that caused them. Every action works as a plain form post too (redirect after
+success); htmx requests get the fragment to swap instead.
+"""
+import functools
+import json
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
+from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from crm.models import Channel
+from myhibachi.roles import AGENT, MANAGER, is_manager, is_staff_member
+
+from . import selectors, services
+from .access import access_conversation
+from .models import CannedResponse, Conversation
+
+Status = Conversation.Status
+PAGE_SIZE = 25
+THREAD_SIZE = 50  # newest items on the page; "Show older messages" loads the rest
+LIVE_THREAD_SIZE = 30
+MAX_LIVE_IDS = 100
+TABS = [("open", "Open"), ("pending", "Pending"), ("resolved", "Resolved"), ("closed", "Closed"), ("all", "All")]
+REPLY_CHANNELS = [("email", "Email"), ("sms", "SMS"), ("chat", "Chat")]
+
+
+def staff_screen(view):
+    """Anonymous -> login page; logged in but not staff -> 403. Times are shown
+    in the business's time zone, and pages carry a strict Content-Security-Policy
+    (no inline script), a second wall behind the sanitising of customer html."""
+
+    @login_required
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not is_staff_member(request.user):
+            raise PermissionDenied("Your account is not in the Agent or Manager group, so the inbox is closed to it.")
+        with timezone.override(ZoneInfo(settings.BUSINESS_TIME_ZONE)):
+            response = view(request, *args, **kwargs)
+        response.setdefault("Content-Security-Policy", content_security_policy(request))
+        return response
+
+    return wrapper
+
+
+def content_security_policy(request) -> str:
+    host = request.get_host()
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
+            f"connect-src 'self' ws://{host} wss://{host}; frame-ancestors 'none'; base-uri 'none'; "
+            "form-action 'self'; object-src 'none'")
+
+
+def is_htmx(request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+# --- the inbox list ------------------------------------------------------------
+
+class Filters:
+    """The list's filters, read leniently from the query string: an unknown
+    value is dropped (and reported) instead of failing the page."""
+
+    def __init__(self, params, user):
+        self.problems = []
+        status = params.get("status", "open")
+        self.status = status if status in dict(TABS) else "open"
+        channel = params.get("channel", "")
+        self.channel = channel if channel in Channel.values else ""
+        assignee = params.get("assignee", "")
+        if assignee in ("", "me", "unassigned") or (assignee.isdigit() and len(assignee) < 18):
+            self.assignee = assignee
+        else:
+            self.assignee = ""
+            self.problems.append("That assignee filter was not understood and is ignored.")
+        self.q = " ".join(params.get("q", "").split())[:200]
+        self.user = user
+
+    def queryset(self):
+        return selectors.filter_conversations(
+            selectors.conversations_for_list(), user=self.user, status=self.status,
+            channel=self.channel or None, assignee=self.assignee or None,
+        )
+
+    def query(self, **changes) -> str:
+        from django.utils.http import urlencode
+
+        values = {"status": self.status, "channel": self.channel, "assignee": self.assignee, "q": self.q}
+        values.update(changes)
+        return urlencode({k: v for k, v in values.items() if v})
+
+
+def _page(filters, cursor):
+    qs = filters.queryset()
+    try:
+        if filters.q:
+            return selectors.page_of_search(qs, filters.q, size=PAGE_SIZE, cursor=cursor)
+        return selectors.page_by_activity(qs, size=PAGE_SIZE, cursor=cursor)
+    except selectors.BadCursor:
+        filters.problems.append("That page link has expired; showing the first page.")
+        return _page(filters, None)
+
+
+def staff_members():
+    return (get_user_model().objects.filter(is_active=True)
+            .filter(Q(groups__name__in=[AGENT, MANAGER]) | Q(is_superuser=True))
+            .distinct().order_by("first_name", "username").only("id", "username", "first_name", "last_name"))
+
+
+@staff_screen
+def inbox_page(request):
+    filters = Filters(request.GET, request.user)
+    latest_event = selectors.latest_event_id()  # read before the rows: catch-up starts here
+    page = _page(filters, request.GET.get("cursor") or None)
+    context = {"filters": filters, "page": page, "rows": page.rows, "now": timezone.now(),
+               "next_url": f"{reverse('inbox:list')}?{filters.query()}"}
+    target = request.headers.get("HX-Target") if is_htmx(request) else None
+    if target == "more-rows":  # the next page, appended by infinite scroll
+        return render(request, "inbox/_rows.html", context)
+    counts = selectors.status_counts()
+    context["tabs"] = [(key, label, counts.get(key, 0), filters.query(status=key)) for key, label in TABS]
+    if target == "inbox-body":  # a tab or a filter changed
+        return render(request, "inbox/_inbox_body.html", context)
+    context.update({"counts": counts, "latest_event": latest_event, "staff": staff_members(),
+                    "channels": Channel.choices, "is_manager": is_manager(request.user)})
+    return render(request, "inbox/inbox.html", context)
+
+
+@staff_screen
+def inbox_rows(request):
+    """Rows for the given conversation ids that match the filters (live refresh):
+    the page replaces or inserts those returned and drops the others."""
+    filters = Filters(request.GET, request.user)
+    ids = [int(x) for x in request.GET.get("ids", "").split(",") if x.isdigit() and len(x) < 18][:MAX_LIVE_IDS]
+    rows = list(filters.queryset().filter(pk__in=ids).order_by("-last_activity_at", "-id")) if ids else []
+    response = render(request, "inbox/_rows.html", {"rows": rows, "filters": filters, "page": None,
+                                                    "now": timezone.now()})
+    response["X-Inbox-Counts"] = json.dumps(selectors.status_counts())
+    return response
+
+
+# --- one thread ------------------------------------------------------------------
+
+def _thread_context(request, conversation, *, size=THREAD_SIZE, before=None):
+    items, older = selectors.customer_thread(conversation.customer_id, size=size, before=before)
+    return {"conversation": conversation, "customer": conversation.customer, "items": items, "older": older,
+            "now": timezone.now()}
+
+
+@staff_screen
+def thread_page(request, pk):
+    conversation = access_conversation(request.user, pk)
+    return _thread_response(request, conversation, mark_read=True)
+
+
+def _thread_response(request, conversation, *, composer=None, header_error=None, status=200, mark_read=False):
+    latest_event = selectors.latest_event_id()
+    if mark_read:
+        services.mark_read(conversation=conversation, by=request.user)
+    try:
+        context = _thread_context(request, conversation, before=request.GET.get("before") or None)
+    except selectors.BadCursor:
+        context = _thread_context(request, conversation)
+    customer = conversation.customer
+    context.update({
+        "profile": selectors.customer_profile(customer),
+        "identities": list(customer.identities.all()),
+        "conversation_ids": list(customer.conversations.values_list("id", flat=True)),
+        "staff": staff_members(),
+        "canned": _canned(),
+        "composer": composer or _composer(conversation),
+        "header_error": header_error,
+        "latest_event": latest_event,
+        "is_manager": is_manager(request.user),
+    })
+    return render(request, "inbox/thread.html", context, status=status)
+
+
+def _canned():
+    return CannedResponse.objects.filter(active=True).only("id", "title", "shortcut")
+
+
+@staff_screen
+def thread_live(request, pk):
+    """The conversation header and the newest thread items, for live merging."""
+    conversation = access_conversation(request.user, pk)
+    context = _thread_context(request, conversation, size=LIVE_THREAD_SIZE)
+    context.update({"staff": staff_members(),
+                    "conversation_ids": list(conversation.customer.conversations.values_list("id", flat=True))})
+    return render(request, "inbox/_thread_live.html", context)
+
+
+@staff_screen
+def thread_older(request, pk):
+    conversation = access_conversation(request.user, pk)
+    try:
+        context = _thread_context(request, conversation, before=request.GET.get("before") or None)
+    except selectors.BadCursor as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain")
+    return render(request, "inbox/_items.html", context)
+
+
+def _composer(conversation, *, mode="reply", text="", channel=None, error=None, notice=None):
+    if channel is None:
+        channel = services.default_reply_channel(conversation.customer)
+        if channel not in dict(REPLY_CHANNELS):
+            channel = "email"
+    return {"mode": mode, "text": text, "channel": channel, "error": error, "notice": notice,
+            "channels": REPLY_CHANNELS}
+
+
+def _post_only(view):
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _message(exc) -> str:
+    if isinstance(exc, services.InboxError):
+        return exc.message
+    if isinstance(exc, ValidationError):
+        return " ".join(exc.messages)
+    return str(exc)
+
+
+@staff_screen
+@_post_only
+def send(request, pk):
+    """The reply box: a reply to the customer, or an internal note (mode=note)."""
+    conversation = access_conversation(request.user, pk)
+    mode = "note" if request.POST.get("mode") == "note" else "reply"
+    text = request.POST.get("text", "")
+    channel = request.POST.get("channel") or None
+    if channel not in dict(REPLY_CHANNELS):
+        channel = None
+    status = 200
+    try:
+        if mode == "note":
+            services.add_note(conversation=conversation, author=request.user, body=text)
+            notice = "Note added (staff only)."
+        else:
+            services.reply(conversation=conversation, author=request.user, text=text, channel=channel)
+            notice = "Reply queued for sending."
+        composer = _composer(conversation, mode=mode, channel=channel, notice=notice)
+    except services.ReplyTooLarge as exc:
+        composer, status = _composer(conversation, mode=mode, text=text, channel=channel, error=exc.message), 413
+    except services.InvalidTransition as exc:
+        composer, status = _composer(conversation, mode=mode, text=text, channel=channel, error=exc.message), 409
+    except (services.CannotReply, ValidationError) as exc:
+        composer, status = _composer(conversation, mode=mode, text=text, channel=channel,
+                                     error=_message(exc)), 422
+    if not is_htmx(request):
+        if status == 200:
+            return redirect(reverse("inbox:thread", args=[conversation.pk]) + "#thread-end")
+        return _thread_response(request, conversation, composer=composer, status=status)
+    response = render(request, "inbox/_composer.html",
+                      {"conversation": conversation, "composer": composer,
+                       "canned": _canned()},
+                      status=status)
+    if status == 200:
+        response["HX-Trigger"] = json.dumps({"inbox:thread-changed": {"conversation": conversation.pk}})
+    return response
+
+
+def _after_action(request, conversation, error, status):
+    """Answer a status or assignment change from the list (a row) or the thread (its header)."""
+    where = request.POST.get("from")
+    if not is_htmx(request):
+        if error:
+            return _thread_response(request, access_conversation(request.user, conversation.pk),
+                                    header_error=error, status=status)
+        target = request.POST.get("next", "")
+        if where == "list" and url_has_allowed_host_and_scheme(target, {request.get_host()}):
+            return redirect(target)
+        return redirect("inbox:thread", conversation.pk)
+    if where == "list":
+        row = selectors.conversations_for_list().get(pk=conversation.pk)
+        return render(request, "inbox/_row.html", {"c": row, "row_error": error, "now": timezone.now()},
+                      status=status)
+    conversation = access_conversation(request.user, conversation.pk)
+    return render(request, "inbox/_header.html", {"conversation": conversation, "staff": staff_members(),
+                                                  "header_error": error}, status=status)
+
+
+@staff_screen
+@_post_only
+def change_status(request, pk):
+    conversation = access_conversation(request.user, pk)
+    error, status = None, 200
+    try:
+        services.set_status(conversation=conversation, status=request.POST.get("status", ""), by=request.user)
+    except services.InvalidTransition as exc:
+        error, status = exc.message, 409
+    except ValidationError as exc:
+        error, status = _message(exc), 422
+    return _after_action(request, conversation, error, status)
+
+
+@staff_screen
+@_post_only
+def change_assignee(request, pk):
+    conversation = access_conversation(request.user, pk)
+    raw = request.POST.get("assignee", "")
+    error, status = None, 200
+    try:
+        if raw == "me":
+            assignee = request.user
+        elif raw in ("", "none"):
+            assignee = None
+        elif raw.isdigit() and len(raw) < 18:
+            assignee = get_user_model().objects.filter(pk=int(raw), is_active=True).first()
+            if assignee is None:
+                raise ValidationError("That staff member no longer exists or is inactive.")
+        else:
+            raise ValidationError("Choose a staff member from the list.")
+        services.assign(conversation=conversation, assignee=assignee, by=request.user)
+    except ValidationError as exc:
+        error, status = _message(exc), 422
+    return _after_action(request, conversation, error, status)

@@ -1,0 +1,527 @@
+/* myhibachi staff screens: live updates, keyboard shortcuts, the reply box.
+ *
+ * Live updates: one socket to /ws/inbox carries small numbered events. The
+ * page never trusts an event's data for what it shows: it asks the server for
+ * the affected rows or thread items (HTML fragments rendered by the same
+ * templates) and swaps them in. Events are numbered; a number that skips
+ * ahead, a reconnect, or a socket that was down makes the page read what it
+ * missed from GET /api/v1/events?after=N, so nothing is lost when Redis drops
+ * a message for a full queue or the network blinks.
+ */
+(function () {
+  "use strict";
+
+  var body = document.body;
+  var PAGE = body.dataset.page;
+  var ME = Number(body.dataset.user);
+  var MY_NAME = body.dataset.username;
+  var OVERLAP = 20; // re-read this many numbers below the newest on catch-up (late commits)
+
+  // --- small helpers -------------------------------------------------------
+  function qs(sel, root) { return (root || document).querySelector(sel); }
+  function qsa(sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); }
+
+  function fragment(html) {
+    var t = document.createElement("template");
+    t.innerHTML = html;
+    return t.content;
+  }
+
+  function getHTML(url) {
+    return fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } }).then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status + " for " + url);
+      return r.text().then(function (text) { return { text: text, headers: r.headers }; });
+    });
+  }
+
+  function getJSON(url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status + " for " + url);
+      return r.json();
+    });
+  }
+
+  function processHtmx(el) { if (window.htmx) window.htmx.process(el); }
+
+  function toast(text) {
+    var box = qs("#toasts");
+    if (!box) return;
+    var p = document.createElement("p");
+    p.className = "toast";
+    p.textContent = text;
+    box.appendChild(p);
+    setTimeout(function () { p.remove(); }, 6000);
+  }
+
+  function relative(iso) {
+    var then = new Date(iso), secs = (Date.now() - then.getTime()) / 1000;
+    if (isNaN(secs)) return "";
+    if (secs < 60) return "just now";
+    if (secs < 3600) return Math.floor(secs / 60) + " min ago";
+    if (secs < 86400) return Math.floor(secs / 3600) + " h ago";
+    if (secs < 86400 * 30) return Math.floor(secs / 86400) + " d ago";
+    return then.toLocaleDateString(undefined, { month: "short", day: "numeric", year: "numeric" });
+  }
+
+  function tickTimes() {
+    qsa("time[data-relative]").forEach(function (t) { t.textContent = relative(t.getAttribute("datetime")); });
+  }
+
+  function debounce(fn, ms) {
+    var timer = null;
+    return function () { clearTimeout(timer); timer = setTimeout(fn, ms); };
+  }
+
+  // --- the live connection ---------------------------------------------------
+  function Live(latest, onEvent) {
+    this.max = latest;          // highest event number seen
+    this.seen = new Set();      // numbers applied (duplicates from catch-up are skipped)
+    this.onEvent = onEvent;
+    this.attempt = 0;
+    this.catching = null;
+    this.stopped = false;
+  }
+
+  Live.prototype.status = function (state, text) {
+    var el = qs("#live-status");
+    if (!el) return;
+    el.dataset.state = state;
+    el.textContent = text;
+  };
+
+  Live.prototype.connect = function () {
+    var self = this;
+    var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/inbox");
+    this.ws = ws;
+    ws.onopen = function () {
+      self.attempt = 0;
+      self.status("live", "Live");
+      self.catchUp(); // whatever happened between the page render (or the last socket) and now
+    };
+    ws.onmessage = function (e) {
+      var event;
+      try { event = JSON.parse(e.data); } catch (err) { return; }
+      if (event && typeof event.id === "number") self.receive(event);
+    };
+    ws.onclose = function () {
+      if (self.stopped) return;
+      // Exponential backoff with jitter: 0.5 s, 1 s, 2 s … capped at 30 s.
+      var delay = Math.min(30000, 500 * Math.pow(2, self.attempt)) * (0.5 + Math.random() / 2);
+      self.attempt += 1;
+      self.status("down", "Reconnecting…");
+      setTimeout(function () { self.connect(); }, delay);
+    };
+  };
+
+  Live.prototype.receive = function (event) {
+    if (this.seen.has(event.id)) return;
+    var gap = event.id > this.max + 1;
+    this.apply(event);
+    if (gap) this.catchUp(); // an event in between never reached this socket
+  };
+
+  Live.prototype.apply = function (event) {
+    this.seen.add(event.id);
+    if (this.seen.size > 5000) this.seen = new Set(Array.from(this.seen).slice(-2500));
+    if (event.id > this.max) this.max = event.id;
+    window.inboxLive.applied += 1;
+    try { this.onEvent(event); } catch (err) { console.error(err); }
+  };
+
+  Live.prototype.catchUp = function () {
+    var self = this;
+    if (this.catching) { this.catchAgain = true; return this.catching; }
+    var after = Math.max(0, this.max - OVERLAP);
+    window.inboxLive.catchUps += 1;
+    function page(from) {
+      return getJSON("/api/v1/events?after=" + from).then(function (data) {
+        (data.events || []).forEach(function (e) {
+          if (!self.seen.has(e.id)) {
+            self.apply({ id: e.id, type: e.type, conversation: e.conversation, at: e.created_at, data: e.payload || {} });
+          }
+        });
+        if ((data.events || []).length >= 500) return page(data.latest);
+      });
+    }
+    this.catching = page(after).catch(function (err) {
+      console.warn("catch-up failed; will retry on the next event or reconnect", err);
+    }).then(function () {
+      self.catching = null;
+      if (self.catchAgain) { self.catchAgain = false; return self.catchUp(); }
+    });
+    return this.catching;
+  };
+
+  // --- opt-in browser notification: a conversation newly assigned to me ------
+  var notifyKey = "myhibachi.notify";
+  var assignees = {}; // conversation id -> assignee id as last seen
+  var notified = new Set();
+
+  function notificationsOn() {
+    return localStorage.getItem(notifyKey) === "1" && "Notification" in window && Notification.permission === "granted";
+  }
+
+  function setupNotifyToggle() {
+    var button = qs("#notify-toggle");
+    if (!button) return;
+    if (!("Notification" in window)) { button.hidden = true; return; }
+    function show() {
+      var on = notificationsOn();
+      button.setAttribute("aria-pressed", on ? "true" : "false");
+      button.textContent = on ? "Notifications on" : "Notify me";
+    }
+    button.addEventListener("click", function () {
+      if (notificationsOn()) { localStorage.removeItem(notifyKey); show(); return; }
+      Notification.requestPermission().then(function (p) {
+        if (p === "granted") localStorage.setItem(notifyKey, "1");
+        show();
+      });
+    });
+    show();
+  }
+
+  function watchAssignment(event) {
+    var d = event.data || {};
+    if (!/^conversation\./.test(event.type) || d.assignee === undefined) return;
+    var before = assignees[event.conversation];
+    assignees[event.conversation] = d.assignee;
+    if (d.assignee !== ME || before === ME || d.by === MY_NAME) return;
+    var key = event.conversation + ":" + event.id;
+    if (notified.has(event.conversation + ":me")) return;
+    notified.add(event.conversation + ":me");
+    toast("Conversation #" + event.conversation + " was assigned to you" + (d.by ? " by " + d.by : "") + ".");
+    if (notificationsOn()) {
+      var n = new Notification("Assigned to you", { body: "Conversation #" + event.conversation, tag: key });
+      n.onclick = function () { window.focus(); location.href = "/inbox/" + event.conversation + "/"; };
+    }
+  }
+
+  function onMention(event) {
+    var d = event.data || {};
+    toast((d.by || "Someone") + " mentioned you in a note on " + (d.customer || "a conversation") + ".");
+  }
+
+  // --- the inbox list -------------------------------------------------------
+  function inboxPage() {
+    var dirty = new Set();
+    var countsDirty = false;
+
+    function current() { return qs("#inbox-body"); }
+
+    function setCounts(counts) {
+      Object.keys(counts).forEach(function (key) {
+        qsa('[data-count="' + key + '"]').forEach(function (el) { el.textContent = counts[key]; });
+      });
+      document.title = "Inbox (" + counts.open + " Open) · myhibachi";
+    }
+
+    function rememberOrder() {
+      var ids = qsa("#rows > li.row").map(function (li) { return li.dataset.id; });
+      sessionStorage.setItem("myhibachi.order", JSON.stringify(ids));
+      qsa("#rows > li.row").forEach(function (li) {
+        assignees[li.dataset.id] = li.dataset.assignee ? Number(li.dataset.assignee) : null;
+      });
+      var empty = qs("#rows-empty");
+      if (empty) empty.hidden = ids.length > 0;
+    }
+
+    function placeRow(list, row) {
+      // Newest activity first, the same order the server pages in.
+      var at = row.dataset.activity, rows = qsa(":scope > li.row", list), more = qs("#more-rows", list);
+      for (var i = 0; i < rows.length; i++) {
+        if (rows[i].dataset.activity < at || (rows[i].dataset.activity === at && Number(rows[i].dataset.id) < Number(row.dataset.id))) {
+          list.insertBefore(row, rows[i]);
+          return true;
+        }
+      }
+      if (more) return false; // older than everything loaded: it will come with a later page
+      list.appendChild(row);
+      return true;
+    }
+
+    var refresh = debounce(function () {
+      var ids = Array.from(dirty).slice(0, 100);
+      ids.forEach(function (id) { dirty.delete(id); });
+      var wantCounts = countsDirty;
+      countsDirty = false;
+      var box = current();
+      if (!box || (!ids.length && !wantCounts)) return;
+      var searching = box.dataset.search === "1";
+      if (searching) ids = ids.filter(function (id) { return qs("#conv-" + id); });
+      var url = "/inbox/rows?" + box.dataset.query + "&ids=" + ids.join(",");
+      getHTML(url).then(function (res) {
+        var counts = res.headers.get("X-Inbox-Counts");
+        if (counts) setCounts(JSON.parse(counts));
+        var frag = fragment(res.text), list = qs("#rows");
+        if (!list) return;
+        var fresh = {};
+        qsa("li.row", frag).forEach(function (row) { fresh[row.dataset.id] = row; });
+        ids.forEach(function (id) {
+          var old = qs("#conv-" + id), row = fresh[id];
+          var hadFocus = old && old.contains(document.activeElement);
+          var selected = old && old.classList.contains("selected");
+          if (old) old.remove();
+          if (row && placeRow(list, row)) {
+            if (selected) row.classList.add("selected");
+            processHtmx(row);
+            if (hadFocus) { var link = qs(".row-link", row); if (link) link.focus(); }
+          }
+        });
+        rememberOrder();
+        tickTimes();
+        window.inboxLive.refreshes += 1;
+      }).catch(function (err) { console.warn(err); ids.forEach(function (id) { dirty.add(id); }); });
+    }, 120);
+
+    function handle(event) {
+      watchAssignment(event);
+      if (event.type === "mention") { onMention(event); return; }
+      if (event.type === "note.created") return; // notes do not change a row
+      if (event.conversation) dirty.add(String(event.conversation));
+      countsDirty = true;
+      refresh();
+    }
+
+    // Keep the hidden status of the filter form in step with the tab shown.
+    document.addEventListener("htmx:afterSwap", function (e) {
+      var box = current();
+      if (box && (e.target === box || e.target.id === "inbox-body" || e.target.id === "more-rows" || box.contains(e.target))) {
+        var status = qs("#filter-status");
+        if (status) status.value = box.dataset.status;
+      }
+      rememberOrder();
+      tickTimes();
+    });
+
+    // j / k / Enter / r / e on the selected row.
+    function rows() { return qsa("#rows > li.row"); }
+    function selectedIndex() { return rows().findIndex(function (r) { return r.classList.contains("selected"); }); }
+    function select(index) {
+      var all = rows();
+      if (!all.length) return;
+      index = Math.max(0, Math.min(all.length - 1, index));
+      all.forEach(function (r) { r.classList.remove("selected"); });
+      all[index].classList.add("selected");
+      var link = qs(".row-link", all[index]);
+      link.focus();
+      all[index].scrollIntoView({ block: "nearest" });
+    }
+    function selectedRow() {
+      var i = selectedIndex();
+      if (i < 0 && document.activeElement) {
+        var li = document.activeElement.closest && document.activeElement.closest("#rows > li.row");
+        if (li) return li;
+      }
+      return i >= 0 ? rows()[i] : null;
+    }
+
+    rememberOrder();
+    return {
+      handle: handle,
+      keys: {
+        j: function () { select(selectedIndex() + 1); },
+        k: function () { select(selectedIndex() < 0 ? 0 : selectedIndex() - 1); },
+        Enter: function () { var r = selectedRow(); if (r) location.href = qs(".row-link", r).href; },
+        r: function () { var r = selectedRow(); if (r) location.href = qs(".row-link", r).href + "#reply"; },
+        n: function () { var r = selectedRow(); if (r) location.href = qs(".row-link", r).href + "#note"; },
+        e: function () {
+          var r = selectedRow(), form = r && qs(".resolve-form", r);
+          if (form) form.requestSubmit();
+        },
+      },
+    };
+  }
+
+  // --- one thread ------------------------------------------------------------
+  function threadPage() {
+    var conversation = Number(body.dataset.conversation);
+    var known = new Set((body.dataset.conversations || "").split(",").filter(Boolean).map(Number));
+
+    var refresh = debounce(function () {
+      getHTML("/inbox/" + conversation + "/live").then(function (res) {
+        var frag = fragment(res.text), payload = qs("#live-payload", frag);
+        if (!payload) return;
+        (payload.dataset.conversations || "").split(",").filter(Boolean).forEach(function (id) { known.add(Number(id)); });
+        var header = qs("#conv-header", frag), old = qs("#conv-header");
+        if (header && old) {
+          var focusedId = old.contains(document.activeElement) ? document.activeElement.id : null;
+          var error = qs("#header-error", old);
+          if (error) header.appendChild(error); // keep a message the person has not read yet
+          old.replaceWith(header);
+          processHtmx(header);
+          if (focusedId && document.getElementById(focusedId)) document.getElementById(focusedId).focus();
+        }
+        var list = qs("#thread-items"), added = 0;
+        qsa("#live-items > li.item", frag).forEach(function (item) {
+          var existing = document.getElementById(item.id);
+          if (existing) {
+            existing.replaceWith(item);
+          } else {
+            var empty = qs(":scope > li.empty", list);
+            if (empty) empty.remove();
+            var after = qsa(":scope > li.item", list).filter(function (li) { return li.dataset.at > item.dataset.at; });
+            if (after.length) list.insertBefore(item, after[0]); else list.appendChild(item);
+            added += 1;
+          }
+        });
+        if (added) {
+          var last = qs(":scope > li.item:last-child", list);
+          if (last) last.scrollIntoView({ block: "nearest" });
+        }
+        window.inboxLive.refreshes += 1;
+      }).catch(function (err) { console.warn(err); });
+    }, 100);
+
+    function handle(event) {
+      watchAssignment(event);
+      if (event.type === "mention") { onMention(event); return; }
+      if (known.has(event.conversation) || event.type === "conversation.created") refresh();
+    }
+
+    document.body.addEventListener("inbox:thread-changed", refresh);
+
+    function neighbour(step) {
+      var order = [];
+      try { order = JSON.parse(sessionStorage.getItem("myhibachi.order") || "[]"); } catch (err) { order = []; }
+      var at = order.indexOf(String(conversation));
+      var next = at >= 0 ? order[at + step] : null;
+      if (next) location.href = "/inbox/" + next + "/";
+    }
+
+    if (location.hash === "#reply") composerMode("reply", true);
+    if (location.hash === "#note") composerMode("note", true);
+
+    return {
+      handle: handle,
+      keys: {
+        j: function () { neighbour(1); },
+        k: function () { neighbour(-1); },
+        r: function () { composerMode("reply", true); },
+        n: function () { composerMode("note", true); },
+        e: function () { var b = qs("#set-resolved"); if (b) b.click(); },
+      },
+    };
+  }
+
+  // --- the reply box: modes, canned responses, Ctrl+Enter ---------------------
+  function composerMode(mode, focus) {
+    var form = qs("#composer");
+    if (!form) return;
+    var radio = qs('input[name="mode"][value="' + mode + '"]', form);
+    if (radio) radio.checked = true;
+    form.classList.toggle("mode-note", mode === "note");
+    form.classList.toggle("mode-reply", mode === "reply");
+    qs("#reply-text-label", form).textContent = mode === "note" ? "Note (staff only)" : "Message to the customer";
+    qs("#composer-submit", form).textContent = mode === "note" ? "Add note" : "Send reply";
+    if (focus) { var t = qs("#reply-text", form); t.focus(); t.scrollIntoView({ block: "nearest" }); }
+  }
+
+  function cannedOptions() {
+    return qsa("#canned-picker option[data-shortcut]").map(function (o) {
+      return { id: o.value, shortcut: o.dataset.shortcut };
+    });
+  }
+
+  function insertCanned(id, textarea, start, end) {
+    var form = qs("#composer");
+    var conversation = form.dataset.conversation;
+    return getJSON("/api/v1/canned-responses/" + encodeURIComponent(id) + "/render?conversation=" + conversation)
+      .then(function (data) {
+        var value = textarea.value;
+        if (start === undefined) { start = textarea.selectionStart; end = textarea.selectionEnd; }
+        textarea.value = value.slice(0, start) + data.text + value.slice(end);
+        var caret = start + data.text.length;
+        textarea.setSelectionRange(caret, caret);
+        textarea.focus();
+        textarea.dispatchEvent(new Event("input", { bubbles: true }));
+      })
+      .catch(function () { toast("That canned response could not be loaded; try again."); });
+  }
+
+  // "/shortcut" right before the caret, at the start or after a space.
+  function shortcutBeforeCaret(textarea) {
+    var upto = textarea.value.slice(0, textarea.selectionStart);
+    var m = /(^|\s)\/([\w-]+)$/.exec(upto);
+    if (!m) return null;
+    var name = m[2].toLowerCase(), options = cannedOptions();
+    var exact = options.filter(function (o) { return o.shortcut.toLowerCase() === name; })[0];
+    if (!exact) return null;
+    var longer = options.some(function (o) { return o.shortcut.toLowerCase() !== name && o.shortcut.toLowerCase().indexOf(name) === 0; });
+    return { option: exact, start: upto.length - name.length - 1, end: upto.length, ambiguous: longer };
+  }
+
+  document.addEventListener("change", function (e) {
+    if (e.target.id === "canned-picker" && e.target.value) {
+      var t = qs("#reply-text");
+      insertCanned(e.target.value, t).then(function () { e.target.value = ""; });
+    }
+    if (e.target.name === "mode" && e.target.closest("#composer")) composerMode(e.target.value, false);
+  });
+
+  document.addEventListener("input", function (e) {
+    if (e.target.id !== "reply-text") return;
+    var count = qs("#char-count");
+    if (count) count.textContent = e.target.value.length;
+    if (e.inputType && e.inputType.indexOf("insert") === 0) {
+      var found = shortcutBeforeCaret(e.target);
+      if (found && !found.ambiguous) insertCanned(found.option.id, e.target, found.start, found.end);
+    }
+  });
+
+  document.addEventListener("keydown", function (e) {
+    if (e.target.id !== "reply-text") return;
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      e.target.form.requestSubmit();
+      return;
+    }
+    if (e.key === "Tab" || e.key === " ") {
+      var found = shortcutBeforeCaret(e.target);
+      if (found) {
+        e.preventDefault();
+        insertCanned(found.option.id, e.target, found.start, found.end);
+      }
+    }
+    if (e.key === "Escape") e.target.blur();
+  });
+
+  // --- global keys -------------------------------------------------------------
+  function typing(el) {
+    if (!el) return false;
+    var tag = el.tagName;
+    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || el.isContentEditable;
+  }
+
+  function setupKeys(page) {
+    document.addEventListener("keydown", function (e) {
+      if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
+      if (typing(e.target)) return;
+      var dialog = qs("#shortcuts");
+      if (dialog && dialog.open) return;
+      if (e.key === "?") { e.preventDefault(); if (dialog) dialog.showModal(); return; }
+      if (e.key === "/") {
+        var q = qs("#q");
+        if (q) { e.preventDefault(); q.focus(); q.select(); }
+        return;
+      }
+      if (e.key === "Enter" && e.target.closest && e.target.closest("a, button")) return; // native activation
+      var action = page && page.keys[e.key];
+      if (action) { e.preventDefault(); action(); }
+    });
+    var open = qs("#shortcuts-open");
+    if (open) open.addEventListener("click", function () { qs("#shortcuts").showModal(); });
+  }
+
+  // --- start -------------------------------------------------------------------
+  window.inboxLive = { applied: 0, catchUps: 0, refreshes: 0 };
+  var page = PAGE === "inbox" ? inboxPage() : PAGE === "thread" ? threadPage() : null;
+  setupKeys(page);
+  setupNotifyToggle();
+  tickTimes();
+  setInterval(tickTimes, 30000);
+  if (page) {
+    var live = new Live(Number(body.dataset.latestEvent) || 0, page.handle);
+    window.inboxLive.client = live;
+    live.connect();
+  }
+})();

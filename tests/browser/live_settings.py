@@ -1,0 +1,24 @@
+"""Settings for a live daphne server started by the tests and the bench.
+
+The same as production-like full mode, except that the channel-layer prefix
+and the cache key prefix come from the environment, so a test run shares them
+with the test process (events and cached counts meet) and with nobody else
+using the same Redis.
+"""
+import os
+
+from myhibachi.settings import *  # noqa: F401,F403
+from myhibachi.settings import CACHES, CHANNEL_LAYERS
+
+if os.environ.get("LIVE_CHANNEL_PREFIX") and "CONFIG" in CHANNEL_LAYERS["default"]:
+    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = os.environ["LIVE_CHANNEL_PREFIX"]
+if os.environ.get("LIVE_CACHE_PREFIX"):
+    CACHES["default"]["KEY_PREFIX"] = os.environ["LIVE_CACHE_PREFIX"]
+
+# No worker runs beside the live server, and a shared Redis broker must not
+# carry this run's tasks to anyone else's worker: run tasks in process, and
+# hand replies to the recording stand-in sender (its real task, retry and
+# delivery-status code runs), so the thread shows them moving to "sent".
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+INBOX_SENDERS = {"email": "tests.senders.record", "sms": "tests.senders.record", "chat": "tests.senders.record"}
