@@ -177,6 +177,12 @@ class CustomerSerializer(serializers.ModelSerializer):
 
 
 class EventSerializer(serializers.ModelSerializer):
+    """The same shape as the frames on /ws/inbox (inbox.events.as_message), so
+    a client applies caught-up events exactly like live ones."""
+
+    at = serializers.DateTimeField(source="created_at")
+    data = serializers.JSONField(source="payload")
+
     class Meta:
         model = InboxEvent
-        fields = ["id", "type", "conversation", "payload", "created_at"]
+        fields = ["id", "type", "conversation", "at", "data"]

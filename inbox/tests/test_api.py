@@ -369,6 +369,22 @@ def test_events_catch_up_returns_what_was_missed(agent_client, agent, receive):
     assert agent_client.get("/api/v1/events?after=x").status_code == 400
 
 
+def test_caught_up_events_have_the_shape_of_socket_frames(agent_client, receive):
+    """The page applies caught-up events with the same code as live ones."""
+    from datetime import datetime
+
+    from inbox.events import as_message
+    from inbox.models import InboxEvent
+
+    receive()
+    body = agent_client.get("/api/v1/events?after=0").json()
+    for item in body["events"]:
+        frame = as_message(InboxEvent.objects.get(pk=item["id"]))
+        assert item.keys() == frame.keys()
+        assert item["data"] == frame["data"] and item["conversation"] == frame["conversation"]
+        assert datetime.fromisoformat(item["at"]) == datetime.fromisoformat(frame["at"])
+
+
 def test_openapi_schema_documents_every_endpoint(agent_client):
     response = agent_client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200

@@ -137,7 +137,7 @@
       return getJSON("/api/v1/events?after=" + from).then(function (data) {
         (data.events || []).forEach(function (e) {
           if (!self.seen.has(e.id)) {
-            self.apply({ id: e.id, type: e.type, conversation: e.conversation, at: e.created_at, data: e.payload || {} });
+            self.apply(e);
           }
         });
         if ((data.events || []).length >= 500) return page(data.latest);
