@@ -186,10 +186,13 @@ class Booking(models.Model):
     }
 
     def save(self, *args, **kwargs):
-        # Each step keeps the time it was first reached.
+        # Each step keeps the time it was first reached. reached_step tells
+        # post_save receivers (the confirmation email) that this save got there.
         field = self.STEP_FIELDS[self.status]
+        self.reached_step = None
         if getattr(self, field) is None:
             setattr(self, field, timezone.now())
+            self.reached_step = self.status
         super().save(*args, **kwargs)
 
 

@@ -314,6 +314,8 @@ EMAIL_PUBLIC_BASE_URL = env("EMAIL_PUBLIC_BASE_URL", "http://127.0.0.1:8000")  #
 EMAIL_CAMPAIGN_BATCH_SIZE = min(1000, int(env("EMAIL_CAMPAIGN_BATCH_SIZE", "500")))  # SendGrid: <= 1000
 EMAIL_CAMPAIGN_RATE_PER_SECOND = float(env("EMAIL_CAMPAIGN_RATE_PER_SECOND", "1000"))
 EMAIL_REMINDER_HOURS = int(env("EMAIL_REMINDER_HOURS", "48"))
+# Email the customer when a booking is first confirmed (EMAIL_BOOKING_CONFIRMATIONS=0 turns it off).
+EMAIL_BOOKING_CONFIRMATIONS = env_bool("EMAIL_BOOKING_CONFIRMATIONS", True)
 EMAIL_TEMPLATE_IDS = {  # SendGrid dynamic templates; empty: our templates/email/ are used
     "confirmation": env("SENDGRID_TEMPLATE_BOOKING_CONFIRMATION", ""),
     "reminder": env("SENDGRID_TEMPLATE_BOOKING_REMINDER", ""),

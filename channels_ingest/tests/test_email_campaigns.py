@@ -154,6 +154,31 @@ def test_booking_confirmation_is_sent_once_from_our_templates(customers, sendgri
     assert record.status == "sent" and record.esp_message_id == body["personalizations"][0]["custom_args"]["anymail_id"]
 
 
+def test_confirming_a_booking_in_the_admin_emails_the_customer_once(customers, sendgrid, manager_client,
+                                                                      django_capture_on_commit_callbacks):
+    booking = book(customers["never"], days=30, status=Booking.Status.QUOTED)
+    assert sendgrid.sent == []
+    confirm = {"action": "booking_confirmed", "_selected_action": [booking.pk]}
+    with django_capture_on_commit_callbacks(execute=True):
+        manager_client.post("/admin/crm/booking/", confirm)
+    with django_capture_on_commit_callbacks(execute=True):
+        manager_client.post("/admin/crm/booking/", confirm)  # already confirmed: no second email
+    [body] = sendgrid.sent
+    assert body["personalizations"][0]["to"] == [{"email": "never@example.com"}]
+    assert "is confirmed" in body["subject"]
+    assert SentEmail.objects.get(booking=booking).kind == "confirmation"
+
+
+def test_no_confirmation_email_when_turned_off_or_for_other_steps(customers, sendgrid, settings,
+                                                                  django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        book(customers["never"], days=30, status=Booking.Status.QUOTED)
+    settings.EMAIL_BOOKING_CONFIRMATIONS = False
+    with django_capture_on_commit_callbacks(execute=True):
+        book(customers["recent"], days=30, status=Booking.Status.CONFIRMED)
+    assert sendgrid.sent == [] and not SentEmail.objects.exists()
+
+
 def test_booking_email_uses_a_sendgrid_dynamic_template_when_configured(customers, sendgrid, settings):
     settings.EMAIL_TEMPLATE_IDS = {"confirmation": "d-0123456789abcdef", "reminder": ""}
     booking = book(customers["never"], days=20, status=Booking.Status.CONFIRMED)
