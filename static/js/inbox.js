@@ -422,13 +422,17 @@
     });
   }
 
-  function insertCanned(id, textarea, start, end) {
+  // typed: the "/shortcut" text being replaced. Typing "/thanks" and then a space
+  // asks twice before the first answer arrives; only the answer that still finds
+  // the shortcut in place inserts, so the text never lands twice.
+  function insertCanned(id, textarea, start, end, typed) {
     var form = qs("#composer");
     var conversation = form.dataset.conversation;
     return getJSON("/api/v1/canned-responses/" + encodeURIComponent(id) + "/render?conversation=" + conversation)
       .then(function (data) {
         var value = textarea.value;
         if (start === undefined) { start = textarea.selectionStart; end = textarea.selectionEnd; }
+        if (typed !== undefined && value.slice(start, end) !== typed) return;
         textarea.value = value.slice(0, start) + data.text + value.slice(end);
         var caret = start + data.text.length;
         textarea.setSelectionRange(caret, caret);
@@ -447,7 +451,8 @@
     var exact = options.filter(function (o) { return o.shortcut.toLowerCase() === name; })[0];
     if (!exact) return null;
     var longer = options.some(function (o) { return o.shortcut.toLowerCase() !== name && o.shortcut.toLowerCase().indexOf(name) === 0; });
-    return { option: exact, start: upto.length - name.length - 1, end: upto.length, ambiguous: longer };
+    var start = upto.length - name.length - 1;
+    return { option: exact, start: start, end: upto.length, typed: upto.slice(start), ambiguous: longer };
   }
 
   document.addEventListener("change", function (e) {
@@ -464,7 +469,7 @@
     if (count) count.textContent = e.target.value.length;
     if (e.inputType && e.inputType.indexOf("insert") === 0) {
       var found = shortcutBeforeCaret(e.target);
-      if (found && !found.ambiguous) insertCanned(found.option.id, e.target, found.start, found.end);
+      if (found && !found.ambiguous) insertCanned(found.option.id, e.target, found.start, found.end, found.typed);
     }
   });
 
@@ -479,7 +484,7 @@
       var found = shortcutBeforeCaret(e.target);
       if (found) {
         e.preventDefault();
-        insertCanned(found.option.id, e.target, found.start, found.end);
+        insertCanned(found.option.id, e.target, found.start, found.end, found.typed);
       }
     }
     if (e.key === "Escape") e.target.blur();
