@@ -90,6 +90,20 @@ def test_search_ranks_phrases_prefixes_and_stems(receive, agent):
     assert selectors.search_conversation_ids("teppan*") and stem.pk not in selectors.search_conversation_ids("grill")
 
 
+def test_search_reaches_past_the_newest_rows_and_keeps_the_newest_matches(receive, monkeypatch):
+    """Matches older than the directly scanned newest rows come from the GIN index,
+    and the candidates are always the newest matching rows."""
+    monkeypatch.setattr(selectors, "SEARCH_RECENT_ROWS", 3)
+    monkeypatch.setattr(selectors, "SEARCH_CANDIDATES", 2)
+    old = receive(sender="old@example.com", text="Do you cater in Sacramento?").message.conversation
+    middle = receive(sender="mid@example.com", text="Sacramento again").message.conversation
+    for i in range(5):
+        receive(sender=f"n{i}@example.com", text="Something else entirely")
+    assert set(selectors.search_conversation_ids("sacramento")) == {old.pk, middle.pk}
+    newest = receive(sender="new@example.com", text="Sacramento, next May").message.conversation
+    assert set(selectors.search_conversation_ids("sacramento")) == {newest.pk, middle.pk}  # two candidates
+
+
 def test_search_finds_customers_by_name_email_and_phone(receive):
     from tests.factories import make_customer
 
