@@ -60,8 +60,13 @@ def _cursor_time(data, key="t") -> datetime:
 
 def conversations_for_list():
     primary = CustomerIdentity.objects.order_by("-is_primary", "kind", "id")
-    return Conversation.objects.select_related("customer", "assignee", "last_message").prefetch_related(
-        Prefetch("customer__identities", queryset=primary), "tags"
+    # A row shows a preview of the last message: its html, metadata and the
+    # search vectors are never read, and they are the widest columns.
+    return (
+        Conversation.objects.select_related("customer", "assignee", "last_message")
+        .defer("customer__search_vector", "last_message__html", "last_message__metadata",
+               "last_message__search_vector")
+        .prefetch_related(Prefetch("customer__identities", queryset=primary), "tags")
     )
 
 

