@@ -13,8 +13,20 @@ each node, several hundred milliseconds per event). So each node (process and
 event loop) joins the staff group once, through StaffFanout, and hands every
 staff event to its local sockets itself: one Redis message per node per
 event. Per-user groups stay ordinary (a person has a few tabs).
+
+The hand-over is the hot path (500 sockets per event), so it costs no
+coroutine scheduling per socket: the event is JSON-encoded once into one ASGI
+message shared by all sockets, and each socket's ASGI send is started in
+place. A server's send normally completes without suspending (Daphne and
+Uvicorn write to the transport's buffer), so no task is made. Only when a
+server holds a send back (a slow reader, flow control) does that socket get
+a task that finishes the send and then the events queued behind it, in order,
+while the other sockets go on; past MAX_BACKLOG queued events that socket's
+further events are dropped, which the page notices as a gap in the numbers
+and fills from the events API, as it does for channels-redis' own drops.
 """
 import asyncio
+import collections
 import json
 import logging
 import weakref
@@ -37,6 +49,25 @@ NOT_STAFF = 4403
 REJOIN_SECONDS = 60
 
 
+# Events queued for one socket whose send is held back, before further ones are dropped.
+MAX_BACKLOG = 200
+# Scope key under which with_server_send() keeps the ASGI server's own send.
+SERVER_SEND = "inbox.server_send"
+
+
+def with_server_send(app):
+    """Outermost WebSocket middleware (asgi.py): keep the server's own send callable
+    in the scope. Channels' SessionMiddleware wraps send to save the session on
+    "websocket.accept"; for a frame its wrapper only costs time (a lazy session
+    object is consulted on every call, about a quarter of the fan-out's work), so
+    StaffFanout sends frames with the server's send directly."""
+
+    async def app_with_server_send(scope, receive, send):
+        return await app({**scope, SERVER_SEND: send}, receive, send)
+
+    return app_with_server_send
+
+
 class StaffFanout:
     """This node's single member of the staff group; forwards to local sockets."""
 
@@ -46,6 +77,9 @@ class StaffFanout:
         self.channel = None
         self.tasks = []
         self.lock = asyncio.Lock()
+        self.backlogs = {}  # consumer -> deque of messages waiting behind a held-back send
+        self.finishing = set()  # tasks of held-back sends (the loop keeps only weak references)
+        self.dropped = 0
 
     async def add(self, consumer):
         async with self.lock:
@@ -63,18 +97,58 @@ class StaffFanout:
 
     def discard(self, consumer):
         self.sockets.discard(consumer)
+        self.backlogs.pop(consumer, None)
 
     async def _forward(self):
         while True:
             message = await self.layer.receive(self.channel)
-            if message.get("type") != "inbox.event" or not self.sockets:
+            if message.get("type") == "inbox.event" and self.sockets:
+                self.deliver(message["event"])
+
+    def deliver(self, event):
+        """Hand one event to every local socket; all get event n before any gets n+1."""
+        outgoing = {"type": "websocket.send", "text": json.dumps(event)}  # encoded once, shared
+        for consumer in list(self.sockets):
+            backlog = self.backlogs.get(consumer)
+            if backlog is not None:
+                if len(backlog) < MAX_BACKLOG:
+                    backlog.append(outgoing)
+                else:
+                    self.dropped += 1
                 continue
-            # Encoded once for all sockets; all get event n before any gets n+1.
-            text = json.dumps(message["event"])
-            results = await asyncio.gather(*(s.forward(text) for s in list(self.sockets)), return_exceptions=True)
-            for result in results:
-                if isinstance(result, Exception):
-                    logger.warning("could not forward event %s: %r", message["event"].get("id"), result)
+            sending = consumer.send_frame(outgoing)
+            try:
+                waiting = sending.send(None)  # runs the server's send up to its first suspension, if any
+            except StopIteration:
+                continue  # sent (the usual case)
+            except Exception as exc:
+                logger.warning("could not forward event %s: %r", event.get("id"), exc)
+                continue
+            self.backlogs[consumer] = collections.deque()
+            task = asyncio.get_running_loop().create_task(self._finish(consumer, sending, waiting))
+            self.finishing.add(task)
+            task.add_done_callback(self.finishing.discard)
+
+    async def _finish(self, consumer, sending, waiting):
+        """Complete a send the server held back, then the events queued behind it."""
+        try:
+            while True:
+                if waiting is None:
+                    await asyncio.sleep(0)  # a bare yield: give the loop one turn
+                else:
+                    await asyncio.wait([waiting])  # its result or error is raised inside `sending`
+                try:
+                    waiting = sending.send(None)
+                except StopIteration:
+                    break
+            backlog = self.backlogs.get(consumer)
+            while backlog and consumer in self.sockets:
+                await consumer.send_frame(backlog.popleft())
+        except Exception as exc:
+            logger.warning("could not forward to a slow socket: %r", exc)
+        finally:
+            sending.close()
+            self.backlogs.pop(consumer, None)
 
     async def _rejoin(self):
         while True:
@@ -105,6 +179,9 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         self.user_group = events.user_group(user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
+        # Frames (never the accept) go straight to the server; without the asgi.py
+        # wrapper (a bare consumer in a test) through the middleware chain.
+        self.send_frame = self.scope.get(SERVER_SEND, self.base_send)
         self.fanout = fanout_for(self.channel_layer)
         await self.fanout.add(self)
 
@@ -113,9 +190,6 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
             self.fanout.discard(self)
         if getattr(self, "user_group", None):
             await self.channel_layer.group_discard(self.user_group, self.channel_name)
-
-    async def forward(self, text):
-        await self.send(text_data=text)
 
     async def receive_json(self, content, **kwargs):
         # The socket is one-way; a ping gets a pong so clients can check liveness.

@@ -1,10 +1,13 @@
-"""Live updates across real processes: a daphne node serves the socket, and
+"""Live updates across real processes: an ASGI node (Daphne, and Uvicorn with
+uvloop and httptools as bench/bench_screens.py runs it) serves the socket, and
 the event is raised in a different process (as a Celery worker or the other
 ASGI node would) and travels through channels-redis."""
 import asyncio
 import json
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import websockets
@@ -23,10 +26,33 @@ RAISE_IN_ANOTHER_PROCESS = (
 )
 
 
-@pytest.fixture
-def node():
+UVICORN = ["-m", "uvicorn", "--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools",
+           "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--log-level", "warning",
+           "myhibachi.asgi:application"]
+
+
+def start_uvicorn(server, timeout=30):
+    server.process = subprocess.Popen([sys.executable, *UVICORN, "--port", str(server.port)], cwd=ROOT,
+                                      env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.process.poll() is None, f"uvicorn exited with {server.process.returncode}"
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=0.5):
+                return server
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    raise AssertionError("uvicorn did not start listening in time")
+
+
+@pytest.fixture(params=["daphne", "uvicorn"])
+def node(request):
     server = LiveServer(database_url=database_url(), redis_url=settings.REDIS_URL)
-    server.start()
+    if request.param == "daphne":
+        server.start()
+    else:
+        start_uvicorn(server)
     yield server
     server.stop()
 
@@ -60,7 +86,7 @@ async def events_from_another_process(url, cookie, env, count, timeout=15):
         return events
 
 
-def test_an_event_raised_in_another_process_reaches_a_socket_on_a_daphne_node(node):
+def test_an_event_raised_in_another_process_reaches_a_socket_on_a_node(node):
     agent = make_user("alice")
     # The other process gets the same database, Redis and channel prefix as the node.
     got = run(events_from_another_process(node.ws_url, cookie_for(agent), node.env, 2))
@@ -69,7 +95,7 @@ def test_an_event_raised_in_another_process_reaches_a_socket_on_a_daphne_node(no
     assert got[1]["id"] == got[0]["id"] + 1
 
 
-def test_a_daphne_node_refuses_foreign_origins_and_anonymous_sockets(node):
+def test_a_node_refuses_foreign_origins_and_anonymous_sockets(node):
     agent = make_user("alice")
 
     async def attempt(origin, cookie):
