@@ -5,13 +5,23 @@ InboxEvent row (the id is the sequence number) and, once the transaction
 commits, sends it to the channel-layer group. Browsers that notice a gap in
 the numbers, or reconnect, read what they missed from the events API, so a
 message dropped by a full channel-layer queue is never lost for good.
+
+Bulk writers (the IMAP poller) wrap their transactions in ``batched()``: the
+events committed inside it are published together when it ends, in one
+channel-layer round instead of one per event. Events are still sent only
+after their commit, in order, and never when their transaction or savepoint
+rolled back.
 """
+import contextvars
 import logging
+from contextlib import contextmanager
+from functools import partial
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from . import sql
 from .models import InboxEvent
 
 logger = logging.getLogger(__name__)
@@ -27,6 +37,9 @@ MENTION = "mention"
 
 # Counted rejections, readable by ops and tests.
 publish_failures = 0
+
+# Inside batched(): committed (group, frame) pairs waiting to be published.
+_pending = contextvars.ContextVar("inbox_events_pending", default=None)
 
 
 def user_group(user_id: int) -> str:
@@ -45,23 +58,74 @@ def as_message(event: InboxEvent) -> dict:
 
 def record(type: str, *, conversation=None, payload=None, recipient=None) -> InboxEvent:
     """Store an event now and broadcast it when the surrounding transaction commits."""
-    event = InboxEvent.objects.create(
-        type=type, conversation=conversation, payload=payload or {}, recipient=recipient
-    )
+    return record_many([(type, conversation, payload)], recipient=recipient)[0]
+
+
+def record_many(items, *, recipient=None) -> list[InboxEvent]:
+    """Several events of one transaction in one INSERT: items are (type, conversation, payload).
+
+    Numbered in the order given; each is broadcast when the transaction commits.
+    """
+    made = [InboxEvent(type=type, conversation=conversation, payload=payload or {}, recipient=recipient)
+            for type, conversation, payload in items]
+    sql.insert(made, ("type", "conversation", "recipient", "payload", "created_at"))
     group = user_group(recipient.pk) if recipient is not None else STAFF_GROUP
-    transaction.on_commit(lambda: _send(group, as_message(event)))
-    return event
+    for event in made:
+        # One hook per event: Django drops the hooks of a rolled-back savepoint, so
+        # an event whose write was undone is never published.
+        transaction.on_commit(partial(_committed, group, event))
+    return made
 
 
-def _send(group: str, message: dict) -> None:
+def _committed(group: str, event: InboxEvent) -> None:
+    pending = _pending.get()
+    if pending is not None:
+        pending.append((group, as_message(event)))
+    else:
+        _publish([(group, as_message(event))])
+
+
+@contextmanager
+def batched():
+    """Publish the events committed inside this block together when it ends.
+
+    Nested blocks join the outermost one. Events committed before an error in
+    the block are still published when it ends.
+    """
+    if _pending.get() is not None:
+        yield
+        return
+    pending = []
+    token = _pending.set(pending)
+    try:
+        yield
+    finally:
+        _pending.reset(token)
+        if pending:
+            _publish(pending)
+
+
+def _publish(items: list) -> None:
+    """Send (group, frame) pairs in order, in one event-loop round. Never raises."""
     global publish_failures
     layer = get_channel_layer()
     if layer is None:
         return
+    sent = []
     try:
-        async_to_sync(layer.group_send)(group, {"type": "inbox.event", "event": message})
+        async_to_sync(_send_all)(layer, items, sent)
     except Exception:
         # The write is committed; a lost broadcast is recovered by clients
         # through the events API. Log and count, never fail the write.
-        publish_failures += 1
-        logger.exception("could not publish event %s to %s", message.get("id"), group)
+        logger.exception("could not publish events %s..%s", items[0][1].get("id"), items[-1][1].get("id"))
+    publish_failures += len(items) - len(sent)
+
+
+async def _send_all(layer, items, sent: list) -> None:
+    for group, message in items:
+        try:
+            await layer.group_send(group, {"type": "inbox.event", "event": message})
+        except Exception:
+            logger.exception("could not publish event %s to %s", message.get("id"), group)
+        else:
+            sent.append(message.get("id"))

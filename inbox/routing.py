@@ -19,7 +19,9 @@ actions
 Rules run in ``order``; the first matching rule wins unless it has
 ``continue_processing`` set, in which case later rules are evaluated too.
 """
+import contextvars
 import re
+from contextlib import contextmanager
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
@@ -176,6 +178,39 @@ def _next_in_turn(rule, group_name):
     return get_user_model().objects.get(pk=chosen)
 
 
+# Inside rules_snapshot(): the active rules, read once for the whole block.
+_snapshot = contextvars.ContextVar("routing_rules_snapshot", default=None)
+
+
+@contextmanager
+def rules_snapshot():
+    """Read the active rules once for every message handled inside this block.
+
+    For bulk ingest (one IMAP commit group): a rule saved meanwhile applies from
+    the next block on. Nested blocks share the outermost snapshot.
+    """
+    if _snapshot.get() is not None:
+        yield
+        return
+    token = _snapshot.set({})
+    try:
+        yield
+    finally:
+        _snapshot.reset(token)
+
+
+def active_rules(triggers) -> list:
+    """Active rules with one of these triggers, in order."""
+    from .models import RoutingRule
+
+    snapshot = _snapshot.get()
+    if snapshot is None:
+        return list(RoutingRule.objects.filter(active=True, trigger__in=triggers).order_by("order", "id"))
+    if "rules" not in snapshot:
+        snapshot["rules"] = list(RoutingRule.objects.filter(active=True).order_by("order", "id"))
+    return [rule for rule in snapshot["rules"] if rule.trigger in triggers]
+
+
 def apply_rules(*, conversation, message, created: bool) -> list:
     """Run the active rules for this event; return the names of the rules that matched.
 
@@ -188,7 +223,7 @@ def apply_rules(*, conversation, message, created: bool) -> list:
     triggers = [RoutingRule.Trigger.EVERY_MESSAGE]
     if created:
         triggers.append(RoutingRule.Trigger.CONVERSATION_CREATED)
-    rules = RoutingRule.objects.filter(active=True, trigger__in=triggers).order_by("order", "id")
+    rules = active_rules(triggers)
     facts = _Facts(conversation, message)
     matched = []
     for rule in rules:

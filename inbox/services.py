@@ -6,6 +6,7 @@ admin) call ``reply``, ``set_status``, ``assign``, ``add_note``,
 ``mark_read``; senders and tracking webhooks call ``update_delivery``.
 """
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,7 +21,7 @@ from crm.models import Booking, Channel, Customer, CustomerIdentity
 from crm.services import customer_for_identity, split_name
 from myhibachi.roles import is_staff_member
 
-from . import canned, events
+from . import canned, events, sql
 from .models import CannedResponse, Conversation, Message, Note
 from .sanitize import clean_html
 from .selectors import forget_status_counts
@@ -67,6 +68,11 @@ class CannotReply(InboxError):
     pass
 
 
+# What an inbound message writes (the search vector is filled by a database trigger).
+INBOUND_FIELDS = ("conversation", "customer", "channel", "direction", "subject", "text", "html", "metadata",
+                  "external_id", "delivery_status", "status_reason", "author", "created_at")
+
+
 @dataclass(frozen=True)
 class Received:
     message: Message
@@ -80,7 +86,7 @@ def receive_message(*, channel: str, sender: str, sender_kind: str | None = None
                     html: str = "", subject: str = "", external_id: str | None = None,
                     metadata: dict | None = None, sender_name: str = "", received_at=None,
                     conversation: Conversation | None = None, open_new: bool = True,
-                    route: bool = True) -> Received:
+                    route: bool = True, looked_up: bool = False) -> Received:
     """Store one inbound message from any channel and attach it to the customer's thread.
 
     sender is the email address or phone number it came from (normalised
@@ -90,6 +96,9 @@ def receive_message(*, channel: str, sender: str, sender_kind: str | None = None
     (e.g. from email headers). open_new=False is for auto-replies and
     bounces: they join an existing conversation without reopening it and
     never start one that shows up in the inbox. route=False skips the rules.
+    looked_up=True: the caller has just looked (channel, external_id) up and
+    found nothing, so it is not looked up again (the unique constraint still
+    decides when two deliveries race).
     """
     if channel not in Channel.values:
         raise ValidationError(f"Unknown channel {channel!r}; use one of {', '.join(Channel.values)}.")
@@ -98,7 +107,7 @@ def receive_message(*, channel: str, sender: str, sender_kind: str | None = None
     sender_value = identity.normalize(sender_kind, sender)
     if external_id is not None:
         external_id = str(external_id).strip()[:255] or None
-    if external_id is not None:
+    if external_id is not None and not looked_up:
         existing = Message.objects.filter(channel=channel, external_id=external_id).first()
         if existing is not None:
             return Received(existing, created=False)
@@ -125,24 +134,33 @@ def receive_message(*, channel: str, sender: str, sender_kind: str | None = None
         return Received(existing, created=False)
 
 
+@contextmanager
+def receiving_in_bulk():
+    """Wrap around a channel adapter's transaction that stores many messages (the IMAP poller).
+
+    Inside it the routing rules are read once, and the events committed are
+    published together when it ends (still only after their commit).
+    """
+    from .routing import rules_snapshot
+
+    with events.batched(), rules_snapshot():
+        yield
+
+
 def _receive(*, channel, sender_kind, sender_value, text, html, subject, external_id, metadata,
              sender_name, received_at, hint, open_new, route) -> Received:
-    if hint is not None:
-        customer = hint.customer
-    else:
-        first, last = split_name(sender_name)
-        customer, _ = customer_for_identity(kind=sender_kind, value=sender_value, first_name=first, last_name=last)
     # One writer per customer at a time: two messages racing from the same
     # new customer end up in one conversation, not two.
-    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    customer = _locked_customer(hint=hint, kind=sender_kind, value=sender_value, name=sender_name)
     conversation, how = _conversation_for(customer, received_at, hint=hint, open_new=open_new)
     created = how == "created"
 
-    message = Message.objects.create(
+    message = Message(
         conversation=conversation, customer=customer, channel=channel, direction=Message.Direction.INBOUND,
         subject=subject, text=text, html=html, metadata=metadata, external_id=external_id,
         delivery_status=Message.DeliveryStatus.RECEIVED, created_at=received_at,
     )
+    sql.insert([message], INBOUND_FIELDS)
     fields = []
     if conversation.last_activity_at is None or received_at >= conversation.last_activity_at or created:
         conversation.last_activity_at = received_at
@@ -155,15 +173,15 @@ def _receive(*, channel, sender_kind, sender_value, text, html, subject, externa
         conversation.subject = subject[:255]
         fields.append("subject")
     if fields:
-        conversation.save(update_fields=fields)
+        sql.update(conversation, fields)
 
     if how != "existing":
         _status_counts_changed()
-    events.record(
-        events.CONVERSATION_CREATED if created else events.CONVERSATION_UPDATED,
-        conversation=conversation, payload=conversation_summary(conversation),
-    )
-    events.record(events.MESSAGE_CREATED, conversation=conversation, payload=message_summary(message))
+    events.record_many([
+        (events.CONVERSATION_CREATED if created else events.CONVERSATION_UPDATED, conversation,
+         conversation_summary(conversation)),
+        (events.MESSAGE_CREATED, conversation, message_summary(message)),
+    ])
     if route and open_new:
         from .routing import apply_rules
 
@@ -171,17 +189,46 @@ def _receive(*, channel, sender_kind, sender_value, text, html, subject, externa
     return Received(message, created=True, conversation_created=created)
 
 
+def _locked_customer(*, hint, kind, value, name) -> Customer:
+    """The sender's customer (the hinted conversation's, if any), row-locked for this transaction."""
+    if hint is not None:
+        return sql.lock_one(Customer, "SELECT * FROM {table} WHERE id = %s", [hint.customer_id])
+    # Find and lock in one query.
+    customer = sql.lock_one(
+        Customer,
+        "SELECT c.* FROM {table} c JOIN %s i ON i.customer_id = c.id WHERE i.kind = %%s AND i.value = %%s"
+        % CustomerIdentity._meta.db_table,
+        [kind, value], of="c",
+    )
+    if customer is not None:
+        return customer
+    first, last = split_name(name)
+    customer, created = customer_for_identity(kind=kind, value=value, first_name=first, last_name=last)
+    if created:
+        # Nobody else can see a customer this transaction just inserted: a racing
+        # delivery waits on the identity's unique index, then finds and locks it.
+        return customer
+    return sql.lock_one(Customer, "SELECT * FROM {table} WHERE id = %s", [customer.pk])
+
+
 def _conversation_for(customer, received_at, *, hint, open_new):
     active = [Status.OPEN, Status.PENDING]
     reopen_after = received_at - timedelta(days=settings.INBOX_REOPEN_DAYS)
     candidates = Conversation.objects.select_for_update().filter(customer=customer)
+    hinted = None
     if hint is not None:
-        hinted = candidates.get(pk=hint.pk)
+        hinted = sql.lock_one(Conversation, "SELECT * FROM {table} WHERE id = %s AND customer_id = %s",
+                               [hint.pk, customer.pk])
+    if hinted is not None:
         if hinted.status in active or not open_new:
             return hinted, "existing"
         if hinted.status == Status.RESOLVED and hinted.resolved_at and hinted.resolved_at >= reopen_after:
             return _reopen(hinted), "reopened"
-    conversation = candidates.filter(status__in=active).order_by("-last_activity_at", "-id").first()
+    conversation = sql.lock_one(
+        Conversation,
+        "SELECT * FROM {table} WHERE customer_id = %s AND status IN (%s, %s) ORDER BY last_activity_at DESC, id DESC",
+        [customer.pk, *active],
+    )
     if conversation is not None:
         return conversation, "existing"
     if not open_new:

@@ -6,7 +6,10 @@ no flag changes, no deletes; moving to a processed folder is an opt-in. The
 last UID advances only after a message's database commit, so a poll killed at
 any point loses nothing, and Message-ID dedupe makes the repeat exact. (Messages
 are committed in groups of IMAP_COMMIT_EVERY together with the last UID: one
-commit per group, not per message, and never one without the other.) A
+commit per group, not per message, and never one without the other. A group is
+first stored without a savepoint per message; if anything in it fails, it is
+rolled back and stored again message by message, so only the failing one is
+rejected.) A
 UIDVALIDITY change re-scans the folder from the start (dedupe keeps it exact).
 """
 import imaplib
@@ -20,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+
+from inbox import services
 
 from ..models import Mailbox
 from .ingest import DUPLICATE, REJECTED, STORED, reject, store_email
@@ -175,38 +180,68 @@ def _batch(conn, mailbox, uidvalidity, uids, stats, move, progress):
         bodies.update(_fetch(conn, huge, "(UID BODY.PEEK[HEADER])"))
     every = max(1, settings.IMAP_COMMIT_EVERY)
     for start in range(0, len(uids), every):
-        group, stored = uids[start:start + every], []
-        # The messages and the last UID commit together: a crash before the commit
-        # keeps neither, so the next poll fetches exactly what is missing.
-        with transaction.atomic():
-            for uid in group:
-                raw = bodies.pop(uid, None)
-                if raw is None:
-                    stats.vanished += 1  # expunged by someone else between SEARCH and FETCH
-                else:
-                    stats.fetched += 1
-                    _store_one(raw, mailbox, uid, stats, oversize=sizes[uid] if uid in huge else None)
-                    stored.append(uid)
-                if progress is not None:
-                    progress(stats)
-            Mailbox.objects.filter(pk=mailbox.pk, uidvalidity=uidvalidity, last_uid__lt=group[-1]).update(
-                last_uid=group[-1])
+        group = uids[start:start + every]
+        raws = {uid: bodies.pop(uid, None) for uid in group}
+        oversize = {uid: sizes[uid] for uid in group if uid in huge}
+        try:
+            # Fast path: no savepoint per message (two round trips each saved).
+            results = _commit_group(mailbox, uidvalidity, group, raws, oversize, isolated=False)
+        except Exception:
+            # Something in the group failed and took the transaction with it: store the
+            # group again, each message in a savepoint, so only the failing one is rejected.
+            logger.info("mailbox %s: storing UIDs %s-%s one by one after a failure", mailbox.name, group[0], group[-1])
+            results = _commit_group(mailbox, uidvalidity, group, raws, oversize, isolated=True)
         stats.last_uid = group[-1]
+        for uid, result in results:
+            _count(stats, uid, result)
+            if progress is not None:
+                progress(stats)
         if move is not None:
-            for uid in stored:  # only after the commit
-                move(uid)
+            for uid, result in results:  # only after the commit
+                if result is not None:
+                    move(uid)
 
 
-def _store_one(raw, mailbox, uid, stats, oversize):
+def _commit_group(mailbox, uidvalidity, group, raws, oversize, *, isolated) -> list:
+    """Store a group and advance the last UID in one transaction; [(uid, IngestResult or None if vanished)].
+
+    The messages and the last UID commit together: a crash before the commit
+    keeps neither, so the next poll fetches exactly what is missing. Routing
+    rules are read once per group; its events are published together after
+    the commit.
+    """
+    results = []
+    with services.receiving_in_bulk(), transaction.atomic():
+        for uid in group:
+            raw = raws[uid]
+            if raw is None:
+                results.append((uid, None))  # expunged by someone else between SEARCH and FETCH
+            else:
+                results.append((uid, _store_one(raw, mailbox, uid, oversize=oversize.get(uid), isolated=isolated)))
+        Mailbox.objects.filter(pk=mailbox.pk, uidvalidity=uidvalidity, last_uid__lt=group[-1]).update(
+            last_uid=group[-1])
+    return results
+
+
+def _store_one(raw, mailbox, uid, *, oversize, isolated):
+    if not isolated:
+        return store_email(raw, source="imap", mailbox=mailbox, uid=uid, oversize=oversize)
     try:
         with transaction.atomic():  # a savepoint: a failure undoes only this message
-            result = store_email(raw, source="imap", mailbox=mailbox, uid=uid, oversize=oversize)
+            return store_email(raw, source="imap", mailbox=mailbox, uid=uid, oversize=oversize)
     except Exception as exc:
         # One message's failure never stops the others: keep it raw and count it.
         # If even that fails (database down), the poll stops here without moving past it.
         logger.exception("mailbox %s UID %s could not be stored; keeping it as rejected", mailbox.name, uid)
-        result = reject(raw, parse_email(raw), source="imap", mailbox=mailbox, uid=uid,
-                        reason=f"Could not be stored: {type(exc).__name__}: {exc}"[:1000])
+        return reject(raw, parse_email(raw), source="imap", mailbox=mailbox, uid=uid,
+                      reason=f"Could not be stored: {type(exc).__name__}: {exc}"[:1000])
+
+
+def _count(stats, uid, result):
+    if result is None:
+        stats.vanished += 1
+        return
+    stats.fetched += 1
     if result.status == STORED:
         stats.stored += 1
         stats.flagged += int(result.flagged)

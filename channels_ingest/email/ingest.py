@@ -82,6 +82,7 @@ def store_email(raw: bytes, *, source: str, mailbox=None, uid=None, oversize: in
         channel=Channel.EMAIL, sender=sender, sender_name=parsed.from_name, subject=parsed.subject,
         text=parsed.text or html_to_text(parsed.html), html=parsed.html, external_id=parsed.message_id,
         metadata=metadata, received_at=_received_at(parsed), conversation=hint, open_new=not parsed.kind,
+        looked_up=True,  # just above
     )
     return IngestResult(STORED if received.created else DUPLICATE, message_id=parsed.message_id,
                         message=received.message, flagged=bool(parsed.errors))

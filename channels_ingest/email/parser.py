@@ -276,6 +276,31 @@ def _to_utc(value):
     return value.astimezone(dt_timezone.utc)
 
 
+class _ParseOncePolicy(policy.EmailPolicy):
+    """policy.default, except that each header of one message is parsed once.
+
+    The stdlib builds a new structured header object on every read (``get``,
+    ``get_content_type``, ``get_filename``...), and reading the same few
+    headers again and again was most of the parse time. Header objects are
+    immutable, so handing out the same one is safe. One instance per message:
+    the cache lives and dies with it.
+    """
+
+    def __init__(self, **kw):
+        kw.setdefault("header_factory", policy.default.header_factory)
+        super().__init__(**kw)
+        object.__setattr__(self, "_parsed", {})
+
+    def header_fetch_parse(self, name, value):
+        if hasattr(value, "name"):
+            return value
+        key = (name, value)
+        found = self._parsed.get(key)
+        if found is None:
+            found = self._parsed[key] = super().header_fetch_parse(name, value)
+        return found
+
+
 def parse_email(raw: bytes, *, max_attachment_bytes: int = 25 * 1024 * 1024) -> ParsedEmail:
     errors = []
     try:
@@ -286,7 +311,7 @@ def parse_email(raw: bytes, *, max_attachment_bytes: int = 25 * 1024 * 1024) -> 
 
 
 def _parse(raw: bytes, max_attachment_bytes: int, errors: list) -> ParsedEmail:
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    msg = BytesParser(policy=_ParseOncePolicy()).parsebytes(raw)
     message_id, missing = dedupe_key(normalize_message_id(_header(msg, "Message-ID", errors)), raw)
     senders = _addresses(msg, "From", errors) or _addresses(msg, "Sender", errors)
     if not senders:

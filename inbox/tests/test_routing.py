@@ -148,3 +148,21 @@ def test_admin_refuses_an_invalid_rule_with_the_reason(manager_client):
     assert response.status_code == 200
     assert "Unknown condition" in response.content.decode()
     assert not RoutingRule.objects.exists()
+
+
+def test_bulk_receiving_reads_the_rules_once_and_sees_changes_in_the_next_block(receive):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from inbox import services
+
+    rule("tag all", {}, {"add_tags": ["seen"]}, trigger="every_message")
+    with services.receiving_in_bulk(), CaptureQueriesContext(connection) as queries:
+        first = receive(sender="a@example.com").message.conversation
+        second = receive(sender="b@example.com").message.conversation
+    assert sum('"inbox_routingrule"' in q["sql"] and q["sql"].startswith("SELECT") for q in queries) == 1
+    assert tags_of(first) == tags_of(second) == {"seen"}
+    rule("tag more", {}, {"add_tags": ["more"]}, order=1, trigger="every_message", continue_processing=True)
+    with services.receiving_in_bulk():
+        third = receive(sender="c@example.com").message.conversation
+    assert tags_of(third) == {"seen", "more"}

@@ -270,3 +270,64 @@ def test_old_live_events_are_pruned(receive, settings):
     fresh = InboxEvent.objects.filter(created_at__gte=timezone.now() - timedelta(minutes=1)).count()
     assert prune_events.delay().get() == 2
     assert InboxEvent.objects.count() == fresh
+
+
+def test_receiving_from_a_known_customer_takes_few_queries(receive, customer, django_assert_num_queries):
+    receive(sender="john@example.com")
+    # Savepoint, the dedupe lookup, the customer and the conversation (both locked), the message,
+    # the conversation's update, both events in one insert, the routing rules, release.
+    with django_assert_num_queries(9):
+        received = receive(sender="john@example.com", text="Second message")
+    assert received.created and not received.conversation_created
+    conversation = received.message.conversation
+    conversation.refresh_from_db()
+    assert conversation.last_message == received.message
+    assert list(InboxEvent.objects.values_list("type", flat=True)) == [
+        "conversation.created", "message.created", "conversation.updated", "message.created"]
+
+
+def test_bulk_receiving_publishes_committed_events_together_after_the_block(
+        receive, monkeypatch, django_capture_on_commit_callbacks):
+    from django.db import transaction
+
+    from inbox import events
+
+    published = []
+    monkeypatch.setattr(events, "_publish", lambda items: published.append([m["type"] for _, m in items]))
+    with services.receiving_in_bulk():
+        with django_capture_on_commit_callbacks(execute=True):
+            receive(sender="a@example.com")
+            with pytest.raises(RuntimeError), transaction.atomic():
+                receive(sender="b@example.com")
+                raise RuntimeError("undone: its events must never go out")
+            receive(sender="a@example.com")
+        assert published == []  # committed, but the block has not ended yet
+    assert published == [["conversation.created", "message.created", "conversation.updated", "message.created"]]
+    ids = list(InboxEvent.objects.values_list("id", flat=True))
+    assert len(ids) == 4 and ids == sorted(ids)
+
+
+def test_outside_a_bulk_block_each_event_is_published_at_its_commit(
+        receive, monkeypatch, django_capture_on_commit_callbacks):
+    from inbox import events
+
+    published = []
+    monkeypatch.setattr(events, "_publish", lambda items: published.append([m["id"] for _, m in items]))
+    with django_capture_on_commit_callbacks(execute=True):
+        receive()
+    assert published == [[e] for e in InboxEvent.objects.values_list("id", flat=True)]
+
+
+def test_a_failing_channel_layer_is_counted_and_never_fails_the_write(receive, monkeypatch,
+                                                                       django_capture_on_commit_callbacks):
+    from inbox import events
+
+    class BrokenLayer:
+        async def group_send(self, group, message):
+            raise ConnectionError("layer down")
+
+    monkeypatch.setattr(events, "get_channel_layer", lambda: BrokenLayer())
+    before = events.publish_failures
+    with services.receiving_in_bulk(), django_capture_on_commit_callbacks(execute=True):
+        received = receive()
+    assert received.created and events.publish_failures == before + 2
