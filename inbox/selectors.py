@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import re
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -62,12 +63,41 @@ def conversations_for_list():
     primary = CustomerIdentity.objects.order_by("-is_primary", "kind", "id")
     # A row shows a preview of the last message: its html, metadata and the
     # search vectors are never read, and they are the widest columns.
+    # Identities and tags come from with_row_extras(), run by the page readers.
     return (
         Conversation.objects.select_related("customer", "assignee", "last_message")
         .defer("customer__search_vector", "last_message__html", "last_message__metadata",
                "last_message__search_vector")
-        .prefetch_related(Prefetch("customer__identities", queryset=primary), "tags")
     )
+
+
+def list_row(pk: int) -> Conversation:
+    """One row of the list, loaded as the list loads it (Conversation.DoesNotExist if unknown)."""
+    return with_row_extras([conversations_for_list().get(pk=pk)])[0]
+
+
+def with_row_extras(rows: list) -> list:
+    """Give each row `tag_names` and its customer `identity_list` (primary first).
+
+    Two flat queries. prefetch_related does the same through a related
+    manager per row, which at 25 rows cost more Python (~8 ms) than the
+    queries themselves; readers fall back to the managers when these are absent.
+    """
+    if not rows:
+        return rows
+    identities = defaultdict(list)
+    for item in (CustomerIdentity.objects.filter(customer_id__in={row.customer_id for row in rows})
+                 .order_by("-is_primary", "kind", "id").only("customer_id", "kind", "value", "is_primary")):
+        identities[item.customer_id].append(item)
+    tags = defaultdict(list)
+    for conversation_id, name in (Conversation.tags.through.objects
+                                  .filter(conversation_id__in=[row.pk for row in rows])
+                                  .order_by("tag__name").values_list("conversation_id", "tag__name")):
+        tags[conversation_id].append(name)
+    for row in rows:
+        row.tag_names = tags[row.pk]
+        row.customer.identity_list = identities[row.customer_id]
+    return rows
 
 
 def filter_conversations(qs, *, user, status=None, channel=None, assignee=None, customer=None, tag=None,
@@ -116,7 +146,7 @@ def page_by_activity(qs, *, size: int, cursor: str | None = None) -> Page:
         rows = rows[:size]
         last = rows[-1]
         next_cursor = encode_cursor({"t": last.last_activity_at.isoformat(), "id": last.pk})
-    return Page(rows, next_cursor)
+    return Page(with_row_extras(rows), next_cursor)
 
 
 def status_counts() -> dict:
@@ -285,7 +315,7 @@ def page_of_search(qs, text: str, *, size: int, cursor: str | None = None) -> Pa
     rows_by_id = {row.pk: row for row in qs.filter(pk__in=window)}
     rows = [rows_by_id[pk] for pk in window if pk in rows_by_id]
     next_cursor = encode_cursor({"o": offset + size}) if len(ordered) > offset + size else None
-    return Page(rows, next_cursor)
+    return Page(with_row_extras(rows), next_cursor)
 
 
 # --- one conversation and the customer's whole thread ------------------------

@@ -288,7 +288,7 @@ def _after_action(request, conversation, error, status):
             return redirect(target)
         return redirect("inbox:thread", conversation.pk)
     if where == "list":
-        row = selectors.conversations_for_list().get(pk=conversation.pk)
+        row = selectors.list_row(conversation.pk)
         return render(request, "inbox/_row.html", {"c": row, "row_error": error, "now": timezone.now()},
                       status=status)
     conversation = access_conversation(request.user, conversation.pk)

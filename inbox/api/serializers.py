@@ -16,8 +16,19 @@ class UserBriefSerializer(serializers.Serializer):
         return user.get_full_name() or user.get_username()
 
 
+def identities_of(customer) -> list:
+    """Primary first: the list loaded with list rows, else the (prefetched) relation."""
+    found = getattr(customer, "identity_list", None)
+    return found if found is not None else list(customer.identities.all())
+
+
+def tag_names_of(conversation) -> list[str]:
+    found = getattr(conversation, "tag_names", None)
+    return found if found is not None else [tag.name for tag in conversation.tags.all()]
+
+
 def primary_identity(customer):
-    identities = list(customer.identities.all())  # prefetched, primary first
+    identities = identities_of(customer)
     return identities[0].value if identities else None
 
 
@@ -45,12 +56,15 @@ class ConversationRowSerializer(serializers.ModelSerializer):
     customer = CustomerBriefSerializer()
     assignee = UserBriefSerializer(allow_null=True)
     last_message = LastMessageSerializer(allow_null=True)
-    tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+    tags = serializers.SerializerMethodField()
 
     class Meta:
         model = Conversation
         fields = ["id", "status", "subject", "customer", "assignee", "last_message", "last_activity_at",
                   "is_unread", "tags", "created_at", "first_response_at", "resolved_at"]
+
+    def get_tags(self, conversation) -> list[str]:
+        return tag_names_of(conversation)
 
 
 class IdentitySerializer(serializers.Serializer):

@@ -219,8 +219,7 @@ def _valid(serializer_class, request):
 
 
 def _row(pk):
-    conversation = selectors.conversations_for_list().get(pk=pk)
-    return s.ConversationRowSerializer(conversation).data
+    return s.ConversationRowSerializer(selectors.list_row(pk)).data
 
 
 class CannedResponseViewSet(viewsets.ModelViewSet):

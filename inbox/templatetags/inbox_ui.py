@@ -9,6 +9,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from inbox.sanitize import ALLOWED_SCHEMES
+from inbox.api.serializers import identities_of
 
 register = template.Library()
 
@@ -46,9 +47,9 @@ def channel_icon(channel):
 
 @register.filter
 def contact_points(customer):
-    """The first email and the first phone of a customer, from prefetched identities."""
+    """The first email and the first phone of a customer, from already loaded identities."""
     found = {}
-    for item in customer.identities.all():
+    for item in identities_of(customer):
         found.setdefault(item.kind, item.value)
     return [found[k] for k in ("email", "phone") if k in found]
 

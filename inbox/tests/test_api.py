@@ -101,6 +101,25 @@ def test_list_queries_do_not_grow_with_page_size(agent_client, receive, django_a
         assert len(agent_client.get("/api/v1/inbox?page_size=25").json()["results"]) == 25
 
 
+def test_list_rows_carry_tags_and_the_primary_identity(agent_client, receive):
+    from inbox.models import Tag
+    from tests.factories import make_customer
+
+    make_customer("kim@example.com", first_name="Kim", phone="+14155550100")
+    tagged = receive(sender="kim@example.com").message.conversation
+    tagged.tags.add(Tag.objects.create(name="wedding"), Tag.objects.create(name="pricing"))
+    receive(sender="+14155550199", channel="sms")
+    rows = {row["id"]: row for row in agent_client.get("/api/v1/inbox").json()["results"]}
+    assert rows[tagged.pk]["tags"] == ["pricing", "wedding"]
+    assert rows[tagged.pk]["customer"]["identity"] == "kim@example.com"
+    [untagged] = [row for pk, row in rows.items() if pk != tagged.pk]
+    assert untagged["tags"] == [] and untagged["customer"]["identity"] == "+14155550199"
+    # A single row (the answer to an action) is loaded the same way.
+    assigned = agent_client.post(f"/api/v1/inbox/{tagged.pk}/assign", {"assignee": None},
+                                 content_type="application/json").json()
+    assert assigned["tags"] == ["pricing", "wedding"]
+
+
 def test_search_finds_messages_notes_and_customers(agent_client, agent, receive):
     grill = receive(sender="grill@example.com", text="Do you bring the teppanyaki grill?").message.conversation
     noted = receive(sender="noted@example.com", text="hello").message.conversation
