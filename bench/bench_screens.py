@@ -106,7 +106,7 @@ def long_thread_customer():
     if found:
         return found.customer.conversations.order_by("-id").first()
     customer = make_customer("bench-long-thread@example.com", first_name="Long", last_name="Thread",
-                             phone="+14155559999")
+                             phone="+14155559998")
     start = timezone.now() - timedelta(days=30)
     conversation = Conversation.objects.create(customer=customer, status="open", last_activity_at=start)
     rows = []
