@@ -43,7 +43,6 @@ import json
 import os
 import select
 import socket
-import statistics
 import struct
 import subprocess
 import sys
@@ -318,38 +317,18 @@ def stop_clients(clients):
     return stamps, closed
 
 
-UVICORN = ["-m", "uvicorn", "--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools",
-           "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--no-access-log",
-           "--log-level", "warning", "myhibachi.asgi:application"]
-
-
 def start_server(kind, prefix, log_path):
-    """The ASGI node under test, in its own process: LiveServer's daphne, or
-    uvicorn (uvloop, httptools) with the same environment."""
+    """The ASGI node under test, in its own process (tests.browser.live_server):
+    uvicorn as production runs it, or daphne."""
     from django.db import connection
 
     from tests.browser.live_server import LiveServer, database_url
 
     server = LiveServer(database_url=database_url(connection.settings_dict), redis_url=REDIS_URL,
-                        prefix=prefix.removesuffix(":asgi"), log_path=log_path)
+                        prefix=prefix.removesuffix(":asgi"), log_path=log_path, server=kind)
     server.env["LIVE_CHANNEL_PREFIX"] = os.environ["LIVE_CHANNEL_PREFIX"]
     server.env["LIVE_CACHE_PREFIX"] = os.environ["LIVE_CACHE_PREFIX"]
-    if kind == "daphne":
-        return server.start()
-    log = open(log_path, "ab")
-    server.process = subprocess.Popen([sys.executable, *UVICORN, "--port", str(server.port)], cwd=ROOT,
-                                      env=server.env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise SystemExit(f"uvicorn exited with {server.process.returncode}; see {log_path}")
-        try:
-            with socket.create_connection(("127.0.0.1", server.port), timeout=0.5):
-                return server
-        except OSError:
-            time.sleep(0.1)
-    server.stop()
-    raise SystemExit("uvicorn did not start listening in time")
+    return server.start()
 
 
 def event_latency(args, cookie):

@@ -4,10 +4,7 @@ the event is raised in a different process (as a Celery worker or the other
 ASGI node would) and travels through channels-redis."""
 import asyncio
 import json
-import socket
-import subprocess
 import sys
-import time
 
 import pytest
 import websockets
@@ -26,33 +23,10 @@ RAISE_IN_ANOTHER_PROCESS = (
 )
 
 
-UVICORN = ["-m", "uvicorn", "--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools",
-           "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--log-level", "warning",
-           "myhibachi.asgi:application"]
-
-
-def start_uvicorn(server, timeout=30):
-    server.process = subprocess.Popen([sys.executable, *UVICORN, "--port", str(server.port)], cwd=ROOT,
-                                      env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.process.poll() is None, f"uvicorn exited with {server.process.returncode}"
-        try:
-            with socket.create_connection(("127.0.0.1", server.port), timeout=0.5):
-                return server
-        except OSError:
-            time.sleep(0.1)
-    server.stop()
-    raise AssertionError("uvicorn did not start listening in time")
-
-
 @pytest.fixture(params=["daphne", "uvicorn"])
 def node(request):
-    server = LiveServer(database_url=database_url(), redis_url=settings.REDIS_URL)
-    if request.param == "daphne":
-        server.start()
-    else:
-        start_uvicorn(server)
+    server = LiveServer(database_url=database_url(), redis_url=settings.REDIS_URL, server=request.param)
+    server.start()
     yield server
     server.stop()
 

@@ -1,4 +1,4 @@
-"""A real ASGI server of the app (daphne in its own process) for browser tests,
+"""A real ASGI server of the app (daphne or uvicorn in its own process) for browser tests,
 the cross-process socket test and the bench.
 
 It serves the test database (PostgreSQL, shared across processes) and uses
@@ -33,8 +33,20 @@ def database_url(db_settings=None) -> str:
     return f"postgres://{auth}@{d['HOST'] or '127.0.0.1'}:{d['PORT'] or 5432}/{d['NAME']}"
 
 
+# The production command (myhibachi/asgi.py) on a loopback port.
+UVICORN = ["-m", "uvicorn", "--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools",
+           "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--log-level", "warning",
+           "--no-access-log", "myhibachi.asgi:application"]
+
+
 class LiveServer:
-    def __init__(self, *, database_url: str, redis_url: str, prefix: str | None = None, log_path=None):
+    """server: "daphne" (as `manage.py runserver` serves) or "uvicorn" (as production does)."""
+
+    def __init__(self, *, database_url: str, redis_url: str, prefix: str | None = None, log_path=None,
+                 server: str = "daphne"):
+        if server not in ("daphne", "uvicorn"):
+            raise ValueError(f"unknown server {server!r}")
+        self.server = server
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws/inbox"
@@ -65,21 +77,23 @@ class LiveServer:
 
     def start(self, timeout=30):
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "myhibachi.asgi:application"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-        )
+        if self.server == "uvicorn":
+            command = [*UVICORN, "--port", str(self.port)]
+        else:
+            command = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "myhibachi.asgi:application"]
+        self.process = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=self.env, stdout=log,
+                                        stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited with {self.process.returncode}; see {self.log_path}")
+                raise RuntimeError(f"{self.server} exited with {self.process.returncode}; see {self.log_path}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return self
             except OSError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError("daphne did not start listening in time")
+        raise RuntimeError(f"{self.server} did not start listening in time")
 
     def stop(self):
         if self.process and self.process.poll() is None:
