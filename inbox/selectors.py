@@ -8,6 +8,7 @@ import binascii
 import json
 import re
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -248,13 +249,27 @@ def _search_postgres(text, scores):
             scores[conv_id] = max(scores.get(conv_id, 0.0), float(rank))
     # Names, emails and phones match few customers: the GIN index is the way in.
     # With a LIMIT the planner tends to scan the whole table instead.
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
+    with _planner_without("seqscan", "indexscan"):
         customers = list(Customer.objects.filter(search_vector=simple).order_by().values_list("pk", flat=True)
                          [:SEARCH_CANDIDATES])
     for conv_id in (Conversation.objects.filter(customer_id__in=customers)
                     .order_by("-last_activity_at").values_list("id", flat=True)[:SEARCH_CANDIDATES]):
         scores[conv_id] = max(scores.get(conv_id, 0.0), 1.0)
+
+
+@contextmanager
+def _planner_without(*methods):
+    """Run the block's queries with these planner methods off (e.g. "seqscan").
+
+    SET LOCAL lasts until the end of the transaction, so the block gets its
+    own (or a savepoint in the caller's) and puts the settings back when it
+    succeeds; when it fails, rolling the block back undoes them.
+    """
+    names = [f"enable_{method}" for method in methods]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("; ".join(f"SET LOCAL {name} = off" for name in names))
+        yield
+        cursor.execute("; ".join(f"RESET {name}" for name in names))
 
 
 def _newest_matches(model, matches) -> list:
@@ -272,13 +287,10 @@ def _newest_matches(model, matches) -> list:
     if newest is None:
         return []
     boundary = newest - SEARCH_RECENT_ROWS
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_bitmapscan = off")
+    with _planner_without("bitmapscan"):
         found = list(matches.filter(id__gt=boundary).order_by("-id")[:SEARCH_CANDIDATES])
     if len(found) < SEARCH_CANDIDATES and boundary > 0:
-        with transaction.atomic(), connection.cursor() as cursor:
-            # Through the GIN index, not backwards along the primary key.
-            cursor.execute("SET LOCAL enable_indexscan = off")
+        with _planner_without("indexscan"):  # through the GIN index, not backwards along the primary key
             found += list(matches.filter(id__lte=boundary).order_by("-id")[:SEARCH_CANDIDATES - len(found)])
     return found
 

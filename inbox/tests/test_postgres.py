@@ -104,6 +104,17 @@ def test_search_reaches_past_the_newest_rows_and_keeps_the_newest_matches(receiv
     assert set(selectors.search_conversation_ids("sacramento")) == {newest.pk, middle.pk}  # two candidates
 
 
+def test_search_leaves_the_planner_settings_of_the_callers_transaction_alone(receive):
+    from django.db import transaction
+
+    receive(text="Sacramento party")
+    with transaction.atomic(), connection.cursor() as cursor:
+        assert selectors.search_conversation_ids("sacramento")
+        for name in ("enable_seqscan", "enable_indexscan", "enable_bitmapscan"):
+            cursor.execute(f"SHOW {name}")
+            assert cursor.fetchone()[0] == "on", name
+
+
 def test_search_finds_customers_by_name_email_and_phone(receive):
     from tests.factories import make_customer
 
