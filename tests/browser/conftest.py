@@ -110,9 +110,11 @@ def sign_in(browser, live):
 
 
 def screenshot(page, name, *, docs=False):
+    """Always a test artefact; the README's copy in docs/screenshots/ only with
+    UPDATE_SCREENSHOTS=1, so a test run leaves the checkout unchanged."""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name), full_page=False)
-    if docs:
+    if docs and os.environ.get("UPDATE_SCREENSHOTS") == "1":
         target = Path(ROOT / "docs" / "screenshots")
         target.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(target / name), full_page=False)
