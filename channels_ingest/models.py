@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from crm.identity import fold_email
 from crm.models import Customer
 
 
@@ -92,7 +93,7 @@ class Suppression(models.Model):
         return f"{self.email} ({self.reason})"
 
     def save(self, *args, **kwargs):
-        self.email = self.email.strip().lower()
+        self.email = fold_email(self.email)
         super().save(*args, **kwargs)
 
 

@@ -15,8 +15,13 @@ PHONE = "phone"
 KINDS = ((EMAIL, "Email"), (PHONE, "Phone"))
 
 
+def fold_email(raw: str) -> str:
+    """The comparable form of an address (trimmed, lower-cased), without validating it."""
+    return (raw or "").strip().lower()
+
+
 def normalize_email(raw: str) -> str:
-    value = (raw or "").strip().lower()
+    value = fold_email(raw)
     if not value:
         raise ValidationError("An email address is required.", code="empty")
     try:

@@ -3,6 +3,8 @@ import logging
 
 from django.db import IntegrityError, transaction
 
+from crm.identity import fold_email
+
 from ..models import Suppression
 
 logger = logging.getLogger(__name__)
@@ -10,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 def suppress(email: str, *, reason: str, detail: str = "") -> bool:
     """Record the address once; returns whether it is new. The first reason is kept."""
-    email = (email or "").strip().lower()
+    email = fold_email(email)
     if not email or "@" not in email:
         return False
     try:
@@ -23,9 +25,9 @@ def suppress(email: str, *, reason: str, detail: str = "") -> bool:
 
 
 def is_suppressed(email: str) -> bool:
-    return Suppression.objects.filter(email=(email or "").strip().lower()).exists()
+    return Suppression.objects.filter(email=fold_email(email)).exists()
 
 
 def suppressed_among(emails) -> set:
-    emails = [e.strip().lower() for e in emails]
+    emails = [fold_email(e) for e in emails]
     return set(Suppression.objects.filter(email__in=emails).values_list("email", flat=True))

@@ -1,5 +1,6 @@
 """API shapes. Rows read what the selectors already loaded; no serializer queries."""
 from django.contrib.auth import get_user_model
+from django.utils.functional import cached_property
 from rest_framework import serializers
 
 from crm.models import Customer
@@ -110,12 +111,15 @@ class ThreadItemSerializer(serializers.Serializer):
     internal = serializers.BooleanField(help_text="Notes are internal: never sent to the customer.")
     item = serializers.DictField()
 
-    def to_representation(self, item):
+    @cached_property
+    def bodies(self):
         # One serializer per kind for the whole list: building a ModelSerializer's
         # fields costs far more than using them (≈1 ms per item at 50 items).
-        bodies = self.__dict__.setdefault("_bodies", {"message": MessageSerializer(), "note": NoteSerializer()})
+        return {"message": MessageSerializer(), "note": NoteSerializer()}
+
+    def to_representation(self, item):
         return {"kind": item.kind, "internal": item.kind == "note",
-                "item": bodies[item.kind].to_representation(item.obj)}
+                "item": self.bodies[item.kind].to_representation(item.obj)}
 
 
 class ReplySerializer(serializers.Serializer):
