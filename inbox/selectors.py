@@ -22,6 +22,7 @@ from django.utils.dateparse import parse_datetime
 from crm import identity
 from crm.models import Booking, Customer, CustomerIdentity
 
+from . import rows
 from .models import Conversation, InboxEvent, Message, Note
 
 Status = Conversation.Status
@@ -61,44 +62,16 @@ def _cursor_time(data, key="t") -> datetime:
 # --- the inbox list ----------------------------------------------------------
 
 def conversations_for_list():
-    primary = CustomerIdentity.objects.order_by("-is_primary", "kind", "id")
-    # A row shows a preview of the last message: its html, metadata and the
-    # search vectors are never read, and they are the widest columns.
-    # Identities and tags come from with_row_extras(), run by the page readers.
-    return (
-        Conversation.objects.select_related("customer", "assignee", "last_message")
-        .defer("customer__search_vector", "last_message__html", "last_message__metadata",
-               "last_message__search_vector")
-    )
+    """The conversations a list shows (filter with filter_conversations, read with the page readers)."""
+    return Conversation.objects.all()
 
 
-def list_row(pk: int) -> Conversation:
+def list_row(pk: int) -> rows.ConversationRow:
     """One row of the list, loaded as the list loads it (Conversation.DoesNotExist if unknown)."""
-    return with_row_extras([conversations_for_list().get(pk=pk)])[0]
-
-
-def with_row_extras(rows: list) -> list:
-    """Give each row `tag_names` and its customer `identity_list` (primary first).
-
-    Two flat queries. prefetch_related does the same through a related
-    manager per row, which at 25 rows cost more Python (~8 ms) than the
-    queries themselves; readers fall back to the managers when these are absent.
-    """
-    if not rows:
-        return rows
-    identities = defaultdict(list)
-    for item in (CustomerIdentity.objects.filter(customer_id__in={row.customer_id for row in rows})
-                 .order_by("-is_primary", "kind", "id").only("customer_id", "kind", "value", "is_primary")):
-        identities[item.customer_id].append(item)
-    tags = defaultdict(list)
-    for conversation_id, name in (Conversation.tags.through.objects
-                                  .filter(conversation_id__in=[row.pk for row in rows])
-                                  .order_by("tag__name").values_list("conversation_id", "tag__name")):
-        tags[conversation_id].append(name)
-    for row in rows:
-        row.tag_names = tags[row.pk]
-        row.customer.identity_list = identities[row.customer_id]
-    return rows
+    found = rows.load(Conversation.objects.filter(pk=pk))
+    if not found:
+        raise Conversation.DoesNotExist(f"No conversation {pk}.")
+    return found[0]
 
 
 def filter_conversations(qs, *, user, status=None, channel=None, assignee=None, customer=None, tag=None,
@@ -130,7 +103,7 @@ def filter_conversations(qs, *, user, status=None, channel=None, assignee=None, 
 
 @dataclass
 class Page:
-    rows: list
+    rows: list  # of rows.ConversationRow
     next_cursor: str | None
 
 
@@ -141,13 +114,13 @@ def page_by_activity(qs, *, size: int, cursor: str | None = None) -> Page:
         data = decode_cursor(cursor)
         at = _cursor_time(data)
         qs = qs.filter(Q(last_activity_at__lt=at) | Q(last_activity_at=at, id__lt=data["id"]))
-    rows = list(qs[: size + 1])
+    found = rows.load(qs[: size + 1])
     next_cursor = None
-    if len(rows) > size:
-        rows = rows[:size]
-        last = rows[-1]
+    if len(found) > size:
+        found = found[:size]
+        last = found[-1]
         next_cursor = encode_cursor({"t": last.last_activity_at.isoformat(), "id": last.pk})
-    return Page(with_row_extras(rows), next_cursor)
+    return Page(found, next_cursor)
 
 
 def status_counts() -> dict:
@@ -324,10 +297,8 @@ def page_of_search(qs, text: str, *, size: int, cursor: str | None = None) -> Pa
     allowed = set(qs.filter(pk__in=ids).values_list("pk", flat=True))
     ordered = [pk for pk in ids if pk in allowed]
     window = ordered[offset:offset + size]
-    rows_by_id = {row.pk: row for row in qs.filter(pk__in=window)}
-    rows = [rows_by_id[pk] for pk in window if pk in rows_by_id]
     next_cursor = encode_cursor({"o": offset + size}) if len(ordered) > offset + size else None
-    return Page(with_row_extras(rows), next_cursor)
+    return Page(rows.load(qs.filter(pk__in=window).order_by(), order=window), next_cursor)
 
 
 # --- one conversation and the customer's whole thread ------------------------
@@ -417,4 +388,7 @@ def events_after(*, user, after: int, limit: int = 500):
 
 
 def latest_event_id() -> int:
-    return InboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    # Read on every list and thread request: plain SQL, no queryset to build.
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT MAX(id) FROM {connection.ops.quote_name(InboxEvent._meta.db_table)}")
+        return cursor.fetchone()[0] or 0

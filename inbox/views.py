@@ -16,9 +16,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
 from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.backends.utils import csrf_input
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 
 from crm.models import Channel
 from myhibachi.roles import AGENT, MANAGER, is_manager, is_staff_member
@@ -117,18 +120,31 @@ def staff_members():
             .distinct().order_by("first_name", "username").only("id", "username", "first_name", "last_name"))
 
 
+def render_rows(request, rows, *, filters=None, next_cursor=None, next_url=None, row_error="") -> str:
+    """Inbox rows as html (a Jinja2 template, see myhibachi/jinja2.py), and
+    the link to the next page when there is one."""
+    # Autoescaped by the template; Django's Jinja2 backend returns a plain str.
+    return mark_safe(render_to_string("inbox/_rows.html", {
+        "rows": rows, "now": timezone.now(), "next_url": next_url, "row_error": row_error,
+        "next_cursor": next_cursor, "query": filters.query() if filters else "", "list_url": reverse("inbox:list"),
+        # Made once: the backend's own csrf_input masks a fresh token (random bytes) every time it is shown.
+        "csrf_field": csrf_input(request),
+    }, request=request, using="jinja2"))
+
+
 @staff_screen
 def inbox_page(request):
     filters = Filters(request.GET, request.user)
     latest_event = selectors.latest_event_id()  # read before the rows: catch-up starts here
     page = _page(filters, request.GET.get("cursor") or None)
-    context = {"filters": filters, "page": page, "rows": page.rows, "now": timezone.now(),
-               "next_url": f"{reverse('inbox:list')}?{filters.query()}"}
+    rows_html = render_rows(request, page.rows, filters=filters, next_cursor=page.next_cursor,
+                            next_url=f"{reverse('inbox:list')}?{filters.query()}")
     target = request.headers.get("HX-Target") if is_htmx(request) else None
     if target == "more-rows":  # the next page, appended by infinite scroll
-        return render(request, "inbox/_rows.html", context)
+        return HttpResponse(rows_html)
     counts = selectors.status_counts()
-    context["tabs"] = [(key, label, counts.get(key, 0), filters.query(status=key)) for key, label in TABS]
+    context = {"filters": filters, "rows": page.rows, "rows_html": rows_html,
+               "tabs": [(key, label, counts.get(key, 0), filters.query(status=key)) for key, label in TABS]}
     if target == "inbox-body":  # a tab or a filter changed
         return render(request, "inbox/_inbox_body.html", context)
     context.update({"counts": counts, "latest_event": latest_event, "staff": staff_members(),
@@ -142,9 +158,8 @@ def inbox_rows(request):
     the page replaces or inserts those returned and drops the others."""
     filters = Filters(request.GET, request.user)
     ids = [int(x) for x in request.GET.get("ids", "").split(",") if x.isdigit() and len(x) < 18][:MAX_LIVE_IDS]
-    rows = list(filters.queryset().filter(pk__in=ids).order_by("-last_activity_at", "-id")) if ids else []
-    response = render(request, "inbox/_rows.html", {"rows": rows, "filters": filters, "page": None,
-                                                    "now": timezone.now()})
+    qs = filters.queryset().filter(pk__in=ids).order_by("-last_activity_at", "-id")
+    response = HttpResponse(render_rows(request, selectors.rows.load(qs) if ids else []))
     response["X-Inbox-Counts"] = json.dumps(selectors.status_counts())
     return response
 
@@ -288,9 +303,8 @@ def _after_action(request, conversation, error, status):
             return redirect(target)
         return redirect("inbox:thread", conversation.pk)
     if where == "list":
-        row = selectors.list_row(conversation.pk)
-        return render(request, "inbox/_row.html", {"c": row, "row_error": error, "now": timezone.now()},
-                      status=status)
+        return HttpResponse(render_rows(request, [selectors.list_row(conversation.pk)], row_error=error or ""),
+                            status=status)
     conversation = access_conversation(request.user, conversation.pk)
     return render(request, "inbox/_header.html", {"conversation": conversation, "staff": staff_members(),
                                                   "header_error": error}, status=status)

@@ -95,6 +95,14 @@ TEMPLATES = [
             ],
         },
     },
+    {
+        # Only for the inbox rows: rendered 25 times per list page, they cost
+        # more in the Django template engine than loading them (bench/bench_screens.py).
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "DIRS": [BASE_DIR / "templates" / "jinja2"],
+        "APP_DIRS": False,
+        "OPTIONS": {"environment": "myhibachi.jinja2.environment"},
+    },
 ]
 
 WSGI_APPLICATION = None

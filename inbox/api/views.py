@@ -105,7 +105,7 @@ class InboxListView(InboxAPIView, ListAPIView):
         page = (selectors.page_of_search(qs, text, size=size, cursor=cursor) if text
                 else selectors.page_by_activity(qs, size=size, cursor=cursor))
         return Response({
-            "results": self.get_serializer(page.rows, many=True).data,
+            "results": [row.as_api() for row in page.rows],  # the serializer's shape, see inbox/rows.py
             "next": page.next_cursor,
             "counts": selectors.status_counts(),
             "latest_event": latest_event,
@@ -219,7 +219,7 @@ def _valid(serializer_class, request):
 
 
 def _row(pk):
-    return s.ConversationRowSerializer(selectors.list_row(pk)).data
+    return selectors.list_row(pk).as_api()
 
 
 class CannedResponseViewSet(viewsets.ModelViewSet):

@@ -1,0 +1,215 @@
+"""Rows of the inbox list, read lean.
+
+The inbox list is the most requested read in the product: every screen
+refresh, every live update and every integration poll asks for a page of 25
+rows. Loading those as model instances (select_related through customer,
+assignee and last message) and serialising them with DRF's nested
+serializers cost several times the SQL itself (see bench/bench_inbox.py).
+So rows are read here with `values_list` — one query for the page, one for
+the customers' identities, one for the tags — into small slotted objects
+that templates read like models, and `as_api()` gives the API's shape.
+
+`ConversationRowSerializer` stays the documented shape (OpenAPI);
+tests/test_rows.py holds `as_api()` equal to it for every kind of row.
+"""
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.urls import reverse
+from django.utils import timezone
+
+from crm.models import CustomerIdentity
+
+from .models import Conversation
+
+STATUS_LABELS = dict(Conversation.Status.choices)
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+PREVIEW_CHARS = 140
+
+# The page query's columns, in the order _build reads them.
+COLUMNS = (
+    "id", "status", "subject", "last_activity_at", "is_unread", "created_at", "first_response_at", "resolved_at",
+    "customer_id", "customer__first_name", "customer__last_name",
+    "assignee_id", "assignee__username", "assignee__first_name", "assignee__last_name",
+    "last_message_id", "last_message__channel", "last_message__direction", "last_message__text",
+    "last_message__subject", "last_message__created_at",
+)
+
+
+@dataclass(slots=True)
+class Identity:
+    kind: str
+    value: str
+
+
+@dataclass(slots=True)
+class RowCustomer:
+    id: int
+    name: str
+    identity_list: list  # of Identity, primary first (read by templatetags contact_points)
+
+    @property
+    def pk(self):
+        return self.id
+
+    @property
+    def contacts(self) -> str:
+        """The first email and the first phone, as the row shows them."""
+        found = {}
+        for item in self.identity_list:
+            found.setdefault(item.kind, item.value)
+        return " · ".join(found[k] for k in ("email", "phone") if k in found)
+
+
+@dataclass(slots=True)
+class RowUser:
+    id: int
+    username: str
+    name: str
+
+    @property
+    def pk(self):
+        return self.id
+
+    # What the templates' display_name filter asks of a user.
+    def get_full_name(self):
+        return self.name
+
+    def get_username(self):
+        return self.username
+
+
+@dataclass(slots=True)
+class RowMessage:
+    id: int
+    channel: str
+    direction: str
+    text: str
+    subject: str
+    created_at: object
+
+    @property
+    def preview(self) -> str:
+        return " ".join((self.text or self.subject).split())[:PREVIEW_CHARS]
+
+
+@dataclass(slots=True)
+class ConversationRow:
+    id: int
+    status: str
+    subject: str
+    customer: RowCustomer
+    assignee: RowUser | None
+    last_message: RowMessage | None
+    last_activity_at: object
+    is_unread: bool
+    tags: list
+    created_at: object
+    first_response_at: object
+    resolved_at: object
+
+    @property
+    def pk(self):
+        return self.id
+
+    @property
+    def customer_id(self):
+        return self.customer.id
+
+    @property
+    def assignee_id(self):
+        return self.assignee.id if self.assignee else None
+
+    def get_status_display(self):
+        return STATUS_LABELS.get(self.status, self.status)
+
+    # For the row template: the same text {% url %} and |date would give, made
+    # in Python because the template engine spent more on them than on the
+    # rest of the row (bench/bench_screens.py).
+    @property
+    def url(self) -> str:
+        return reverse("inbox:thread", args=[self.id])
+
+    @property
+    def activity_iso(self) -> str:
+        """last_activity_at in the current time zone, ISO 8601 (as |date:"c")."""
+        return timezone.localtime(self.last_activity_at).isoformat()
+
+    @property
+    def activity_long(self) -> str:
+        """last_activity_at as "Jan 5, 2026, 3:07 PM PST" (as |date:"M j, Y, g:i A T")."""
+        at = timezone.localtime(self.last_activity_at)
+        hour = at.hour % 12 or 12
+        return (f"{MONTHS[at.month - 1]} {at.day}, {at.year}, {hour}:{at.minute:02d} "
+                f"{'AM' if at.hour < 12 else 'PM'} {at.tzname()}")
+
+    def as_api(self) -> dict:
+        """The row in the API's shape (ConversationRowSerializer); datetimes are
+        left to the JSON renderer, which writes them as the serializer does."""
+        customer, assignee, message = self.customer, self.assignee, self.last_message
+        return {
+            "id": self.id,
+            "status": self.status,
+            "subject": self.subject,
+            "customer": {"id": customer.id, "name": customer.name,
+                         "identity": customer.identity_list[0].value if customer.identity_list else None},
+            "assignee": None if assignee is None else {"id": assignee.id, "username": assignee.username,
+                                                       "name": assignee.name},
+            "last_message": None if message is None else {
+                "id": message.id, "channel": message.channel, "direction": message.direction,
+                "preview": message.preview, "created_at": message.created_at},
+            "last_activity_at": self.last_activity_at,
+            "is_unread": self.is_unread,
+            "tags": self.tags,
+            "created_at": self.created_at,
+            "first_response_at": self.first_response_at,
+            "resolved_at": self.resolved_at,
+        }
+
+
+def _name(first, last, fallback):
+    return f"{first} {last}".strip() or fallback
+
+
+def _build(values, identities, tags) -> ConversationRow:
+    (pk, status, subject, activity, unread, created, first_response, resolved,
+     customer_id, first, last,
+     assignee_id, username, a_first, a_last,
+     message_id, channel, direction, text, m_subject, m_created) = values
+    return ConversationRow(
+        id=pk, status=status, subject=subject,
+        # The same names Customer.name and User.get_full_name() give.
+        customer=RowCustomer(customer_id, _name(first, last, "Unknown customer"), identities[customer_id]),
+        assignee=None if assignee_id is None else RowUser(assignee_id, username, _name(a_first, a_last, username)),
+        last_message=None if message_id is None else RowMessage(message_id, channel, direction, text, m_subject,
+                                                                 m_created),
+        last_activity_at=activity, is_unread=unread, tags=tags[pk], created_at=created,
+        first_response_at=first_response, resolved_at=resolved,
+    )
+
+
+def load(qs, *, order=None) -> list[ConversationRow]:
+    """The rows of a Conversation queryset (sliced or filtered by the caller).
+
+    order: conversation ids giving the order of the result (search ranking);
+    without it the queryset's own order is kept.
+    """
+    values = list(qs.values_list(*COLUMNS))
+    if not values:
+        return []
+    customer_ids = {v[8] for v in values}
+    identities = defaultdict(list)
+    for customer_id, kind, value in (CustomerIdentity.objects.filter(customer_id__in=customer_ids)
+                                     .order_by("-is_primary", "kind", "id")
+                                     .values_list("customer_id", "kind", "value")):
+        identities[customer_id].append(Identity(kind, value))
+    tags = defaultdict(list)
+    for conversation_id, name in (Conversation.tags.through.objects
+                                  .filter(conversation_id__in=[v[0] for v in values])
+                                  .order_by("tag__name").values_list("conversation_id", "tag__name")):
+        tags[conversation_id].append(name)
+    rows = [_build(v, identities, tags) for v in values]
+    if order is not None:
+        by_id = {row.id: row for row in rows}
+        rows = [by_id[pk] for pk in order if pk in by_id]
+    return rows
