@@ -10,10 +10,17 @@ MANAGER = "Manager"
 
 
 def _group_names(user):
-    # Cached on the user object so one request asks the database once.
+    """The staff groups (AGENT, MANAGER) the user is in, asked once per request:
+    myhibachi.auth.StaffBackend reads them with the user; other ways in (API
+    tokens) ask here."""
     if not hasattr(user, "_myhibachi_groups"):
-        user._myhibachi_groups = frozenset(user.groups.values_list("name", flat=True))
+        remember_staff_groups(user, names=user.groups.filter(name__in=[AGENT, MANAGER]).values_list("name", flat=True))
     return user._myhibachi_groups
+
+
+def remember_staff_groups(user, *, names=(), agent=False, manager=False):
+    user._myhibachi_groups = frozenset(names) | {name for name, member in ((AGENT, agent), (MANAGER, manager))
+                                                 if member}
 
 
 def is_manager(user) -> bool:

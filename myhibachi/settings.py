@@ -81,6 +81,11 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "myhibachi.urls"
+# ModelBackend that reads the staff groups with the user (one query per request, see myhibachi/auth.py).
+AUTHENTICATION_BACKENDS = ["myhibachi.auth.StaffBackend"]
+# Sessions are read from the cache (Redis in production) and written through
+# to the database: no session query on each request, none lost on a cache flush.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 TEMPLATES = [
     {
