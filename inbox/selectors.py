@@ -7,15 +7,13 @@ import base64
 import binascii
 import json
 import re
-from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q
+from django.db import connection
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -209,62 +207,80 @@ def search_conversation_ids(text: str, *, limit: int = 200) -> list[int]:
 
 
 def _search_postgres(text, scores):
-    from django.contrib.postgres.search import SearchQuery, SearchRank
-
     raw = to_tsquery(text)
     if not raw:
         return
-    english = SearchQuery(raw, search_type="raw", config="english")
-    simple = SearchQuery(raw, search_type="raw", config="simple")
-    for model, query in ((Message, english), (Note, english)):
-        matches = model.objects.filter(search_vector=query).annotate(rank=SearchRank(F("search_vector"), query))
-        for conv_id, rank in _newest_matches(model, matches.values_list("conversation_id", "rank")):
-            scores[conv_id] = max(scores.get(conv_id, 0.0), float(rank))
-    # Names, emails and phones match few customers: the GIN index is the way in.
-    # With a LIMIT the planner tends to scan the whole table instead.
-    with _planner_without("seqscan", "indexscan"):
-        customers = list(Customer.objects.filter(search_vector=simple).order_by().values_list("pk", flat=True)
-                         [:SEARCH_CANDIDATES])
-    for conv_id in (Conversation.objects.filter(customer_id__in=customers)
-                    .order_by("-last_activity_at").values_list("id", flat=True)[:SEARCH_CANDIDATES]):
-        scores[conv_id] = max(scores.get(conv_id, 0.0), 1.0)
+    with connection.cursor() as cursor:
+        for model in (Message, Note):
+            for conv_id, rank in _newest_matches(cursor, model, raw):
+                scores[conv_id] = max(scores.get(conv_id, 0.0), rank)
+        cursor.execute(_CUSTOMER_CONVERSATIONS_SQL.format(
+            conversation=_table(Conversation), customer=_table(Customer)),
+            {"query": raw, "limit": SEARCH_CANDIDATES})
+        for (conv_id,) in cursor.fetchall():
+            scores[conv_id] = max(scores.get(conv_id, 0.0), 1.0)
 
 
-@contextmanager
-def _planner_without(*methods):
-    """Run the block's queries with these planner methods off (e.g. "seqscan").
-
-    SET LOCAL lasts until the end of the transaction, so the block gets its
-    own (or a savepoint in the caller's) and puts the settings back when it
-    succeeds; when it fails, rolling the block back undoes them.
-    """
-    names = [f"enable_{method}" for method in methods]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("; ".join(f"SET LOCAL {name} = off" for name in names))
-        yield
-        cursor.execute("; ".join(f"RESET {name}" for name in names))
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
 
 
-def _newest_matches(model, matches) -> list:
-    """The SEARCH_CANDIDATES newest matching rows, at a bounded cost.
+# The search statements are written out because each steers the planner in a
+# way the ORM cannot say; every one was checked with EXPLAIN ANALYZE at one
+# million messages (bench/bench_inbox.py).
+#
+# The newest SEARCH_RECENT_ROWS rows, read newest first, the text test applied
+# to each: a common word or phrase fills the candidates within a few thousand
+# rows. OFFSET 0 keeps the inner scan planned on its own, so the planner cannot
+# turn the text test into a GIN bitmap of every posting of a common word
+# (tens of thousands at a million messages, each rechecked for a phrase:
+# ~0.8 s instead of ~5 ms).
+_NEWEST_SQL = """
+SELECT recent.conversation_id, ts_rank(recent.search_vector, query)
+FROM (SELECT id, conversation_id, search_vector FROM {table}
+      WHERE id > (SELECT MAX(id) FROM {table}) - %(recent)s
+      OFFSET 0) AS recent,
+     to_tsquery('english', %(query)s) AS query
+WHERE recent.search_vector @@ query
+ORDER BY recent.id DESC
+LIMIT %(limit)s
+"""
+# Older rows, asked only when the newest did not fill the candidates, which
+# means the words are rare: then the GIN index is the cheap way in. Ordering
+# by "id + 0" keeps the planner from walking the primary key backwards
+# instead (which would read every older row for a word that barely occurs).
+_OLDER_SQL = """
+SELECT t.conversation_id, ts_rank(t.search_vector, query)
+FROM (SELECT id FROM {table}, to_tsquery('english', %(query)s) AS query
+      WHERE search_vector @@ query AND id <= (SELECT MAX(id) FROM {table}) - %(recent)s
+      ORDER BY id + 0 DESC
+      LIMIT %(limit)s) AS found
+JOIN {table} AS t ON t.id = found.id,
+     to_tsquery('english', %(query)s) AS query
+ORDER BY found.id DESC
+"""
+# Names, emails and phones match few customers: again through the GIN index
+# ("id + 0"; with a bare LIMIT the planner scans the table hoping to stop early).
+_CUSTOMER_CONVERSATIONS_SQL = """
+SELECT c.id FROM {conversation} AS c
+WHERE c.customer_id IN (
+    SELECT id FROM {customer}, to_tsquery('simple', %(query)s) AS query
+    WHERE search_vector @@ query
+    ORDER BY id + 0
+    LIMIT %(limit)s)
+ORDER BY c.last_activity_at DESC
+LIMIT %(limit)s
+"""
 
-    First the newest SEARCH_RECENT_ROWS rows are read newest-first with the
-    text test as a filter: a common word or phrase fills the candidates
-    within a few thousand rows. Only if it does not are older rows searched
-    through the GIN index, which is cheap exactly then, because the words are
-    rare. (Left to itself the planner builds a bitmap of every posting of a
-    common word — tens of thousands at a million messages — and rechecks each
-    row for a phrase: ~0.8 s instead of ~5 ms.)
-    """
-    newest = model.objects.order_by("-id").values_list("id", flat=True).first()
-    if newest is None:
-        return []
-    boundary = newest - SEARCH_RECENT_ROWS
-    with _planner_without("bitmapscan"):
-        found = list(matches.filter(id__gt=boundary).order_by("-id")[:SEARCH_CANDIDATES])
-    if len(found) < SEARCH_CANDIDATES and boundary > 0:
-        with _planner_without("indexscan"):  # through the GIN index, not backwards along the primary key
-            found += list(matches.filter(id__lte=boundary).order_by("-id")[:SEARCH_CANDIDATES - len(found)])
+
+def _newest_matches(cursor, model, raw) -> list:
+    """(conversation id, rank) of the SEARCH_CANDIDATES newest rows of model matching raw."""
+    params = {"query": raw, "recent": SEARCH_RECENT_ROWS, "limit": SEARCH_CANDIDATES}
+    cursor.execute(_NEWEST_SQL.format(table=_table(model)), params)
+    found = cursor.fetchall()
+    if len(found) < SEARCH_CANDIDATES:
+        cursor.execute(_OLDER_SQL.format(table=_table(model)), {**params, "limit": SEARCH_CANDIDATES - len(found)})
+        found += cursor.fetchall()
     return found
 
 

@@ -104,15 +104,17 @@ def test_search_reaches_past_the_newest_rows_and_keeps_the_newest_matches(receiv
     assert set(selectors.search_conversation_ids("sacramento")) == {newest.pk, middle.pk}  # two candidates
 
 
-def test_search_leaves_the_planner_settings_of_the_callers_transaction_alone(receive):
-    from django.db import transaction
-
-    receive(text="Sacramento party")
-    with transaction.atomic(), connection.cursor() as cursor:
-        assert selectors.search_conversation_ids("sacramento")
-        for name in ("enable_seqscan", "enable_indexscan", "enable_bitmapscan"):
-            cursor.execute(f"SHOW {name}")
-            assert cursor.fetchone()[0] == "on", name
+def test_search_costs_the_same_queries_for_few_or_many_matches(agent_client, receive, django_assert_max_num_queries):
+    receive(sender="first@example.com", text="Sacramento party")
+    agent_client.get("/api/v1/inbox", {"q": "sacramento"})  # session and counts cached
+    with django_assert_max_num_queries(11) as few:
+        assert len(agent_client.get("/api/v1/inbox", {"q": "sacramento"}).json()["results"]) == 1
+    few = len(few.captured_queries)  # read now: the query log is a bounded deque
+    for i in range(30):
+        receive(sender=f"guest{i}@example.com", text=f"Sacramento party {i}")
+    agent_client.get("/api/v1/inbox")  # the status counts changed: count them again
+    with django_assert_max_num_queries(few):
+        assert len(agent_client.get("/api/v1/inbox", {"q": "sacramento"}).json()["results"]) == 25
 
 
 def test_search_finds_customers_by_name_email_and_phone(receive):
