@@ -1,4 +1,6 @@
 """Query parameters of GET /api/v1/inbox, validated by django-filter."""
+import functools
+
 import django_filters
 from django.core.exceptions import ValidationError
 
@@ -34,6 +36,17 @@ class ConversationFilter(django_filters.FilterSet):
     class Meta:
         model = Conversation
         fields = []
+
+    @classmethod
+    @functools.cache
+    def _form_class(cls):
+        return type(f"{cls.__name__}Form", (cls._meta.form,),
+                    {name: filter_.field for name, filter_ in cls.base_filters.items()})
+
+    def get_form_class(self):
+        # django-filter builds a new form class (and every field) per request;
+        # these fields never depend on the request, so one class serves all.
+        return self._form_class()
 
     def filter_noop(self, queryset, name, value):
         return queryset  # applied together in filter_queryset, through the selector
