@@ -15,6 +15,9 @@ tests/test_rows.py holds `as_api()` equal to it for every kind of row.
 from collections import defaultdict
 from dataclasses import dataclass
 
+from django.db import connection
+from django.db.models import OuterRef, Value
+from django.db.models.functions import Concat
 from django.urls import reverse
 from django.utils import timezone
 
@@ -194,22 +197,43 @@ def load(qs, *, order=None) -> list[ConversationRow]:
     order: conversation ids giving the order of the result (search ranking);
     without it the queryset's own order is kept.
     """
-    values = list(qs.values_list(*COLUMNS))
-    if not values:
-        return []
-    customer_ids = {v[8] for v in values}
-    identities = defaultdict(list)
-    for customer_id, kind, value in (CustomerIdentity.objects.filter(customer_id__in=customer_ids)
-                                     .order_by("-is_primary", "kind", "id")
-                                     .values_list("customer_id", "kind", "value")):
-        identities[customer_id].append(Identity(kind, value))
-    tags = defaultdict(list)
-    for conversation_id, name in (Conversation.tags.through.objects
-                                  .filter(conversation_id__in=[v[0] for v in values])
-                                  .order_by("tag__name").values_list("conversation_id", "tag__name")):
-        tags[conversation_id].append(name)
+    read = _read_postgresql if connection.vendor == "postgresql" else _read_portable
+    values, identities, tags = read(qs)
     rows = [_build(v, identities, tags) for v in values]
     if order is not None:
         by_id = {row.id: row for row in rows}
         rows = [by_id[pk] for pk in order if pk in by_id]
     return rows
+
+
+def _read_postgresql(qs):
+    """One statement: identities and tags as arrays beside each row."""
+    from django.contrib.postgres.expressions import ArraySubquery
+
+    found = list(qs.annotate(
+        row_identities=ArraySubquery(CustomerIdentity.objects.filter(customer_id=OuterRef("customer_id"))
+                                     .order_by("-is_primary", "kind", "id")
+                                     .values(pair=Concat("kind", Value(":"), "value"))),
+        row_tags=ArraySubquery(Conversation.tags.through.objects.filter(conversation_id=OuterRef("pk"))
+                               .order_by("tag__name").values("tag__name")),
+    ).values_list(*COLUMNS, "row_identities", "row_tags"))
+    identities = {v[8]: [Identity(*pair.split(":", 1)) for pair in v[-2]] for v in found}  # kinds hold no ":"
+    tags = {v[0]: v[-1] for v in found}
+    return [v[:-2] for v in found], identities, tags
+
+
+def _read_portable(qs):
+    """Three statements: the rows, then their customers' identities and their tags."""
+    values = list(qs.values_list(*COLUMNS))
+    identities, tags = defaultdict(list), defaultdict(list)
+    if not values:
+        return values, identities, tags
+    for customer_id, kind, value in (CustomerIdentity.objects.filter(customer_id__in={v[8] for v in values})
+                                     .order_by("-is_primary", "kind", "id")
+                                     .values_list("customer_id", "kind", "value")):
+        identities[customer_id].append(Identity(kind, value))
+    for conversation_id, name in (Conversation.tags.through.objects
+                                  .filter(conversation_id__in=[v[0] for v in values])
+                                  .order_by("tag__name").values_list("conversation_id", "tag__name")):
+        tags[conversation_id].append(name)
+    return values, identities, tags
