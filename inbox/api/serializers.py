@@ -107,6 +107,12 @@ class NoteSerializer(serializers.ModelSerializer):
 
 
 class ThreadItemSerializer(serializers.Serializer):
+    """The documented shape of one thread item (OpenAPI schema).
+
+    Responses are built by thread_item_data(), which gives the same output
+    from the selector's plain rows; a test holds the two together.
+    """
+
     kind = serializers.ChoiceField(choices=["message", "note"])
     internal = serializers.BooleanField(help_text="Notes are internal: never sent to the customer.")
     item = serializers.DictField()
@@ -118,8 +124,35 @@ class ThreadItemSerializer(serializers.Serializer):
         return {"message": MessageSerializer(), "note": NoteSerializer()}
 
     def to_representation(self, item):
+        """item: .kind and .obj, a Message or Note instance."""
         return {"kind": item.kind, "internal": item.kind == "note",
                 "item": self.bodies[item.kind].to_representation(item.obj)}
+
+
+# DRF's own field, so times are written exactly as the serializers write them
+# (current time zone, ISO 8601, "Z" for UTC).
+_datetime = serializers.DateTimeField()
+
+
+def thread_item_data(item) -> dict:
+    """ThreadItemSerializer's output for a selectors.ThreadItem, written directly.
+
+    Plain dict building: running 50 items through MessageSerializer and
+    NoteSerializer field by field was the largest Python cost of the thread API.
+    """
+    row = item.row
+    author = row["author"]
+    author = {"id": author["id"], "username": author["username"], "name": author["name"]} if author else None
+    if item.kind == "note":
+        body = {"id": row["id"], "conversation": row["conversation_id"], "body": row["body"], "author": author,
+                "created_at": _datetime.to_representation(row["created_at"])}
+    else:
+        body = {"id": row["id"], "conversation": row["conversation_id"], "channel": row["channel"],
+                "direction": row["direction"], "subject": row["subject"], "text": row["text"],
+                "html": row["html"], "metadata": row["metadata"], "delivery_status": row["delivery_status"],
+                "status_reason": row["status_reason"], "author": author,
+                "created_at": _datetime.to_representation(row["created_at"])}
+    return {"kind": item.kind, "internal": item.kind == "note", "item": body}
 
 
 class ReplySerializer(serializers.Serializer):

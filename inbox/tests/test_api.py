@@ -168,6 +168,35 @@ def test_thread_pages_backwards_from_the_newest(agent_client, agent, receive):
     assert [i["item"]["text"] for i in older["thread"]] == ["m2", "m3", "m4"]
 
 
+def test_thread_items_have_the_documented_serializer_shape(agent_client, agent, receive, recording_sender):
+    """The thread is written without DRF's field machinery; each item must still
+    be exactly what ThreadItemSerializer (MessageSerializer/NoteSerializer) gives."""
+    from types import SimpleNamespace
+
+    from inbox.api.serializers import ThreadItemSerializer
+
+    nameless = make_user("nameless", first_name="")
+    first = receive(text="hi", subject="Party <10>", html="<p>Hi</p><blockquote>old</blockquote>",
+                    metadata={"to": ["a@b.test"], "nested": {"n": [1, 2]}}).message
+    conversation = first.conversation
+    services.reply(conversation=conversation, author=agent, text="See you", channel="email")
+    services.reply(conversation=conversation, author=nameless, text="Bye", channel="email")
+    Message.objects.filter(author=nameless).update(delivery_status="failed", status_reason="No such number")
+    services.add_note(conversation=conversation, author=agent, body="VIP & <b>family</b>")
+    Note.objects.create(conversation=conversation, customer=conversation.customer, author=None, body="orphan")
+    Message.objects.create(conversation=conversation, customer=conversation.customer, channel="call",
+                           direction="inbound", text="missed call", author=None)
+    body = agent_client.get(f"/api/v1/inbox/{conversation.pk}?page_size=50").json()
+    expected = ThreadItemSerializer().to_representation
+    documented = []
+    for item in body["thread"]:
+        model = Note if item["kind"] == "note" else Message
+        obj = model.objects.select_related("author").get(pk=item["item"]["id"])
+        documented.append(json.loads(json.dumps(expected(SimpleNamespace(kind=item["kind"], obj=obj)))))
+    assert len(body["thread"]) == 6
+    assert body["thread"] == documented
+
+
 def test_detail_queries_are_constant(agent_client, receive, django_assert_max_num_queries):
     conversation = None
     for i in range(40):
