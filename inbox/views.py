@@ -164,6 +164,7 @@ def thread_page(request, pk):
 
 
 def _thread_response(request, conversation, *, composer=None, header_error=None, status=200, mark_read=False):
+    selectors.with_identities(conversation)
     latest_event = selectors.latest_event_id()
     if mark_read:
         services.mark_read(conversation=conversation, by=request.user)
@@ -174,7 +175,7 @@ def _thread_response(request, conversation, *, composer=None, header_error=None,
     customer = conversation.customer
     context.update({
         "profile": selectors.customer_profile(customer),
-        "identities": list(customer.identities.all()),
+        "identities": customer.identity_list,
         "conversation_ids": list(customer.conversations.values_list("id", flat=True)),
         "staff": staff_members(),
         "canned": _canned(),

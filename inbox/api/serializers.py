@@ -7,6 +7,9 @@ from crm.models import Customer
 from inbox.models import CannedResponse, Conversation, InboxEvent, Message, Note, RoutingRule
 from inbox.routing import validate_rule
 
+# DRF's own field, so the hand-written encoders below write times exactly as the
+# serializers do (current time zone, ISO 8601, "Z" for UTC).
+_datetime = serializers.DateTimeField()
 
 class UserBriefSerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -129,11 +132,6 @@ class ThreadItemSerializer(serializers.Serializer):
                 "item": self.bodies[item.kind].to_representation(item.obj)}
 
 
-# DRF's own field, so times are written exactly as the serializers write them
-# (current time zone, ISO 8601, "Z" for UTC).
-_datetime = serializers.DateTimeField()
-
-
 def thread_item_data(item) -> dict:
     """ThreadItemSerializer's output for a selectors.ThreadItem, written directly.
 
@@ -228,6 +226,16 @@ class CustomerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Customer
         fields = ["id", "name", "first_name", "last_name", "preferred_channel", "identities", "created_at"]
+
+
+def customer_data(customer) -> dict:
+    """CustomerSerializer's output, written directly (the thread API's customer):
+    no ModelSerializer to build per request, identities as loaded (identities_of)."""
+    return {"id": customer.pk, "name": customer.name, "first_name": customer.first_name,
+            "last_name": customer.last_name, "preferred_channel": customer.preferred_channel,
+            "identities": [{"kind": i.kind, "value": i.value, "is_primary": i.is_primary}
+                           for i in identities_of(customer)],
+            "created_at": _datetime.to_representation(customer.created_at)}
 
 
 class EventSerializer(serializers.ModelSerializer):

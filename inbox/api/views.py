@@ -126,7 +126,7 @@ class ConversationDetailView(InboxAPIView):
     )
     def get(self, request, pk):
         """The conversation, the customer's profile and their whole thread across channels."""
-        conversation = access_conversation(request.user, pk)
+        conversation = selectors.with_identities(access_conversation(request.user, pk), tags=True)
         items, older = selectors.customer_thread(conversation.customer_id, size=_page_size(request),
                                                  before=request.query_params.get("before") or None,
                                                  with_metadata=True)
@@ -134,7 +134,7 @@ class ConversationDetailView(InboxAPIView):
         row = s.ConversationRowSerializer(conversation).data
         return Response({
             "conversation": row,
-            "customer": s.CustomerSerializer(conversation.customer).data,
+            "customer": s.customer_data(conversation.customer),
             "profile": s.ProfileSerializer(selectors.customer_profile(conversation.customer)).data,
             "thread": [s.thread_item_data(item) for item in items],
             "older": older,

@@ -169,11 +169,16 @@ def test_thread_pages_backwards_from_the_newest(agent_client, agent, receive):
 
 
 def test_thread_items_have_the_documented_serializer_shape(agent_client, agent, receive, recording_sender):
-    """The thread is written without DRF's field machinery; each item must still
-    be exactly what ThreadItemSerializer (MessageSerializer/NoteSerializer) gives."""
+    """The thread and its customer are written without DRF's field machinery;
+    they must still be exactly what ThreadItemSerializer (MessageSerializer /
+    NoteSerializer) and CustomerSerializer give."""
     from types import SimpleNamespace
 
-    from inbox.api.serializers import ThreadItemSerializer
+    from django.db.models import Prefetch
+
+    from crm.models import Customer, CustomerIdentity
+    from inbox.models import Tag
+    from inbox.api.serializers import CustomerSerializer, ThreadItemSerializer
 
     nameless = make_user("nameless", first_name="")
     first = receive(text="hi", subject="Party <10>", html="<p>Hi</p><blockquote>old</blockquote>",
@@ -195,6 +200,15 @@ def test_thread_items_have_the_documented_serializer_shape(agent_client, agent, 
         documented.append(json.loads(json.dumps(expected(SimpleNamespace(kind=item["kind"], obj=obj)))))
     assert len(body["thread"]) == 6
     assert body["thread"] == documented
+    conversation.customer.identities.create(kind="phone", value="+14155550111")
+    conversation.customer.identities.create(kind="email", value="another@example.com")
+    primary_first = CustomerIdentity.objects.order_by("-is_primary", "kind", "id")
+    customer = Customer.objects.prefetch_related(Prefetch("identities", queryset=primary_first)).get()
+    conversation.tags.add(Tag.objects.create(name="vip"), Tag.objects.create(name="allergy"))
+    body = agent_client.get(f"/api/v1/inbox/{conversation.pk}?page_size=50").json()
+    assert body["customer"] == json.loads(json.dumps(CustomerSerializer(customer).data))
+    assert body["conversation"]["tags"] == ["allergy", "vip"]
+    assert [i["is_primary"] for i in body["customer"]["identities"]] == [True, False, False]
 
 
 def test_detail_queries_are_constant(agent_client, receive, django_assert_max_num_queries):
