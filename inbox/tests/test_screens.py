@@ -245,6 +245,23 @@ def test_thread_shows_who_wrote_what_and_where(agent_client, receive, agent):
     assert 'class="channel channel-sms"' in page and "Received" in page
 
 
+def test_reply_box_starts_on_the_channel_the_customer_last_wrote_on(agent_client, receive, agent):
+    make_customer("john@example.com", phone="+14155550100")
+    conversation = receive("+14155550100", channel="sms", text="by sms").message.conversation
+    receive("+14155550100", channel="call", text="a call")  # calls cannot be answered in writing
+
+    def selected():
+        page = text_of(agent_client.get(f"/inbox/{conversation.pk}/"))
+        return re.search(r'<option value="(\w+)" selected>', page.split('id="reply-channel"')[1]).group(1)
+
+    assert selected() == "sms"
+    for n in range(55):  # the customer's last message is now off the newest page
+        services.add_note(conversation=conversation, author=agent, body=f"note {n}")
+    assert selected() == "sms"
+    receive("john@example.com", text="by email")
+    assert selected() == "email"
+
+
 def test_customer_html_is_sanitised_and_text_escaped(agent_client, receive):
     message = receive(text="<script>alert(1)</script> plain",
                       html="<p>Hello</p><img src=x onerror=alert(2)><script>alert(3)</script>"
