@@ -179,21 +179,26 @@ def thread_page(request, pk):
 
 
 def _thread_response(request, conversation, *, composer=None, header_error=None, status=200, mark_read=False):
+    selectors.with_identities(conversation)
     latest_event = selectors.latest_event_id()
     if mark_read:
         services.mark_read(conversation=conversation, by=request.user)
+    before = request.GET.get("before") or None
     try:
-        context = _thread_context(request, conversation, before=request.GET.get("before") or None)
+        context = _thread_context(request, conversation, before=before)
     except selectors.BadCursor:
+        before = None
         context = _thread_context(request, conversation)
     customer = conversation.customer
+    if composer is None:
+        composer = _composer(conversation, channel=None if before else _last_inbound_channel(context["items"]))
     context.update({
         "profile": selectors.customer_profile(customer),
-        "identities": list(customer.identities.all()),
+        "identities": customer.identity_list,
         "conversation_ids": list(customer.conversations.values_list("id", flat=True)),
         "staff": staff_members(),
         "canned": _canned(),
-        "composer": composer or _composer(conversation),
+        "composer": composer,
         "header_error": header_error,
         "latest_event": latest_event,
         "is_manager": is_manager(request.user),
@@ -203,6 +208,18 @@ def _thread_response(request, conversation, *, composer=None, header_error=None,
 
 def _canned():
     return CannedResponse.objects.filter(active=True).only("id", "title", "shortcut")
+
+
+def _last_inbound_channel(newest_items):
+    """The channel services.default_reply_channel() picks, read off the newest page
+    when it can be (saves its query): the newest inbound message that is not a
+    call there is the customer's newest, as every newer item is on that page.
+    None when the page has none; the service then decides."""
+    for item in reversed(newest_items):
+        row = item.row
+        if item.kind == "message" and row["direction"] == "inbound" and row["channel"] != Channel.CALL:
+            return row["channel"]
+    return None
 
 
 @staff_screen

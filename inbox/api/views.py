@@ -126,16 +126,17 @@ class ConversationDetailView(InboxAPIView):
     )
     def get(self, request, pk):
         """The conversation, the customer's profile and their whole thread across channels."""
-        conversation = access_conversation(request.user, pk)
+        conversation = selectors.with_identities(access_conversation(request.user, pk), tags=True)
         items, older = selectors.customer_thread(conversation.customer_id, size=_page_size(request),
-                                                 before=request.query_params.get("before") or None)
+                                                 before=request.query_params.get("before") or None,
+                                                 with_metadata=True)
         conversation.last_message = None  # the thread carries the messages
         row = s.ConversationRowSerializer(conversation).data
         return Response({
             "conversation": row,
-            "customer": s.CustomerSerializer(conversation.customer).data,
+            "customer": s.customer_data(conversation.customer),
             "profile": s.ProfileSerializer(selectors.customer_profile(conversation.customer)).data,
-            "thread": s.ThreadItemSerializer(items, many=True).data,
+            "thread": [s.thread_item_data(item) for item in items],
             "older": older,
         })
 

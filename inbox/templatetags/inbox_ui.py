@@ -1,15 +1,21 @@
 """Small presentation helpers for the staff screens (no queries)."""
+import functools
+import html
 import re
 from datetime import timedelta
 
 import nh3
 from django import template
 from django.utils import timezone
+from django.utils.dates import MONTHS_3
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 
-from inbox.sanitize import ALLOWED_SCHEMES
 from inbox.api.serializers import identities_of
+from inbox.models import Message
+from inbox.sanitize import ALLOWED_SCHEMES
 
 register = template.Library()
 
@@ -37,6 +43,11 @@ def ago(moment, now=None):
 @register.simple_tag
 def channel_icon(channel):
     """The channel's icon (from the sprite in base.html) and its label as text."""
+    return _channel_icon(channel)
+
+
+@functools.lru_cache(maxsize=64)  # a handful of channels, drawn once per thread item
+def _channel_icon(channel):
     label = CHANNEL_LABELS.get(channel, channel or "—")
     return format_html(
         '<span class="channel channel-{}"><svg class="icon" aria-hidden="true" focusable="false">'
@@ -78,6 +89,11 @@ def split_quoted_text(text):
     return text or "", ""
 
 
+# Built once: nh3.clean() builds its whole configuration on every call, about
+# five times the cost of cleaning a short email with a ready Cleaner.
+_balancer = nh3.Cleaner(url_schemes=ALLOWED_SCHEMES, link_rel="noopener noreferrer nofollow")
+
+
 @register.filter
 def split_quoted_html(html):
     """(new part, quoted history) of an email's html, which was sanitised with nh3
@@ -86,8 +102,8 @@ def split_quoted_html(html):
     at = html.lower().find("<blockquote")
     if at <= 0:
         return mark_safe(html), ""
-    head = nh3.clean(html[:at], url_schemes=ALLOWED_SCHEMES, link_rel="noopener noreferrer nofollow")
-    tail = nh3.clean(html[at:], url_schemes=ALLOWED_SCHEMES, link_rel="noopener noreferrer nofollow")
+    head = _balancer.clean(html[:at])
+    tail = _balancer.clean(html[at:])
     if not head.strip():
         return mark_safe(html), ""
     return mark_safe(head), mark_safe(tail)
@@ -107,3 +123,118 @@ def preview(message, limit=140):
         return ""
     text = split_quoted_text(message.text)[0] or message.text or message.subject
     return one_line(text, limit)
+
+
+# --- thread items ---------------------------------------------------------------
+#
+# A thread page shows 50 items. Written as a template, an item took ~25 nodes,
+# three `date` filters and more filters: most of the page's render time. Here
+# each item is one str.format() of the markup that template had, on values
+# read once. Every value goes through _html() (format_html's escaping, without
+# its lazy-string wrapper); the screen tests read the markup as before.
+
+DELIVERY_LABELS = dict(Message.DeliveryStatus.choices)
+
+NOTE_ITEM = """<li class="item note" id="n-{id}" data-at="{at}">
+  <div class="item-head"><span class="kind">Internal note</span> by <strong>{author}</strong>
+    <time datetime="{at}">{when}</time>{elsewhere}</div>
+  <div class="body text">{body}</div>
+</li>
+"""
+MESSAGE_ITEM = """<li class="item msg {direction}" id="m-{id}" data-at="{at}">
+  <div class="item-head">{channel}
+    <span class="dir">{who}</span>
+    <time datetime="{at}">{when}</time>{delivery}{elsewhere}
+  </div>{subject}
+  {body}
+</li>
+"""
+SENT_BY = "Sent by <strong>{}</strong>"
+DELIVERY = """
+    <span class="delivery delivery-{status}" title="{reason}">{label}</span>"""
+FAILURE_REASON = ' <span class="reason">{}</span>'
+ELSEWHERE = ' <span class="muted">· conversation #{}</span>'
+SUBJECT = """
+  <div class="subject">{}</div>"""
+BODY = '<div class="body {}">{}</div>'
+QUOTED = """
+  <details class="quoted"><summary>Show quoted history</summary><div class="{}">{}</div></details>"""
+
+
+def _html(value) -> str:
+    """conditional_escape(): safe strings as they are, anything else escaped."""
+    return value.__html__() if hasattr(value, "__html__") else html.escape(str(value))
+
+
+def _text_html(text) -> str:
+    """The linebreaksbr filter on plain text: escaped, newlines (any style) as <br>."""
+    return html.escape(text.replace("\r\n", "\n").replace("\r", "\n")).replace("\n", "<br>")
+
+
+@functools.lru_cache(maxsize=16)
+def _time_words(language):
+    """The `date` filter's month abbreviations and AM/PM in this language."""
+    return [str(month).title() for month in MONTHS_3.values()], _("AM"), _("PM")
+
+
+def short_time(local, words=None) -> str:
+    """A local time as the `date` filter writes "M j, g:i A T" ("Jan 15, 12:30 PM EST"),
+    with the same translated month and AM/PM, in a small fraction of its time."""
+    months, am, pm = words or _time_words(get_language())
+    # Like the filter, no zone name for a wall time that happens twice (the hour
+    # clocks go back) or not at all.
+    certain = local.utcoffset() == local.replace(fold=1 - local.fold).utcoffset()
+    return (f"{months[local.month - 1]} {local.day}, {local.hour % 12 or 12}:{local.minute:02d} "
+            f"{pm if local.hour > 11 else am} {local.tzname() if certain else ''}")
+
+
+class _ItemWriter:
+    """Writes the items of one thread page: what is the same for all of them
+    (open conversation, time zone, month names) is looked up once."""
+
+    def __init__(self, conversation_id):
+        self.conversation_id = conversation_id
+        self.tz = timezone.get_current_timezone()
+        self.words = _time_words(get_language())
+
+    def common(self, row) -> dict:
+        local = row["created_at"].astimezone(self.tz)  # timezone.localtime()
+        elsewhere = row["conversation_id"] != self.conversation_id
+        return {"id": row["id"], "at": local.isoformat(),  # the `date` filter's "c"
+                "when": _html(short_time(local, self.words)),
+                "elsewhere": ELSEWHERE.format(row["conversation_id"]) if elsewhere else ""}
+
+    def note(self, row) -> str:
+        return NOTE_ITEM.format(**self.common(row), author=_html(row["author"]["name"] if row["author"] else "someone"),
+                                body=_text_html(row["body"]))
+
+    def message(self, row) -> str:
+        delivery = ""
+        if row["direction"] == "outbound":
+            who = SENT_BY.format(_html(row["author"]["name"] if row["author"] else "myhibachi"))
+            status, reason = row["delivery_status"], row["status_reason"]
+            delivery = DELIVERY.format(status=_html(status), reason=_html(reason),
+                                       label=_html(DELIVERY_LABELS.get(status, status)))
+            if status == "failed" and reason:
+                delivery += FAILURE_REASON.format(_html(reason))
+        else:
+            who = "Received"
+        if row["html"]:
+            new, quoted = split_quoted_html(row["html"])  # both already safe html
+            body = BODY.format("html", new) + (QUOTED.format("html", quoted) if quoted else "")
+        else:
+            new, quoted = split_quoted_text(row["text"])
+            body = BODY.format("text", _text_html(new)) + (QUOTED.format("text", _text_html(quoted)) if quoted else "")
+        return MESSAGE_ITEM.format(
+            **self.common(row), direction=_html(row["direction"]), channel=_channel_icon(row["channel"]), who=who,
+            delivery=delivery, subject=SUBJECT.format(_html(row["subject"])) if row["subject"] else "", body=body,
+        )
+
+
+@register.simple_tag
+def thread_items(items, conversation_id):
+    """The <li> of each selectors.ThreadItem, oldest first; conversation_id is the
+    open conversation (items from the customer's other conversations say which)."""
+    writer = _ItemWriter(conversation_id)
+    return mark_safe("".join(writer.note(item.row) if item.kind == "note" else writer.message(item.row)
+                             for item in items))

@@ -168,6 +168,49 @@ def test_thread_pages_backwards_from_the_newest(agent_client, agent, receive):
     assert [i["item"]["text"] for i in older["thread"]] == ["m2", "m3", "m4"]
 
 
+def test_thread_items_have_the_documented_serializer_shape(agent_client, agent, receive, recording_sender):
+    """The thread and its customer are written without DRF's field machinery;
+    they must still be exactly what ThreadItemSerializer (MessageSerializer /
+    NoteSerializer) and CustomerSerializer give."""
+    from types import SimpleNamespace
+
+    from django.db.models import Prefetch
+
+    from crm.models import Customer, CustomerIdentity
+    from inbox.models import Tag
+    from inbox.api.serializers import CustomerSerializer, ThreadItemSerializer
+
+    nameless = make_user("nameless", first_name="")
+    first = receive(text="hi", subject="Party <10>", html="<p>Hi</p><blockquote>old</blockquote>",
+                    metadata={"to": ["a@b.test"], "nested": {"n": [1, 2]}}).message
+    conversation = first.conversation
+    services.reply(conversation=conversation, author=agent, text="See you", channel="email")
+    services.reply(conversation=conversation, author=nameless, text="Bye", channel="email")
+    Message.objects.filter(author=nameless).update(delivery_status="failed", status_reason="No such number")
+    services.add_note(conversation=conversation, author=agent, body="VIP & <b>family</b>")
+    Note.objects.create(conversation=conversation, customer=conversation.customer, author=None, body="orphan")
+    Message.objects.create(conversation=conversation, customer=conversation.customer, channel="call",
+                           direction="inbound", text="missed call", author=None)
+    body = agent_client.get(f"/api/v1/inbox/{conversation.pk}?page_size=50").json()
+    expected = ThreadItemSerializer().to_representation
+    documented = []
+    for item in body["thread"]:
+        model = Note if item["kind"] == "note" else Message
+        obj = model.objects.select_related("author").get(pk=item["item"]["id"])
+        documented.append(json.loads(json.dumps(expected(SimpleNamespace(kind=item["kind"], obj=obj)))))
+    assert len(body["thread"]) == 6
+    assert body["thread"] == documented
+    conversation.customer.identities.create(kind="phone", value="+14155550111")
+    conversation.customer.identities.create(kind="email", value="another@example.com")
+    primary_first = CustomerIdentity.objects.order_by("-is_primary", "kind", "id")
+    customer = Customer.objects.prefetch_related(Prefetch("identities", queryset=primary_first)).get()
+    conversation.tags.add(Tag.objects.create(name="vip"), Tag.objects.create(name="allergy"))
+    body = agent_client.get(f"/api/v1/inbox/{conversation.pk}?page_size=50").json()
+    assert body["customer"] == json.loads(json.dumps(CustomerSerializer(customer).data))
+    assert body["conversation"]["tags"] == ["allergy", "vip"]
+    assert [i["is_primary"] for i in body["customer"]["identities"]] == [True, False, False]
+
+
 def test_detail_queries_are_constant(agent_client, receive, django_assert_max_num_queries):
     conversation = None
     for i in range(40):

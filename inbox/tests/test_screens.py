@@ -197,6 +197,71 @@ def test_times_are_shown_in_the_business_time_zone(agent_client, receive, settin
     assert "Jan 15, 12:30 PM EST" in text_of(agent_client.get(f"/inbox/{conversation.pk}/"))
 
 
+def test_thread_times_read_as_the_date_filter_writes_them():
+    """The thread writes its times without the template `date` filter; they must
+    read the same, also around daylight-saving changes and at noon/midnight."""
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    from django.template.defaultfilters import date
+    from django.utils import timezone as django_timezone
+
+    from inbox.templatetags.inbox_ui import short_time
+
+    moments = [datetime(2026, 3, 8, 9, 0, tzinfo=timezone.utc) + timedelta(minutes=37 * n) for n in range(40)]
+    moments += [datetime(2026, 11, 1, 5, 30, tzinfo=timezone.utc) + timedelta(hours=n) for n in range(30)]
+    moments += [datetime(2026, month, 1, 0, 0, tzinfo=timezone.utc) for month in range(1, 13)]
+    for zone in ("America/Los_Angeles", "America/New_York", "Europe/Berlin", "UTC"):
+        with django_timezone.override(ZoneInfo(zone)):
+            for moment in moments:
+                local = django_timezone.localtime(moment)
+                assert short_time(local) == date(local, "M j, g:i A T")
+
+
+def test_thread_shows_who_wrote_what_and_where(agent_client, receive, agent):
+    """Authors, delivery failures, notes and items of the customer's other conversations."""
+    quiet = make_user("quiet", first_name="")
+    old = receive(text="old question").message.conversation
+    services.set_status(conversation=old, status="closed")
+    conversation = receive(text="new question", subject="Party <for> 10 & more").message.conversation
+    assert conversation.pk != old.pk
+    services.add_note(conversation=old, author=agent, body="Called back <b>twice</b>\nno answer")
+    Note.objects.create(conversation=conversation, customer=conversation.customer, author=None, body="From a script")
+    Message.objects.create(conversation=conversation, customer=conversation.customer, channel="sms",
+                           direction="outbound", text="Bye", author=quiet, delivery_status="failed",
+                           status_reason="Number <unreachable>")
+    Message.objects.create(conversation=conversation, customer=conversation.customer, channel="email",
+                           direction="outbound", text="Automatic", author=None, delivery_status="opened")
+    page = text_of(agent_client.get(f"/inbox/{conversation.pk}/"))
+    assert f'Internal note</span> by <strong>Alice</strong>' in page
+    assert "Called back &lt;b&gt;twice&lt;/b&gt;<br>no answer" in page
+    assert f"· conversation #{old.pk}</span>" in page and f"· conversation #{conversation.pk}</span>" not in page
+    assert 'Internal note</span> by <strong>someone</strong>' in page
+    assert "Sent by <strong>quiet</strong>" in page and "Sent by <strong>myhibachi</strong>" in page
+    assert ('<span class="delivery delivery-failed" title="Number &lt;unreachable&gt;">Failed</span> '
+            '<span class="reason">Number &lt;unreachable&gt;</span>') in page
+    assert '<span class="delivery delivery-opened" title="">Opened</span>' in page
+    assert '<div class="subject">Party &lt;for&gt; 10 &amp; more</div>' in page
+    assert 'class="channel channel-sms"' in page and "Received" in page
+
+
+def test_reply_box_starts_on_the_channel_the_customer_last_wrote_on(agent_client, receive, agent):
+    make_customer("john@example.com", phone="+14155550100")
+    conversation = receive("+14155550100", channel="sms", text="by sms").message.conversation
+    receive("+14155550100", channel="call", text="a call")  # calls cannot be answered in writing
+
+    def selected():
+        page = text_of(agent_client.get(f"/inbox/{conversation.pk}/"))
+        return re.search(r'<option value="(\w+)" selected>', page.split('id="reply-channel"')[1]).group(1)
+
+    assert selected() == "sms"
+    for n in range(55):  # the customer's last message is now off the newest page
+        services.add_note(conversation=conversation, author=agent, body=f"note {n}")
+    assert selected() == "sms"
+    receive("john@example.com", text="by email")
+    assert selected() == "email"
+
+
 def test_customer_html_is_sanitised_and_text_escaped(agent_client, receive):
     message = receive(text="<script>alert(1)</script> plain",
                       html="<p>Hello</p><img src=x onerror=alert(2)><script>alert(3)</script>"
