@@ -239,6 +239,7 @@ _NEWEST_SQL = """
 SELECT recent.conversation_id, ts_rank(recent.search_vector, query)
 FROM (SELECT id, conversation_id, search_vector FROM {table}
       WHERE id > (SELECT MAX(id) FROM {table}) - %(recent)s
+      ORDER BY id DESC
       OFFSET 0) AS recent,
      to_tsquery('english', %(query)s) AS query
 WHERE recent.search_vector @@ query
