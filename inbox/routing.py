@@ -31,7 +31,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from crm.models import Booking, Channel, loyalty_tier_names
+from crm.models import Booking, Channel, loyalty_tier, loyalty_tier_names
 
 CONDITION_KEYS = {"channel", "keywords", "loyalty_tier", "business_hours", "has_upcoming_booking"}
 ACTION_KEYS = {"assign_user", "assign_round_robin", "set_status", "add_tags"}
@@ -127,7 +127,9 @@ class _Facts:
     @property
     def tier(self):
         if self._tier is None:
-            self._tier = self.conversation.customer.loyalty_tier
+            customer = self.conversation.customer
+            # A customer that receive_many has planned but not inserted yet has no bookings.
+            self._tier = customer.loyalty_tier if customer.pk is not None else loyalty_tier(0)
         return self._tier
 
     @property
@@ -211,6 +213,24 @@ def active_rules(triggers) -> list:
     return [rule for rule in snapshot["rules"] if rule.trigger in triggers]
 
 
+def _triggers(created: bool) -> list:
+    from .models import RoutingRule
+
+    triggers = [RoutingRule.Trigger.EVERY_MESSAGE]
+    if created:
+        triggers.append(RoutingRule.Trigger.CONVERSATION_CREATED)
+    return triggers
+
+
+def would_act(*, conversation, message, created: bool) -> bool:
+    """Whether apply_rules would match a rule for this message. Only reads (the message may be unsaved)."""
+    rules = active_rules(_triggers(created))
+    if not rules:
+        return False
+    facts = _Facts(conversation, message)
+    return any(matches(rule.conditions, facts) for rule in rules)
+
+
 def apply_rules(*, conversation, message, created: bool) -> list:
     """Run the active rules for this event; return the names of the rules that matched.
 
@@ -220,10 +240,7 @@ def apply_rules(*, conversation, message, created: bool) -> list:
     from . import services
     from .models import RoutingRule, Tag
 
-    triggers = [RoutingRule.Trigger.EVERY_MESSAGE]
-    if created:
-        triggers.append(RoutingRule.Trigger.CONVERSATION_CREATED)
-    rules = active_rules(triggers)
+    rules = active_rules(_triggers(created))
     facts = _Facts(conversation, message)
     matched = []
     for rule in rules:

@@ -82,6 +82,25 @@ class Received:
 
 # --- inbound ---------------------------------------------------------------
 
+@dataclass
+class Inbound:
+    """receive_message's arguments, checked and normalised."""
+    channel: str
+    sender_kind: str
+    sender_value: str
+    sender_name: str
+    text: str
+    html: str
+    subject: str
+    external_id: str | None
+    metadata: dict
+    received_at: object
+    hint: Conversation | None
+    open_new: bool
+    route: bool
+    looked_up: bool = False
+
+
 def receive_message(*, channel: str, sender: str, sender_kind: str | None = None, text: str = "",
                     html: str = "", subject: str = "", external_id: str | None = None,
                     metadata: dict | None = None, sender_name: str = "", received_at=None,
@@ -100,6 +119,51 @@ def receive_message(*, channel: str, sender: str, sender_kind: str | None = None
     found nothing, so it is not looked up again (the unique constraint still
     decides when two deliveries race).
     """
+    prepared = _prepare(channel=channel, sender=sender, sender_kind=sender_kind, text=text, html=html,
+                        subject=subject, external_id=external_id, metadata=metadata, sender_name=sender_name,
+                        received_at=received_at, conversation=conversation, open_new=open_new, route=route,
+                        looked_up=looked_up)
+    return _receive_one(prepared)
+
+
+def _receive_one(item: Inbound) -> Received:
+    """receive_message after _prepare: the careful path, one message in a savepoint."""
+    if item.external_id is not None and not item.looked_up:
+        existing = Message.objects.filter(channel=item.channel, external_id=item.external_id).first()
+        if existing is not None:
+            return Received(existing, created=False)
+    try:
+        with transaction.atomic():
+            return _receive(item)
+    except IntegrityError:
+        if item.external_id is None:
+            raise
+        existing = Message.objects.filter(channel=item.channel, external_id=item.external_id).first()
+        if existing is None:
+            raise
+        return Received(existing, created=False)
+
+
+def receive_many(items: list[dict]) -> list[Received]:
+    """Store several inbound messages, in order, with a handful of queries for the lot.
+
+    items are receive_message keyword arguments; the result is what calling
+    receive_message for each in turn would give (the same conversations,
+    statuses, rules and events, in the same order). All or nothing inside the
+    caller's transaction: unlike receive_message it does not absorb a
+    constraint violation (another worker storing the same message, or
+    creating the same customer, at the same moment) but raises it, so the
+    caller rolls back and stores the messages again one by one with
+    receive_message. See inbox/bulk.py.
+    """
+    from .bulk import receive_many as bulk_receive_many
+
+    return bulk_receive_many(items)
+
+
+def _prepare(*, channel, sender, sender_kind=None, text="", html="", subject="", external_id=None, metadata=None,
+             sender_name="", received_at=None, conversation=None, open_new=True, route=True,
+             looked_up=False) -> Inbound:
     if channel not in Channel.values:
         raise ValidationError(f"Unknown channel {channel!r}; use one of {', '.join(Channel.values)}.")
     if sender_kind is None:
@@ -107,31 +171,16 @@ def receive_message(*, channel: str, sender: str, sender_kind: str | None = None
     sender_value = identity.normalize(sender_kind, sender)
     if external_id is not None:
         external_id = str(external_id).strip()[:255] or None
-    if external_id is not None and not looked_up:
-        existing = Message.objects.filter(channel=channel, external_id=external_id).first()
-        if existing is not None:
-            return Received(existing, created=False)
     metadata = dict(metadata or {})
     if len(text) > MAX_INBOUND_CHARS:
         text, metadata["truncated_text_chars"] = text[:MAX_INBOUND_CHARS], len(text)
     if len(html) > MAX_INBOUND_CHARS:
         html, metadata["truncated_html_chars"] = html[:MAX_INBOUND_CHARS], len(html)
     metadata.setdefault("from", sender_value)
-    try:
-        with transaction.atomic():
-            return _receive(
-                channel=channel, sender_kind=sender_kind, sender_value=sender_value, text=text,
-                html=clean_html(html), subject=subject.strip()[:998], external_id=external_id,
-                metadata=metadata, sender_name=sender_name, received_at=received_at or timezone.now(),
-                hint=conversation, open_new=open_new, route=route,
-            )
-    except IntegrityError:
-        if external_id is None:
-            raise
-        existing = Message.objects.filter(channel=channel, external_id=external_id).first()
-        if existing is None:
-            raise
-        return Received(existing, created=False)
+    return Inbound(channel=channel, sender_kind=sender_kind, sender_value=sender_value, sender_name=sender_name,
+                   text=text, html=clean_html(html), subject=subject.strip()[:998], external_id=external_id,
+                   metadata=metadata, received_at=received_at or timezone.now(), hint=conversation,
+                   open_new=open_new, route=route, looked_up=looked_up)
 
 
 @contextmanager
@@ -147,46 +196,60 @@ def receiving_in_bulk():
         yield
 
 
-def _receive(*, channel, sender_kind, sender_value, text, html, subject, external_id, metadata,
-             sender_name, received_at, hint, open_new, route) -> Received:
+def _receive(item: Inbound) -> Received:
     # One writer per customer at a time: two messages racing from the same
     # new customer end up in one conversation, not two.
-    customer = _locked_customer(hint=hint, kind=sender_kind, value=sender_value, name=sender_name)
-    conversation, how = _conversation_for(customer, received_at, hint=hint, open_new=open_new)
+    customer = _locked_customer(hint=item.hint, kind=item.sender_kind, value=item.sender_value,
+                                name=item.sender_name)
+    conversation, how = _conversation_for(customer, item.received_at, hint=item.hint, open_new=item.open_new)
     created = how == "created"
-
-    message = Message(
-        conversation=conversation, customer=customer, channel=channel, direction=Message.Direction.INBOUND,
-        subject=subject, text=text, html=html, metadata=metadata, external_id=external_id,
-        delivery_status=Message.DeliveryStatus.RECEIVED, created_at=received_at,
-    )
+    message = _inbound_message(item, conversation, customer)
     sql.insert([message], INBOUND_FIELDS)
-    fields = []
-    if conversation.last_activity_at is None or received_at >= conversation.last_activity_at or created:
-        conversation.last_activity_at = received_at
-        conversation.last_message = message
-        fields += ["last_activity_at", "last_message"]
-    if open_new and not conversation.is_unread:
-        conversation.is_unread = True
-        fields.append("is_unread")
-    if subject and not conversation.subject:
-        conversation.subject = subject[:255]
-        fields.append("subject")
+    fields = _attach(conversation, message, item, created=created)
     if fields:
         sql.update(conversation, fields)
-
     if how != "existing":
         _status_counts_changed()
-    events.record_many([
-        (events.CONVERSATION_CREATED if created else events.CONVERSATION_UPDATED, conversation,
-         conversation_summary(conversation)),
-        (events.MESSAGE_CREATED, conversation, message_summary(message)),
-    ])
-    if route and open_new:
+    events.record_many(_receive_events(conversation, message, created=created))
+    if item.route and item.open_new:
         from .routing import apply_rules
 
         apply_rules(conversation=conversation, message=message, created=created)
     return Received(message, created=True, conversation_created=created)
+
+
+def _inbound_message(item: Inbound, conversation, customer) -> Message:
+    return Message(
+        conversation=conversation, customer=customer, channel=item.channel, direction=Message.Direction.INBOUND,
+        subject=item.subject, text=item.text, html=item.html, metadata=item.metadata, external_id=item.external_id,
+        delivery_status=Message.DeliveryStatus.RECEIVED, created_at=item.received_at,
+    )
+
+
+def _attach(conversation, message, item: Inbound, *, created: bool) -> list:
+    """Move the conversation along for a new inbound message (in memory); return the fields changed."""
+    fields = []
+    received_at = item.received_at
+    if conversation.last_activity_at is None or received_at >= conversation.last_activity_at or created:
+        conversation.last_activity_at = received_at
+        conversation.last_message = message
+        fields += ["last_activity_at", "last_message"]
+    if item.open_new and not conversation.is_unread:
+        conversation.is_unread = True
+        fields.append("is_unread")
+    if item.subject and not conversation.subject:
+        conversation.subject = item.subject[:255]
+        fields.append("subject")
+    return fields
+
+
+def _receive_events(conversation, message, *, created: bool, summary: dict | None = None) -> list:
+    """The two events of an inbound message. summary: the conversation as it was right after this message."""
+    return [
+        (events.CONVERSATION_CREATED if created else events.CONVERSATION_UPDATED, conversation,
+         summary if summary is not None else conversation_summary(conversation)),
+        (events.MESSAGE_CREATED, conversation, message_summary(message)),
+    ]
 
 
 def _locked_customer(*, hint, kind, value, name) -> Customer:
@@ -212,6 +275,8 @@ def _locked_customer(*, hint, kind, value, name) -> Customer:
 
 
 def _conversation_for(customer, received_at, *, hint, open_new):
+    # inbox/bulk.py (_Run._conversation) decides the same way in memory for receive_many:
+    # change both together (test_bulk_receive compares them).
     active = [Status.OPEN, Status.PENDING]
     reopen_after = received_at - timedelta(days=settings.INBOX_REOPEN_DAYS)
     candidates = Conversation.objects.select_for_update().filter(customer=customer)

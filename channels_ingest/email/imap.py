@@ -7,9 +7,10 @@ last UID advances only after a message's database commit, so a poll killed at
 any point loses nothing, and Message-ID dedupe makes the repeat exact. (Messages
 are committed in groups of IMAP_COMMIT_EVERY together with the last UID: one
 commit per group, not per message, and never one without the other. A group is
-first stored without a savepoint per message; if anything in it fails, it is
-rolled back and stored again message by message, so only the failing one is
-rejected.) A
+first stored in one go (ingest.store_emails: a few statements for the whole
+group, no savepoint per message); if anything in it fails, it is rolled back
+and stored again message by message, each in a savepoint, so only the failing
+one is rejected.) A
 UIDVALIDITY change re-scans the folder from the start (dedupe keeps it exact).
 """
 import imaplib
@@ -27,7 +28,7 @@ from django.utils import timezone
 from inbox import services
 
 from ..models import Mailbox
-from .ingest import DUPLICATE, REJECTED, STORED, reject, store_email
+from .ingest import DUPLICATE, REJECTED, STORED, reject, store_email, store_emails
 from .locks import mailbox_lock
 from .parser import parse_email
 from .passwords import PasswordUnavailable, password_for
@@ -184,12 +185,13 @@ def _batch(conn, mailbox, uidvalidity, uids, stats, move, progress):
         raws = {uid: bodies.pop(uid, None) for uid in group}
         oversize = {uid: sizes[uid] for uid in group if uid in huge}
         try:
-            # Fast path: no savepoint per message (two round trips each saved).
             results = _commit_group(mailbox, uidvalidity, group, raws, oversize, isolated=False)
-        except Exception:
-            # Something in the group failed and took the transaction with it: store the
-            # group again, each message in a savepoint, so only the failing one is rejected.
-            logger.info("mailbox %s: storing UIDs %s-%s one by one after a failure", mailbox.name, group[0], group[-1])
+        except Exception as exc:
+            # Something in the group failed and took the transaction with it (also another
+            # worker storing the same message meanwhile): store the group again, each message
+            # in a savepoint, so only the failing one is rejected and a duplicate is counted.
+            logger.info("mailbox %s: storing UIDs %s-%s one by one after a failure (%s: %s)", mailbox.name,
+                        group[0], group[-1], type(exc).__name__, exc)
             results = _commit_group(mailbox, uidvalidity, group, raws, oversize, isolated=True)
         stats.last_uid = group[-1]
         for uid, result in results:
@@ -210,22 +212,21 @@ def _commit_group(mailbox, uidvalidity, group, raws, oversize, *, isolated) -> l
     rules are read once per group; its events are published together after
     the commit.
     """
-    results = []
+    present = [uid for uid in group if raws[uid] is not None]  # None: expunged between SEARCH and FETCH
     with services.receiving_in_bulk(), transaction.atomic():
-        for uid in group:
-            raw = raws[uid]
-            if raw is None:
-                results.append((uid, None))  # expunged by someone else between SEARCH and FETCH
-            else:
-                results.append((uid, _store_one(raw, mailbox, uid, oversize=oversize.get(uid), isolated=isolated)))
+        if isolated:
+            stored = {uid: _store_one(raws[uid], mailbox, uid, oversize=oversize.get(uid)) for uid in present}
+        else:
+            # Fast path: the group in a handful of statements (see ingest.store_emails).
+            emails = [(raws[uid], uid, oversize.get(uid)) for uid in present]
+            stored = dict(zip(present, store_emails(emails, source="imap", mailbox=mailbox), strict=True))
+        results = [(uid, stored.get(uid)) for uid in group]
         Mailbox.objects.filter(pk=mailbox.pk, uidvalidity=uidvalidity, last_uid__lt=group[-1]).update(
             last_uid=group[-1])
     return results
 
 
-def _store_one(raw, mailbox, uid, *, oversize, isolated):
-    if not isolated:
-        return store_email(raw, source="imap", mailbox=mailbox, uid=uid, oversize=oversize)
+def _store_one(raw, mailbox, uid, *, oversize):
     try:
         with transaction.atomic():  # a savepoint: a failure undoes only this message
             return store_email(raw, source="imap", mailbox=mailbox, uid=uid, oversize=oversize)

@@ -63,22 +63,34 @@ def message_pk_from(message_id: str) -> int | None:
 
 def find_conversation(*, in_reply_to: list, references: list) -> Conversation | None:
     """At most two queries; returns the conversation with its customer loaded."""
-    in_reply_to = [i for i in in_reply_to if i][:20]
-    references = [i for i in reversed(references) if i][:100]  # newest first
-    ordered = list(dict.fromkeys(in_reply_to + references))
-    if not ordered:
-        return None
-    tokens = [cid for cid in (conversation_id_from(i) for i in ordered) if cid is not None]
-    if tokens:
-        found = Conversation.objects.select_related("customer").in_bulk(tokens)
-        for cid in tokens:
-            if cid in found:
-                return found[cid]
-    stored = dict(
-        Message.objects.filter(channel=Channel.EMAIL, external_id__in=ordered)
-        .values_list("external_id", "conversation_id")
-    )
-    for message_id in ordered:
-        if message_id in stored:
-            return Conversation.objects.select_related("customer").get(pk=stored[message_id])
-    return None
+    return find_conversations([(in_reply_to, references)])[0]
+
+
+def find_conversations(headers: list) -> list:
+    """find_conversation for several emails at once: headers are (in_reply_to, references) pairs.
+
+    At most two queries for the lot; one Conversation (customer loaded) or None per email.
+    """
+    wanted = []  # per email: its ids, first match wins
+    for in_reply_to, references in headers:
+        in_reply_to = [i for i in in_reply_to if i][:20]
+        references = [i for i in reversed(references) if i][:100]  # newest first
+        wanted.append(list(dict.fromkeys(in_reply_to + references)))
+    tokens = [[cid for cid in (conversation_id_from(i) for i in ids) if cid is not None] for ids in wanted]
+    every_id = {i for ids in wanted for i in ids}
+    stored = {}
+    if every_id:
+        stored = dict(
+            Message.objects.filter(channel=Channel.EMAIL, external_id__in=every_id)
+            .values_list("external_id", "conversation_id")
+        )
+    found = {}
+    conversation_ids = {cid for cids in tokens for cid in cids} | set(stored.values())
+    if conversation_ids:
+        found = Conversation.objects.select_related("customer").in_bulk(conversation_ids)
+    answers = []
+    for ids, cids in zip(wanted, tokens):
+        # Our own token first (in In-Reply-To, then References), then any stored email's Message-ID.
+        candidates = cids + [stored[i] for i in ids if i in stored]
+        answers.append(next((found[cid] for cid in candidates if cid in found), None))
+    return answers

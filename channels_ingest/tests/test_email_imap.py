@@ -5,7 +5,7 @@ import pytest
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 
-from channels_ingest.email import imap
+from channels_ingest.email import imap, ingest
 from channels_ingest.email.imap import poll
 from channels_ingest.models import Mailbox, RejectedEmail
 from inbox.models import Conversation, Message
@@ -122,14 +122,14 @@ def test_whole_message_over_the_size_limit_keeps_its_headers(mailbox, dovecot_se
 def test_a_failure_storing_one_message_does_not_stop_the_rest(mailbox, dovecot_server, monkeypatch):
     dovecot_server.append(mailbox.folder, mails.plain(), mails.plain(mid="<m2@mail.example.com>"),
                           mails.plain(mid="<m3@mail.example.com>"))
-    real = imap.store_email
+    real = ingest._metadata  # every stored email passes here, on the group path and one by one
 
-    def flaky(raw, **kwargs):
+    def flaky(parsed, **kwargs):
         if kwargs["uid"] == 2:
             raise RuntimeError("disk full")
-        return real(raw, **kwargs)
+        return real(parsed, **kwargs)
 
-    monkeypatch.setattr(imap, "store_email", flaky)
+    monkeypatch.setattr(ingest, "_metadata", flaky)
     stats = poll(mailbox)
     assert (stats.stored, stats.rejected) == (2, 1)
     assert "disk full" in RejectedEmail.objects.get().reason
@@ -137,25 +137,71 @@ def test_a_failure_storing_one_message_does_not_stop_the_rest(mailbox, dovecot_s
     assert mailbox.last_uid == 3
 
 
+def test_a_commit_group_keeps_the_order_of_its_mail_in_a_few_queries(
+        mailbox, dovecot_server, caplog, django_assert_max_num_queries):
+    group = [
+        mails.plain(mid="<g1@mail.example.com>"),
+        mails.plain(mid="<g2@mail.example.com>", frm="Tom <tom@example.com>"),
+        # Answers g1 from another address in the same group: threads under it once g1 is written.
+        mails.reply(mid="<g3@mail.example.com>", in_reply_to="<g1@mail.example.com>", frm="Jo <jo@example.com>"),
+        mails.plain(mid="<g1@mail.example.com>"),  # repeated in the same group
+        mails.auto_reply(mid="<g4@mail.example.com>", frm="Ann <ann@example.com>"),  # opens nothing
+        *[mails.plain(mid=f"<s{i}@mail.example.com>", frm=f"S{i} <s{i}@example.com>") for i in range(15)],
+        *[mails.plain(mid=f"<t{i}@mail.example.com>", frm="Tom <tom@example.com>") for i in range(5)],
+    ]
+    dovecot_server.append(mailbox.folder, *group)
+    # 51 on PostgreSQL: the group's lookups and writes in three runs around the two messages that
+    # depend on those before them (the reply, the auto-reply), each stored on its own
+    # (receive_message alone takes nine queries per message, see test_services).
+    with caplog.at_level("INFO"), django_assert_max_num_queries(55):
+        stats = poll(mailbox)
+    assert (stats.fetched, stats.stored, stats.duplicates) == (25, 24, 1)
+    assert "one by one" not in caplog.text, "the group was stored together, without falling back"
+    first = emails().get(external_id="g1@mail.example.com")
+    assert emails().get(external_id="g3@mail.example.com").conversation_id == first.conversation_id
+    assert emails().get(external_id="g4@mail.example.com").conversation.status == "closed"
+    tom = emails().get(external_id="g2@mail.example.com").conversation
+    assert set(tom.messages.values_list("external_id", flat=True)) == {"g2@mail.example.com"} | {
+        f"t{i}@mail.example.com" for i in range(5)}
+    assert Conversation.objects.filter(status="open").count() == 17  # Jane, Tom and the fifteen
+
+
+def test_a_message_stored_elsewhere_meanwhile_makes_the_group_fall_back_and_counts_it_once(
+        mailbox, dovecot_server, monkeypatch, caplog):
+    dovecot_server.append(mailbox.folder, mails.plain(), mails.plain(mid="<m2@mail.example.com>"))
+    poll(mailbox)
+    dovecot_server.append(mailbox.folder, mails.plain(mid="<m3@mail.example.com>"))
+    Mailbox.objects.filter(pk=mailbox.pk).update(last_uid=0)
+    # As if another worker stored m1 and m2 between our lookup and our insert: only the
+    # database's unique constraint can tell, and the group must fall back, not fail or store twice.
+    monkeypatch.setattr(ingest, "_stored_ids", lambda ids: set())
+    with caplog.at_level("INFO"):
+        stats = poll(Mailbox.objects.get(pk=mailbox.pk))
+    assert "one by one after a failure (IntegrityError" in caplog.text
+    assert (stats.fetched, stats.stored, stats.duplicates, stats.rejected) == (3, 1, 2, 0)
+    assert sorted(emails().values_list("external_id", flat=True)) == [
+        "m1@mail.example.com", "m2@mail.example.com", "m3@mail.example.com"]
+
+
 def test_a_poll_killed_halfway_loses_nothing_and_duplicates_nothing(mailbox, dovecot_server, monkeypatch, settings):
     settings.IMAP_FETCH_BATCH, settings.IMAP_COMMIT_EVERY = 3, 2
     dovecot_server.append(mailbox.folder, *[mails.plain(mid=f"<k{i}@mail.example.com>", body=f"n{i}") for i in range(10)])
-    real, calls = imap.store_email, []
+    real, calls = ingest._metadata, []
 
-    def dies_after_four(raw, **kwargs):
+    def dies_after_four(parsed, **kwargs):
         calls.append(kwargs["uid"])
         if len(calls) == 5:
             raise KeyboardInterrupt("worker killed")  # not an Exception: nothing inside catches it
-        return real(raw, **kwargs)
+        return real(parsed, **kwargs)
 
-    monkeypatch.setattr(imap, "store_email", dies_after_four)
+    monkeypatch.setattr(ingest, "_metadata", dies_after_four)
     with pytest.raises(KeyboardInterrupt):
         poll(mailbox)
     # Fetch batches of 3, commits of 2: UIDs 1-2 and 3 committed; 4 was rolled back with its group.
     assert emails().count() == 3
     mailbox.refresh_from_db()
     assert mailbox.last_uid == 3
-    monkeypatch.setattr(imap, "store_email", real)
+    monkeypatch.setattr(ingest, "_metadata", real)
     stats = poll(mailbox)  # the lock was released on the way out
     assert (stats.stored, stats.duplicates) == (7, 0)
     assert sorted(emails().values_list("external_id", flat=True)) == sorted(f"k{i}@mail.example.com" for i in range(10))

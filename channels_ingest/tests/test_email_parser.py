@@ -1,4 +1,7 @@
 """The parser on its own: the awkward emails real mailboxes contain."""
+import pytest
+
+from channels_ingest.email import parser
 from channels_ingest.email.parser import message_ids, normalize_message_id, parse_email
 
 from . import mails
@@ -77,3 +80,28 @@ def test_garbage_never_raises():
     for raw in (b"", b"\x00\xff" * 100, b"Content-Type: multipart/mixed\r\n\r\n--", b"From: <<<>>>\r\n\r\nx"):
         parsed = parse_email(raw)
         assert parsed.message_id
+
+
+PLAIN_FROM = [
+    "Jane Customer <jane@example.com>", "jane@example.com", "<Jane@Example.com>", "  Jane   Customer  <j@x.example>",
+    "Jane\tCustomer <j@x.example>", "a@x.example, B <b@y.example>,c@z.example", "o'brien+tag@mail.example.co.uk",
+    "Mail Delivery System <MAILER-DAEMON@mx.example.com>", "first.last@example.com", "J <first.last@example.com>",
+]
+
+
+@pytest.mark.parametrize("value", [
+    *PLAIN_FROM,
+    *[pytest.param(v, id=f"stdlib-{i}") for i, v in enumerate([  # not plain: left to the stdlib
+        '"Doe, Jane" <jane@example.com>', "John Q. Public <jqp@example.com>", "=?utf-8?q?Ren=C3=A9e?= <r@example.fr>",
+        "jane@example.com (Jane)", "Team: a@x.example, b@y.example;", "<jane@example.com", "a..b@example.com",
+        "jane@example.com,", "Jane <jane@localhost>", "x=y@example.com", "Jane\r\n Customer <j@x.example>", "",
+    ])],
+])
+def test_plain_address_headers_read_as_the_stdlib_reads_them(value, monkeypatch):
+    raw = f"From: {value}\r\nTo: hello@myhibachi.test\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+    fast = parse_email(raw)
+    plain = parser._plain_addresses(parser.BytesParser(policy=parser.policy.default).parsebytes(raw), "From")
+    assert (plain is not None) == (value in PLAIN_FROM), "the plain forms take the quick path, the rest do not"
+    monkeypatch.setattr(parser, "_plain_addresses", lambda msg, name: None)  # the stdlib alone
+    slow = parse_email(raw)
+    assert (fast.from_name, fast.from_addr, fast.to, fast.errors) == (slow.from_name, slow.from_addr, slow.to, slow.errors)
