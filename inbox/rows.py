@@ -12,18 +12,18 @@ that templates read like models, and `as_api()` gives the API's shape.
 `ConversationRowSerializer` stays the documented shape (OpenAPI);
 tests/test_rows.py holds `as_api()` equal to it for every kind of row.
 """
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import OuterRef, Value
-from django.db.models.functions import Concat
 from django.urls import reverse
 from django.utils import timezone
 
-from crm.models import CustomerIdentity
+from crm.models import Customer, CustomerIdentity
 
-from .models import Conversation
+from .models import Conversation, Message, Tag
 
 STATUS_LABELS = dict(Conversation.Status.choices)
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -207,19 +207,45 @@ def load(qs, *, order=None) -> list[ConversationRow]:
 
 
 def _read_postgresql(qs):
-    """One statement: identities and tags as arrays beside each row."""
-    from django.contrib.postgres.expressions import ArraySubquery
-
-    found = list(qs.annotate(
-        row_identities=ArraySubquery(CustomerIdentity.objects.filter(customer_id=OuterRef("customer_id"))
-                                     .order_by("-is_primary", "kind", "id")
-                                     .values(pair=Concat("kind", Value(":"), "value"))),
-        row_tags=ArraySubquery(Conversation.tags.through.objects.filter(conversation_id=OuterRef("pk"))
-                               .order_by("tag__name").values("tag__name")),
-    ).values_list(*COLUMNS, "row_identities", "row_tags"))
+    """Two statements: the page's ids through the ORM (filters, order, cursor),
+    then the rows by id in one fixed statement with the identities and tags
+    as arrays beside each row. Compiling one ORM query with those joins and
+    subqueries cost ~4 ms of CPU per page, more than PostgreSQL spends on it."""
+    ids = list(qs.values_list("id", flat=True))
+    if not ids:
+        return [], {}, {}
+    with connection.cursor() as cursor:
+        cursor.execute(_rows_sql(), [ids])
+        found = {v[0]: v for v in cursor.fetchall()}
+    found = [found[pk] for pk in ids if pk in found]
     identities = {v[8]: [Identity(*pair.split(":", 1)) for pair in v[-2]] for v in found}  # kinds hold no ":"
     tags = {v[0]: v[-1] for v in found}
     return [v[:-2] for v in found], identities, tags
+
+
+@functools.cache
+def _rows_sql() -> str:
+    """COLUMNS by conversation id, then the identity pairs ("kind:value",
+    primary first) and the tag names: what _read_portable reads in three queries."""
+    def table(model):
+        return connection.ops.quote_name(model._meta.db_table)
+
+    User = get_user_model()
+    return f"""
+SELECT c.id, c.status, c.subject, c.last_activity_at, c.is_unread, c.created_at, c.first_response_at,
+       c.resolved_at,
+       c.customer_id, cu.first_name, cu.last_name,
+       c.assignee_id, u.username, u.first_name, u.last_name,
+       c.last_message_id, m.channel, m.direction, m.text, m.subject, m.created_at,
+       ARRAY(SELECT i.kind || ':' || i.value FROM {table(CustomerIdentity)} AS i
+             WHERE i.customer_id = c.customer_id ORDER BY i.is_primary DESC, i.kind, i.id),
+       ARRAY(SELECT t.name FROM {table(Conversation.tags.through)} AS ct JOIN {table(Tag)} AS t ON t.id = ct.tag_id
+             WHERE ct.conversation_id = c.id ORDER BY t.name)
+FROM {table(Conversation)} AS c
+JOIN {table(Customer)} AS cu ON cu.id = c.customer_id
+LEFT JOIN {table(User)} AS u ON u.id = c.assignee_id
+LEFT JOIN {table(Message)} AS m ON m.id = c.last_message_id
+WHERE c.id = ANY(%s)"""
 
 
 def _read_portable(qs):

@@ -4,27 +4,42 @@ in the same query that loads the user on every request.
 Every screen and API call asks roles.is_staff_member(); answered from
 user.groups that was a second query per request. The answer is read fresh
 on each request, so removing someone from the Agent group takes effect at
-their next click, exactly as before.
+their next click, exactly as before. The statement is written out: built
+through the ORM (annotate + Exists) it cost more CPU than the two queries it
+replaces (bench/bench_inbox.py).
 """
+import functools
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
-from django.db.models import Exists, OuterRef
+from django.contrib.auth.models import Group
+from django.db import connection
 
 from . import roles
 
 
+@functools.cache
+def _user_sql() -> str:
+    User = get_user_model()
+    membership = User.groups.through._meta
+
+    def name(value):
+        return connection.ops.quote_name(value)
+
+    in_group = (f"EXISTS (SELECT 1 FROM {name(membership.db_table)} AS m "
+                f"JOIN {name(Group._meta.db_table)} AS g ON g.id = m.{name(membership.get_field('group').column)} "
+                f"WHERE m.{name(membership.get_field('user').column)} = u.{name(User._meta.pk.column)} "
+                f"AND g.name = %s)")
+    return (f"SELECT u.*, {in_group} AS myhibachi_agent, {in_group} AS myhibachi_manager "
+            f"FROM {name(User._meta.db_table)} AS u WHERE u.{name(User._meta.pk.column)} = %s")
+
+
 class StaffBackend(ModelBackend):
     def get_user(self, user_id):
-        User = get_user_model()
-        membership = User.groups.through.objects.filter(user_id=OuterRef("pk"))
-        try:
-            user = User._default_manager.annotate(
-                myhibachi_agent=Exists(membership.filter(group__name=roles.AGENT)),
-                myhibachi_manager=Exists(membership.filter(group__name=roles.MANAGER)),
-            ).get(pk=user_id)
-        except User.DoesNotExist:
+        # user_id comes from the session, already converted by django.contrib.auth.get_user.
+        found = list(get_user_model()._default_manager.raw(_user_sql(), [roles.AGENT, roles.MANAGER, user_id]))
+        if not found or not self.user_can_authenticate(found[0]):
             return None
-        if not self.user_can_authenticate(user):
-            return None
+        user = found[0]
         roles.remember_staff_groups(user, agent=user.myhibachi_agent, manager=user.myhibachi_manager)
         return user

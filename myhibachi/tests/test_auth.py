@@ -40,3 +40,4 @@ def test_a_deactivated_user_is_logged_out(client, db):
     agent.save()
     assert client.get("/inbox/").status_code == 302  # to the login page
     assert client.get("/api/v1/inbox").status_code == 401  # no longer authenticated
+
