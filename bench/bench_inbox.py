@@ -52,6 +52,10 @@ def setup_django():
     from django.conf import settings
 
     settings.DEBUG = False  # measured as production runs: no query log
+    import gc
+
+    gc.collect()
+    gc.freeze()  # as myhibachi/asgi.py does after start-up
 
 
 def generate(customers, per_customer, per_conversation):

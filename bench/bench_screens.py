@@ -449,6 +449,10 @@ def main():
     from tests.factories import make_user
 
     settings.DEBUG = False  # no query log, as in production
+    import gc
+
+    gc.collect()
+    gc.freeze()  # as myhibachi/asgi.py does after start-up
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]  # the in-process client's host
     from django.contrib.auth import get_user_model
 
