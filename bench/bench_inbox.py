@@ -46,6 +46,7 @@ def setup_django():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myhibachi.settings")
     os.environ.setdefault("DEBUG", "1")
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")  # the in-process test client's host
+    os.environ.setdefault("DB_POOL_SIZE", "4")  # pooled connections with prepared statements, as a node runs
     import django
 
     django.setup()

@@ -60,6 +60,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.browser.live_settings")
 os.environ.setdefault("LIVE_CHANNEL_PREFIX", f"bench{os.getpid()}:asgi")
 os.environ.setdefault("LIVE_CACHE_PREFIX", f"bench{os.getpid()}:cache")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+os.environ.setdefault("DB_POOL_SIZE", "4")  # pooled connections with prepared statements, as a node runs
 
 BUDGET_RENDER_P95_MS = 50
 BUDGET_PAGE_KB = 150

@@ -3,10 +3,11 @@
 Production nodes run it with Uvicorn, which hands a staff event to 500 sockets
 in well under half the time Daphne takes (bench/bench_screens.py, README):
 
-    uvicorn myhibachi.asgi:application --loop uvloop --http httptools \
+    DB_POOL_SIZE=8 uvicorn myhibachi.asgi:application --loop uvloop --http httptools \
         --ws websockets-sansio --ws-per-message-deflate false --no-access-log
 
-(no per-message deflate: it would compress every event once per socket).
+(no per-message deflate: it would compress every event once per socket;
+DB_POOL_SIZE: a pool of database connections, see settings.py).
 Daphne serves it the same way (manage.py runserver, the test live server).
 """
 import gc

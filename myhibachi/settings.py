@@ -120,6 +120,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Waiting on a lock beats failing with "database is locked" when the
     # dev server, an eager task and a test thread write at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+# ASGI nodes keep a pool of PostgreSQL connections (DB_POOL_SIZE > 0; the node
+# start command in myhibachi/asgi.py sets it). Under ASGI every request runs its
+# view in a thread of its own, so without a pool each request opens a new
+# connection; with one, connections are reused, and so are the statements
+# psycopg prepares on them (server-side binding, prepared after 5 uses: the
+# hot list, thread and user statements are then not planned again).
+# Not for transaction-mode PgBouncer, which cannot keep prepared statements.
+DB_POOL_SIZE = int(env("DB_POOL_SIZE", "0"))
+if DB_POOL_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        pool={"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 10},
+        server_side_binding=True, prepare_threshold=5,
+    )
 if env("TEST_DATABASE_NAME"):
     # Lets two test runs share one PostgreSQL server without dropping each other's database.
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}

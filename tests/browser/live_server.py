@@ -63,6 +63,8 @@ class LiveServer:
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
+        if server == "uvicorn":  # as a production node runs (myhibachi/asgi.py)
+            self.env["DB_POOL_SIZE"] = "4"
         self.env.pop("TEST_DATABASE_NAME", None)
         self.log_path = log_path
         self.process = None
