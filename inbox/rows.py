@@ -148,8 +148,8 @@ class ConversationRow:
                 f"{'AM' if at.hour < 12 else 'PM'} {at.tzname()}")
 
     def as_api(self) -> dict:
-        """The row in the API's shape (ConversationRowSerializer); datetimes are
-        left to the JSON renderer, which writes them as the serializer does."""
+        """The row in the API's shape (ConversationRowSerializer), times already
+        written as the serializer writes them."""
         customer, assignee, message = self.customer, self.assignee, self.last_message
         return {
             "id": self.id,
@@ -161,14 +161,22 @@ class ConversationRow:
                                                        "name": assignee.name},
             "last_message": None if message is None else {
                 "id": message.id, "channel": message.channel, "direction": message.direction,
-                "preview": message.preview, "created_at": message.created_at},
-            "last_activity_at": self.last_activity_at,
+                "preview": message.preview, "created_at": api_time(message.created_at)},
+            "last_activity_at": api_time(self.last_activity_at),
             "is_unread": self.is_unread,
             "tags": self.tags,
-            "created_at": self.created_at,
-            "first_response_at": self.first_response_at,
-            "resolved_at": self.resolved_at,
+            "created_at": api_time(self.created_at),
+            "first_response_at": api_time(self.first_response_at),
+            "resolved_at": api_time(self.resolved_at),
         }
+
+
+def api_time(moment) -> str | None:
+    """What DRF's DateTimeField writes: ISO 8601 in the current time zone, UTC as "Z"."""
+    if moment is None:
+        return None
+    text = timezone.localtime(moment).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _name(first, last, fallback):

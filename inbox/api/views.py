@@ -95,13 +95,13 @@ class InboxListView(InboxAPIView, ListAPIView):
         return selectors.conversations_for_list()
 
     def list(self, request, *args, **kwargs):
-        filterset = self.filterset_class(request.query_params, queryset=self.get_queryset(), request=request)
-        if not filterset.is_valid():
-            raise ValidationError(filterset.errors)
-        qs = filterset.qs
+        form = self.filterset_class.form_for(request.query_params)
+        if not self.filterset_class.valid_form(form):
+            raise ValidationError(form.errors)
+        qs = self.filterset_class.apply(form.cleaned_data, self.get_queryset(), user=request.user)
         size, cursor = _page_size(request), request.query_params.get("cursor") or None
         latest_event = selectors.latest_event_id()
-        text = filterset.form.cleaned_data.get("q")
+        text = form.cleaned_data.get("q")
         page = (selectors.page_of_search(qs, text, size=size, cursor=cursor) if text
                 else selectors.page_by_activity(qs, size=size, cursor=cursor))
         return Response({
