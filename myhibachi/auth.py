@@ -30,7 +30,10 @@ def _user_sql() -> str:
                 f"JOIN {name(Group._meta.db_table)} AS g ON g.id = m.{name(membership.get_field('group').column)} "
                 f"WHERE m.{name(membership.get_field('user').column)} = u.{name(User._meta.pk.column)} "
                 f"AND g.name = %s)")
-    return (f"SELECT u.*, {in_group} AS myhibachi_agent, {in_group} AS myhibachi_manager "
+    # Columns named, not u.*: a statement prepared on a pooled connection must
+    # keep its result shape when a later migration adds a column to the table.
+    columns = ", ".join(f"u.{name(field.column)}" for field in User._meta.concrete_fields)
+    return (f"SELECT {columns}, {in_group} AS myhibachi_agent, {in_group} AS myhibachi_manager "
             f"FROM {name(User._meta.db_table)} AS u WHERE u.{name(User._meta.pk.column)} = %s")
 
 
