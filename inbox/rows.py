@@ -15,6 +15,8 @@ tests/test_rows.py holds `as_api()` equal to it for every kind of row.
 import functools
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import EmptyResultSet
@@ -227,10 +229,25 @@ def _read_postgresql(qs):
         return [], {}, {}
     with connection.cursor() as cursor:
         cursor.execute(_rows_sql() % {"ids": ids_sql}, params)
-        found = cursor.fetchall()
+        found = [_with_times(v) for v in cursor.fetchall()]
     identities = {v[8]: [Identity(*pair.split(":", 1)) for pair in v[-2]] for v in found}  # kinds hold no ":"
     tags = {v[0]: v[-1] for v in found}
     return [v[:-2] for v in found], identities, tags
+
+
+# Positions of the five times in a row. They are read as integer microseconds
+# since the epoch: Django's time-zone-aware timestamp loader parses each of
+# ~125 timestamps per page in Python, which cost more than the rest of the row.
+_TIMES = (3, 5, 6, 7, 20)
+_EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def _with_times(values: tuple) -> tuple:
+    values = list(values)
+    for at in _TIMES:
+        if values[at] is not None:
+            values[at] = _EPOCH + timedelta(microseconds=values[at])
+    return tuple(values)
 
 
 @functools.cache
@@ -241,13 +258,16 @@ def _rows_sql() -> str:
     def table(model):
         return connection.ops.quote_name(model._meta.db_table)
 
+    def us(column):  # microseconds since the epoch, an exact integer (see _TIMES)
+        return f"(EXTRACT(EPOCH FROM {column}) * 1000000)::bigint"
+
     User = get_user_model()
     return f"""
-SELECT c.id, c.status, c.subject, c.last_activity_at, c.is_unread, c.created_at, c.first_response_at,
-       c.resolved_at,
+SELECT c.id, c.status, c.subject, {us("c.last_activity_at")}, c.is_unread, {us("c.created_at")},
+       {us("c.first_response_at")}, {us("c.resolved_at")},
        c.customer_id, cu.first_name, cu.last_name,
        c.assignee_id, u.username, u.first_name, u.last_name,
-       c.last_message_id, m.channel, m.direction, m.text, m.subject, m.created_at,
+       c.last_message_id, m.channel, m.direction, m.text, m.subject, {us("m.created_at")},
        ARRAY(SELECT i.kind || ':' || i.value FROM {table(CustomerIdentity)} AS i
              WHERE i.customer_id = c.customer_id ORDER BY i.is_primary DESC, i.kind, i.id),
        ARRAY(SELECT t.name FROM {table(Conversation.tags.through)} AS ct JOIN {table(Tag)} AS t ON t.id = ct.tag_id
