@@ -52,7 +52,7 @@ class Identity:
 class RowCustomer:
     id: int
     name: str
-    identity_list: list  # of Identity, primary first (read by templatetags contact_points)
+    identity_list: list  # of Identity, primary first
 
     @property
     def pk(self):
@@ -76,13 +76,6 @@ class RowUser:
     @property
     def pk(self):
         return self.id
-
-    # What the templates' display_name filter asks of a user.
-    def get_full_name(self):
-        return self.name
-
-    def get_username(self):
-        return self.username
 
 
 @dataclass(slots=True)

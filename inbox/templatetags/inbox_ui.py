@@ -13,7 +13,6 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
-from inbox.api.serializers import identities_of
 from inbox.models import Message
 from inbox.sanitize import ALLOWED_SCHEMES
 
@@ -54,15 +53,6 @@ def _channel_icon(channel):
         '<use href="#i-{}"></use></svg><span class="channel-label">{}</span></span>',
         channel or "none", channel or "none", label,
     )
-
-
-@register.filter
-def contact_points(customer):
-    """The first email and the first phone of a customer, from already loaded identities."""
-    found = {}
-    for item in identities_of(customer):
-        found.setdefault(item.kind, item.value)
-    return [found[k] for k in ("email", "phone") if k in found]
 
 
 @register.filter
