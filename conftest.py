@@ -17,7 +17,7 @@ def _service_reason(marker_name):
     if marker_name in ("nginx", "dovecot", "browser") and not _local_services_allowed():
         return f"local {marker_name} disabled by TEST_LOCAL_SERVICES=none"
     if marker_name == "postgres":
-        if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        if settings.DATABASES["default"]["ENGINE"] not in ("django.db.backends.postgresql", "myhibachi.postgresql"):
             return "needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test"
     elif marker_name == "redis":
         if not settings.REDIS_URL:

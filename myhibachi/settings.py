@@ -127,8 +127,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # psycopg prepares on them (server-side binding, prepared after 5 uses: the
 # hot list, thread and user statements are then not planned again).
 # Not for transaction-mode PgBouncer, which cannot keep prepared statements.
+# Server-side binding meets PostgreSQL's 65,535-parameter limit, which the
+# backend in myhibachi/postgresql/ makes bulk operations respect.
 DB_POOL_SIZE = int(env("DB_POOL_SIZE", "0"))
 if DB_POOL_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "myhibachi.postgresql"
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         pool={"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 10},
