@@ -110,7 +110,8 @@ def within_business_hours(moment: datetime) -> bool:
     return start <= local.time() < end
 
 
-def _has_words(text: str, words, match: str) -> bool:
+def has_words(text: str, words, match: str) -> bool:
+    """The keywords condition: whole words, case-insensitive, any or all of them."""
     found = [re.search(r"(?<!\w)" + re.escape(w.strip()) + r"(?!\w)", text, re.IGNORECASE) for w in words]
     return all(found) if match == "all" else any(found)
 
@@ -150,7 +151,7 @@ def matches(conditions: dict, facts: _Facts) -> bool:
     if "keywords" in conditions:
         spec = conditions["keywords"]
         text = f"{message.subject}\n{message.text}"
-        if not _has_words(text, spec["words"], spec.get("match", "any")):
+        if not has_words(text, spec["words"], spec.get("match", "any")):
             return False
     if "business_hours" in conditions:
         inside = within_business_hours(message.created_at)

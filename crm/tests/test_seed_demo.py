@@ -1,3 +1,4 @@
+import re
 from io import StringIO
 
 from django.core.management import call_command
@@ -9,7 +10,7 @@ from inbox.models import CannedResponse, Conversation, Message, Note, RoutingRul
 def _counts():
     return {model.__name__: model.objects.count() for model in
             (Customer, CustomerIdentity, Booking, Lead, MarketingSpend, Conversation, Message, Note,
-             CannedResponse, RoutingRule)}
+             CannedResponse, RoutingRule, Conversation.tags.through)}
 
 
 def test_seed_demo_twice_creates_nothing_the_second_time(db):
@@ -21,6 +22,11 @@ def test_seed_demo_twice_creates_nothing_the_second_time(db):
     assert first["Conversation"] == 150
     assert set(Message.objects.values_list("channel", flat=True)) == {"email", "sms", "chat", "call"}
     assert not Conversation.objects.filter(last_message__isnull=True).exists()
+    # Tagged as the demo pricing rule tags a conversation whose first message asks about price.
+    asks_price = {c.pk for c in Conversation.objects.all()
+                  if re.search(r"\b(price|quote|cost)\b", c.messages.order_by("created_at", "id").first().text, re.I)}
+    assert 0 < len(asks_price) < first["Conversation"]
+    assert set(Conversation.objects.filter(tags__name="pricing").values_list("pk", flat=True)) == asks_price
 
 
 def test_a_larger_scale_adds_only_the_difference(db):

@@ -22,7 +22,8 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from crm.models import Booking, Channel, Customer, CustomerIdentity, Lead, MarketingSpend, Source
-from inbox.models import CannedResponse, Conversation, Message, Note, RoutingRule
+from inbox import routing
+from inbox.models import CannedResponse, Conversation, Message, Note, RoutingRule, Tag
 
 EMAIL_DOMAIN = "demo.myhibachi.test"
 FIRST = ["John", "Jane", "Mike", "Sarah", "Ana", "Luis", "Mei", "Kenji", "Priya", "Omar", "Grace", "Tom", "Lena",
@@ -138,6 +139,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  {role:24} username: {username:8} password: {password}")
 
     def _canned_and_rules(self):
+        self.keyword_tags = []  # (keywords condition, tags) of the demo rules that look only at words
         for shortcut, title, body in [
             ("price", "Pricing", "Hi {{ customer.first_name }}, our price is $60 per adult and $30 per child "
                                  "under 12, with a $600 minimum. — {{ agent.first_name }}"),
@@ -158,6 +160,11 @@ class Command(BaseCommand):
         ]:
             RoutingRule.objects.get_or_create(name=name, defaults={"order": order, "conditions": conditions,
                                                                    "actions": actions})
+            if set(conditions) == {"keywords"}:
+                # Seeded conversations skip routing; they get the tags this rule
+                # gives a first message, so tag filters find what they would in use.
+                tags = [Tag.objects.get_or_create(name=tag)[0] for tag in actions.get("add_tags", [])]
+                self.keyword_tags.append((conditions["keywords"], tags))
 
     def _marketing_spend(self, rng):
         first = date(self.now.year - 2, self.now.month, 1)
@@ -285,6 +292,14 @@ class Command(BaseCommand):
                 notes.append(Note(conversation=conversation, customer=customer, author=rng.choice(agents),
                                   body=rng.choice(NOTES), created_at=times[-1]))
         Message.objects.bulk_create(messages, batch_size=5000)
+        tagged, first_texts = [], {}
+        for message in messages:
+            first_texts.setdefault(message.conversation_id, f"{message.subject}\n{message.text}")
+        for conversation_id, text in first_texts.items():
+            for spec, tags in self.keyword_tags:
+                if routing.has_words(text, spec["words"], spec.get("match", "any")):
+                    tagged.extend(Conversation.tags.through(conversation_id=conversation_id, tag=tag) for tag in tags)
+        Conversation.tags.through.objects.bulk_create(tagged, batch_size=5000)
         Note.objects.bulk_create(notes, batch_size=2000)
         ids = [c.pk for c in conversations]
         latest = Message.objects.filter(conversation=OuterRef("pk")).order_by("-created_at", "-id").values("pk")[:1]
