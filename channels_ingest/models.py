@@ -67,6 +67,15 @@ class RejectedEmail(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # One row per email however often it is fetched or posted, also when two
+        # workers reject it at once. Webhook mail has no mailbox; the rows of a
+        # deleted mailbox lose theirs (SET_NULL) and are left out of both.
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "message_id"], condition=Q(mailbox__isnull=False),
+                                    name="rejected_email_once_per_mailbox"),
+            models.UniqueConstraint(fields=["source", "message_id"], condition=~Q(source="imap"),
+                                    name="rejected_email_once_per_webhook"),
+        ]
 
     def __str__(self):
         return f"Rejected email {self.message_id or self.pk}: {self.reason[:60]}"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import nh3
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from crm.identity import normalize_email
@@ -216,9 +217,14 @@ def apply_bounce(parsed: ParsedEmail) -> Message | None:
 
 
 def reject(raw: bytes, parsed: ParsedEmail, *, source, mailbox, uid, reason: str) -> IngestResult:
-    already = RejectedEmail.objects.filter(source=source, mailbox=mailbox, message_id=parsed.message_id[:255])
-    if not already.exists():
-        RejectedEmail.objects.create(source=source, mailbox=mailbox, uid=uid, message_id=parsed.message_id[:255],
-                                     reason=reason, raw_path=save_raw(raw), size=len(raw))
+    """Keep the raw email once (RejectedEmail's constraints), however often it arrives."""
+    key = {"source": source, "mailbox": mailbox, "message_id": parsed.message_id[:255]}
+    if not RejectedEmail.objects.filter(**key).exists():  # the common repeat: the same mail fetched again
+        raw_path = save_raw(raw)  # named by its digest: the same file for every copy of this email
+        try:
+            with transaction.atomic():
+                RejectedEmail.objects.create(**key, uid=uid, reason=reason, raw_path=raw_path, size=len(raw))
+        except IntegrityError:
+            logger.info("email %s was rejected by another worker at the same time; one row kept", parsed.message_id)
     logger.warning("email %s rejected: %s", parsed.message_id, reason)
     return IngestResult(REJECTED, message_id=parsed.message_id, reason=reason)

@@ -1,43 +1,19 @@
 """Behaviour that only PostgreSQL can show: real concurrency and full-text search."""
-import threading
-
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from crm.models import Customer, CustomerIdentity
 from inbox import selectors, services
 from inbox.models import Conversation, Message
+from tests.concurrency import race
 from tests.factories import make_user
 
 pytestmark = pytest.mark.postgres
 
 
-def _race(n, target):
-    """Run target(i) in n threads, each with its own database connection, all at once."""
-    barrier = threading.Barrier(n)
-    results, errors = [None] * n, []
-
-    def run(i):
-        try:
-            barrier.wait(timeout=10)
-            results[i] = target(i)
-        except Exception as exc:  # collected and re-raised by the test
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not errors, errors
-    return results
-
-
 @pytest.mark.django_db(transaction=True)
 def test_racing_deliveries_of_the_same_message_store_it_once():
-    results = _race(6, lambda i: services.receive_message(
+    results = race(6, lambda i: services.receive_message(
         channel="sms", sender="+14155550100", text="Hi!", external_id="rc-msg-1"))
     assert Message.objects.count() == 1
     assert sum(1 for r in results if r.created) == 1
@@ -48,7 +24,7 @@ def test_racing_deliveries_of_the_same_message_store_it_once():
 
 @pytest.mark.django_db(transaction=True)
 def test_racing_first_messages_from_a_new_customer_share_one_conversation():
-    _race(5, lambda i: services.receive_message(
+    race(5, lambda i: services.receive_message(
         channel="email", sender="Racer@Example.com", text=f"message {i}", external_id=f"race-{i}"))
     assert Message.objects.count() == 5
     assert CustomerIdentity.objects.filter(value="racer@example.com").count() == 1
@@ -62,7 +38,7 @@ def test_racing_round_robin_never_hands_out_the_same_turn_twice():
 
     agents = [make_user(f"rr{i}") for i in range(3)]
     RoutingRule.objects.create(name="rr", conditions={}, actions={"assign_round_robin": "Agent"})
-    _race(6, lambda i: services.receive_message(channel="email", sender=f"p{i}@example.com", text="hi",
+    race(6, lambda i: services.receive_message(channel="email", sender=f"p{i}@example.com", text="hi",
                                                 external_id=f"rr-{i}"))
     per_agent = [Conversation.objects.filter(assignee=a).count() for a in agents]
     assert per_agent == [2, 2, 2]
