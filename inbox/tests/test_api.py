@@ -84,6 +84,25 @@ def test_inbox_filters(agent_client, agent, receive, query, expected):
     assert {names[row["id"]] for row in body["results"]} == expected
 
 
+def test_the_filterset_used_as_django_filter_documents_it_filters_like_the_list(agent, receive, rf):
+    """The list validates and filters through class methods; an instance used the
+    standard way (filterset.is_valid(), .qs) must filter the same, not fall
+    through to the no-op per-field methods."""
+    from inbox.api.filters import ConversationFilter
+
+    mine = receive(sender="a@example.com").message.conversation
+    receive(sender="b@example.com")
+    services.assign(conversation=mine, assignee=agent)
+    request = rf.get("/api/v1/inbox")
+    request.user = agent
+    filterset = ConversationFilter(data={"assignee": "me"}, queryset=Conversation.objects.all(), request=request)
+    assert filterset.is_valid()
+    assert list(filterset.qs) == [mine]
+    refused = ConversationFilter(data={"assignee": "someone"}, queryset=Conversation.objects.all(), request=request)
+    assert not refused.is_valid()
+    assert "assignee" in refused.errors
+
+
 def test_filter_by_assignee_id_and_customer(agent_client, agent, receive):
     a = receive(sender="a@example.com").message.conversation
     receive(sender="b@example.com")
