@@ -36,7 +36,8 @@ print(json.dumps({{"engine": settings.DATABASES["default"]["ENGINE"],
 
 def test_a_pooled_node_bulk_creates_reads_and_deletes_past_the_parameter_limit():
     params = connection.settings_dict
-    url = f"postgres://{params['USER']}@{params['HOST']}:{params['PORT']}/{params['NAME']}"
+    login = params["USER"] + (f":{params['PASSWORD']}" if params.get("PASSWORD") else "")
+    url = f"postgres://{login}@{params['HOST']}:{params['PORT']}/{params['NAME']}"
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     result = subprocess.run([sys.executable, "manage.py", "shell", "-c", SCRIPT], cwd=ROOT, capture_output=True,
                             text=True, timeout=120, env={**env, "DATABASE_URL": url, "DB_POOL_SIZE": "2"})
