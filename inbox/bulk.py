@@ -8,9 +8,10 @@ so a group is planned here in memory instead - customers, conversations,
 reopenings, events - following receive_message's rules one message after the
 other, and then written with one statement per table.
 
-The plan mirrors services._receive and services._conversation_for (open_new
-case): a change there must be made here too; test_bulk_receive compares the
-two paths on the same messages. Whatever the plan cannot decide from the rows
+The plan follows services._receive step by step, with the same helpers
+(which conversation: services.choose_conversation; what changes on it:
+services._attach); test_bulk_receive compares the two paths on the same
+messages. Whatever the plan cannot decide from the rows
 it read goes through receive_message itself, after everything planned before
 it has been written, so effects keep their order:
 - a message without an external id, or whose id came earlier in the same call;
@@ -26,9 +27,6 @@ time. A unique constraint failing (another worker storing the same message or
 creating the same customer meanwhile) is not absorbed here: it raises, and the
 caller rolls back and stores the messages one by one with receive_message.
 """
-from datetime import timedelta
-
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
@@ -41,7 +39,6 @@ from .models import Conversation, Message
 from .routing import rules_snapshot, would_act
 
 Status = Conversation.Status
-ACTIVE = (Status.OPEN, Status.PENDING)
 # Every conversation field an inbound message can change (services._attach, services._reopen).
 CONVERSATION_FIELDS = ["last_activity_at", "last_message", "is_unread", "subject", "status", "resolved_at"]
 
@@ -111,12 +108,13 @@ class _Run:
         """The customers' conversations receive_message could pick: active, hinted, or resolved recently."""
         if not self.customers:
             return {}
-        earliest = min(item.received_at for item in todo) - timedelta(days=settings.INBOX_REOPEN_DAYS)
+        earliest = services.reopen_after(min(item.received_at for item in todo))
         hinted = [item.hint.pk for item in todo if item.hint is not None]
         found = (
             Conversation.objects.select_for_update(of=("self",)).select_related("assignee")
             .filter(customer_id__in=list(self.customers))
-            .filter(Q(status__in=ACTIVE) | Q(pk__in=hinted) | Q(status=Status.RESOLVED, resolved_at__gte=earliest))
+            .filter(Q(status__in=services.ACTIVE) | Q(pk__in=hinted)
+                    | Q(status=Status.RESOLVED, resolved_at__gte=earliest))
             .order_by("pk")
         )
         conversations = {}
@@ -190,27 +188,13 @@ class _Run:
         return customer.pk if customer.pk is not None else id(customer)
 
     def _conversation(self, customer, item):
-        """services._conversation_for with open_new=True, over the locked rows and this run's own changes."""
+        """As receive_message chooses (services.choose_conversation), over the locked rows and this run's own."""
         candidates = self.conversations.get(self._key(customer), [])
-        reopen_after = item.received_at - timedelta(days=settings.INBOX_REOPEN_DAYS)
-
-        def recently_resolved(c):
-            return c.status == Status.RESOLVED and c.resolved_at is not None and c.resolved_at >= reopen_after
-
-        if item.hint is not None:
-            hinted = next((c for c in candidates if c.pk == item.hint.pk), None)
-            if hinted is not None and hinted.status in ACTIVE:
-                return hinted, "existing"
-            if hinted is not None and recently_resolved(hinted):
-                return hinted, "reopened"
-        active = [c for c in candidates if c.status in ACTIVE]
-        if active:
-            # ORDER BY last_activity_at DESC, id DESC; a conversation not inserted yet has the highest id.
-            return max(active, key=lambda c: (c.last_activity_at, c.pk is None, c.pk or 0)), "existing"
-        recent = [c for c in candidates if recently_resolved(c)]
-        if recent:
-            return max(recent, key=lambda c: (c.resolved_at, c.pk)), "reopened"
-        return Conversation(customer=customer, status=Status.OPEN, last_activity_at=item.received_at), "created"
+        conversation, how = services.choose_conversation(
+            candidates, hint_pk=item.hint.pk if item.hint is not None else None, received_at=item.received_at)
+        if how == "created":
+            conversation = Conversation(customer=customer, status=Status.OPEN, last_activity_at=item.received_at)
+        return conversation, how
 
     # --- writing --------------------------------------------------------------
 

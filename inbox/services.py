@@ -27,6 +27,7 @@ from .sanitize import clean_html
 from .selectors import forget_status_counts
 
 Status = Conversation.Status
+ACTIVE = (Status.OPEN, Status.PENDING)
 MAX_INBOUND_CHARS = 1_000_000
 MAX_NOTE_CHARS = 20_000
 
@@ -275,40 +276,80 @@ def _locked_customer(*, hint, kind, value, name) -> Customer:
 
 
 def _conversation_for(customer, received_at, *, hint, open_new):
-    # inbox/bulk.py (_Run._conversation) decides the same way in memory for receive_many:
-    # change both together (test_bulk_receive compares them).
-    active = [Status.OPEN, Status.PENDING]
-    reopen_after = received_at - timedelta(days=settings.INBOX_REOPEN_DAYS)
-    candidates = Conversation.objects.select_for_update().filter(customer=customer)
-    hinted = None
+    if not open_new:
+        return _conversation_for_notice(customer, received_at, hint=hint)
+    # The rows choose_conversation may pick, locked in id order as inbox/bulk.py locks them.
+    candidates = sql.lock_all(
+        Conversation,
+        "SELECT * FROM {table} WHERE customer_id = %s AND (status IN (%s, %s) OR id = %s "
+        "OR (status = %s AND resolved_at >= %s)) ORDER BY id",
+        [customer.pk, *ACTIVE, hint.pk if hint is not None else None, Status.RESOLVED, reopen_after(received_at)],
+    )
+    conversation, how = choose_conversation(candidates, hint_pk=hint.pk if hint is not None else None,
+                                            received_at=received_at)
+    if how == "reopened":
+        _reopen(conversation)
+    elif how == "created":
+        conversation = Conversation.objects.create(customer=customer, status=Status.OPEN,
+                                                   last_activity_at=received_at)
+    return conversation, how
+
+
+def reopen_after(received_at):
+    """A conversation resolved at or after this moment reopens for a message received at received_at."""
+    return received_at - timedelta(days=settings.INBOX_REOPEN_DAYS)
+
+
+def choose_conversation(candidates, *, hint_pk, received_at):
+    """The conversation a new inbound message joins, among its customer's
+    active conversations, the hinted one (email threading) and those resolved
+    recently. Returns (conversation, "existing" | "reopened"), or (None,
+    "created") when it starts a new one. Decides in memory: receive_message
+    calls it on the rows it locked, receive_many (inbox/bulk.py) on the rows it
+    locked plus the conversations its plan has made (pk None: not inserted
+    yet, newer than every stored one)."""
+    since = reopen_after(received_at)
+
+    def recently_resolved(c):
+        return c.status == Status.RESOLVED and c.resolved_at is not None and c.resolved_at >= since
+
+    def newest(key):
+        return lambda c: (key(c), c.pk is None, c.pk or 0)
+
+    if hint_pk is not None:
+        hinted = next((c for c in candidates if c.pk == hint_pk), None)
+        if hinted is not None and hinted.status in ACTIVE:
+            return hinted, "existing"
+        if hinted is not None and recently_resolved(hinted):
+            return hinted, "reopened"
+    active = [c for c in candidates if c.status in ACTIVE]
+    if active:
+        return max(active, key=newest(lambda c: c.last_activity_at)), "existing"
+    recent = [c for c in candidates if recently_resolved(c)]
+    if recent:
+        return max(recent, key=newest(lambda c: c.resolved_at)), "reopened"
+    return None, "created"
+
+
+def _conversation_for_notice(customer, received_at, *, hint):
+    """An auto-reply or bounce (open_new=False) never opens or reopens a
+    conversation: the hinted one, else the newest active one, else the newest
+    of any status, else a closed one made to keep it."""
     if hint is not None:
         hinted = sql.lock_one(Conversation, "SELECT * FROM {table} WHERE id = %s AND customer_id = %s",
                                [hint.pk, customer.pk])
-    if hinted is not None:
-        if hinted.status in active or not open_new:
+        if hinted is not None:
             return hinted, "existing"
-        if hinted.status == Status.RESOLVED and hinted.resolved_at and hinted.resolved_at >= reopen_after:
-            return _reopen(hinted), "reopened"
-    conversation = sql.lock_one(
+    latest = sql.lock_one(
         Conversation,
-        "SELECT * FROM {table} WHERE customer_id = %s AND status IN (%s, %s) ORDER BY last_activity_at DESC, id DESC",
-        [customer.pk, *active],
+        "SELECT * FROM {table} WHERE customer_id = %s ORDER BY status IN (%s, %s) DESC, last_activity_at DESC, id DESC",
+        [customer.pk, *ACTIVE],
     )
-    if conversation is not None:
-        return conversation, "existing"
-    if not open_new:
-        latest = candidates.order_by("-last_activity_at", "-id").first()
-        if latest is not None:
-            return latest, "existing"
-        # Keep the message, but out of the inbox: nobody needs to answer it.
-        return Conversation.objects.create(customer=customer, status=Status.CLOSED, last_activity_at=received_at,
-                                           is_unread=False), "created"
-    recent = (
-        candidates.filter(status=Status.RESOLVED, resolved_at__gte=reopen_after).order_by("-resolved_at").first()
-    )
-    if recent is not None:
-        return _reopen(recent), "reopened"
-    return Conversation.objects.create(customer=customer, status=Status.OPEN, last_activity_at=received_at), "created"
+    if latest is not None:
+        return latest, "existing"
+    # Keep the message, but out of the inbox: nobody needs to answer it.
+    return Conversation.objects.create(customer=customer, status=Status.CLOSED, last_activity_at=received_at,
+                                       is_unread=False), "created"
 
 
 def _status_counts_changed():

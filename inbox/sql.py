@@ -15,11 +15,16 @@ def table(model) -> str:
 
 def lock_one(model, sql: str, params, *, of: str = ""):
     """The first row of a SELECT ("{table}" is the model's table), locked FOR UPDATE where the database can."""
-    sql = sql.replace("{table}", table(model)) + " LIMIT 1"
+    found = lock_all(model, sql + " LIMIT 1", params, of=of)
+    return found[0] if found else None
+
+
+def lock_all(model, sql: str, params, *, of: str = "") -> list:
+    """The rows of a SELECT ("{table}" is the model's table), locked FOR UPDATE where the database can."""
+    sql = sql.replace("{table}", table(model))
     if connection.features.has_select_for_update:
         sql += " FOR UPDATE" + (f" OF {of}" if of and connection.features.has_select_for_update_of else "")
-    found = list(model.objects.raw(sql, params))
-    return found[0] if found else None
+    return list(model.objects.raw(sql, params))
 
 
 def insert(objs: list, fields: tuple) -> None:

@@ -78,6 +78,41 @@ def test_auto_replies_never_open_a_conversation(receive):
     assert conversation.status == "closed" and not conversation.is_unread
 
 
+def test_auto_replies_join_the_active_conversation_else_the_newest_one(receive):
+    first = receive(text="Party for 20?").message.conversation
+    services.set_status(conversation=first, status="closed")
+    second = receive(text="And a quote please").message.conversation
+    Conversation.objects.filter(pk=first.pk).update(last_activity_at=timezone.now() + timedelta(minutes=5))
+    assert receive(text="Out of office", open_new=False).message.conversation == second  # active wins
+    services.set_status(conversation=second, status="closed")
+    assert receive(text="Out of office", open_new=False).message.conversation == first  # then the newest
+
+
+def _conv(pk, status, *, activity=0, resolved=None):
+    now = timezone.now()
+    return Conversation(pk=pk, status=status, last_activity_at=now + timedelta(minutes=activity),
+                        resolved_at=None if resolved is None else now - timedelta(days=resolved))
+
+
+@pytest.mark.parametrize("candidates, hint, expected", [
+    ([], None, (None, "created")),
+    ([_conv(1, "open"), _conv(2, "pending", activity=5)], None, (2, "existing")),  # newest activity
+    ([_conv(1, "open"), _conv(2, "open")], None, (2, "existing")),  # same moment: higher id
+    ([_conv(1, "open"), _conv(None, "open")], None, (None, "existing")),  # unsaved: newest of all
+    ([_conv(1, "open", activity=5), _conv(2, "pending")], 2, (2, "existing")),  # the hint wins
+    ([_conv(1, "open"), _conv(2, "resolved", resolved=1)], 2, (2, "reopened")),
+    ([_conv(1, "open"), _conv(2, "closed")], 2, (1, "existing")),  # a closed hint is passed over
+    ([_conv(1, "resolved", resolved=3), _conv(2, "resolved", resolved=1)], None, (2, "reopened")),
+    ([_conv(1, "resolved", resolved=30)], None, (None, "created")),  # beyond INBOX_REOPEN_DAYS
+])
+def test_choose_conversation(candidates, hint, expected):
+    """The one decision receive_message and receive_many (inbox/bulk.py) share."""
+    chosen, how = services.choose_conversation(candidates, hint_pk=hint, received_at=timezone.now())
+    assert (None if chosen is None else chosen.pk, how) == expected
+    if expected == (None, "existing"):
+        assert chosen is candidates[-1]
+
+
 def test_html_from_outside_is_sanitised(receive):
     message = receive(html='<p onclick="x()">Hi<script>alert(1)</script><img src=x onerror="alert(2)"></p>').message
     assert "<script" not in message.html and "onerror" not in message.html and "onclick" not in message.html
