@@ -27,6 +27,7 @@ from django.utils import timezone
 from crm.models import Customer, CustomerIdentity
 
 from .models import Conversation, Message, Tag
+from .sql import table
 
 STATUS_LABELS = dict(Conversation.Status.choices)
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -174,7 +175,8 @@ def api_time(moment) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _name(first, last, fallback):
+def full_name(first, last, fallback):
+    """The name Customer.name and User.get_full_name() give, else fallback (as get_username())."""
     return f"{first} {last}".strip() or fallback
 
 
@@ -185,9 +187,8 @@ def _build(values, identities, tags) -> ConversationRow:
      message_id, channel, direction, text, m_subject, m_created) = values
     return ConversationRow(
         id=pk, status=status, subject=subject,
-        # The same names Customer.name and User.get_full_name() give.
-        customer=RowCustomer(customer_id, _name(first, last, "Unknown customer"), identities[customer_id]),
-        assignee=None if assignee_id is None else RowUser(assignee_id, username, _name(a_first, a_last, username)),
+        customer=RowCustomer(customer_id, full_name(first, last, "Unknown customer"), identities[customer_id]),
+        assignee=None if assignee_id is None else RowUser(assignee_id, username, full_name(a_first, a_last, username)),
         last_message=None if message_id is None else RowMessage(message_id, channel, direction, text, m_subject,
                                                                  m_created),
         last_activity_at=activity, is_unread=unread, tags=tags[pk], created_at=created,
@@ -248,9 +249,6 @@ def _rows_sql() -> str:
     """COLUMNS, then the identity pairs ("kind:value", primary first) and the
     tag names — what _read_portable reads in three queries — for the ids the
     %(ids)s statement returns, in its order."""
-    def table(model):
-        return connection.ops.quote_name(model._meta.db_table)
-
     def us(column):  # microseconds since the epoch, an exact integer (see _TIMES)
         return f"(EXTRACT(EPOCH FROM {column}) * 1000000)::bigint"
 

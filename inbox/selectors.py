@@ -21,6 +21,7 @@ from crm import identity
 from crm.models import Booking, Customer, CustomerIdentity
 
 from . import rows
+from .sql import table
 from .models import Conversation, InboxEvent, Message, Note
 
 Status = Conversation.Status
@@ -226,14 +227,10 @@ def _search_postgres(text, scores):
             for conv_id, rank in _newest_matches(cursor, model, raw):
                 scores[conv_id] = max(scores.get(conv_id, 0.0), rank)
         cursor.execute(_CUSTOMER_CONVERSATIONS_SQL.format(
-            conversation=_table(Conversation), customer=_table(Customer)),
+            conversation=table(Conversation), customer=table(Customer)),
             {"query": raw, "limit": SEARCH_CANDIDATES})
         for (conv_id,) in cursor.fetchall():
             scores[conv_id] = max(scores.get(conv_id, 0.0), 1.0)
-
-
-def _table(model) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
 
 
 # The search statements are written out because each steers the planner in a
@@ -288,10 +285,10 @@ LIMIT %(limit)s
 def _newest_matches(cursor, model, raw) -> list:
     """(conversation id, rank) of the SEARCH_CANDIDATES newest rows of model matching raw."""
     params = {"query": raw, "recent": SEARCH_RECENT_ROWS, "limit": SEARCH_CANDIDATES}
-    cursor.execute(_NEWEST_SQL.format(table=_table(model)), params)
+    cursor.execute(_NEWEST_SQL.format(table=table(model)), params)
     found = cursor.fetchall()
     if len(found) < SEARCH_CANDIDATES:
-        cursor.execute(_OLDER_SQL.format(table=_table(model)), {**params, "limit": SEARCH_CANDIDATES - len(found)})
+        cursor.execute(_OLDER_SQL.format(table=table(model)), {**params, "limit": SEARCH_CANDIDATES - len(found)})
         found += cursor.fetchall()
     return found
 
@@ -405,9 +402,9 @@ class ThreadItem:
         return (self.row["created_at"], 0 if self.kind == "message" else 1, self.row["id"])
 
 
-def _with_authors(rows, authors: dict) -> list:
+def _with_authors(found, authors: dict) -> list:
     """Replace the author__* columns of each row by one shared author dict."""
-    for row in rows:
+    for row in found:
         author_id = row.pop("author_id")
         username, first, last = row.pop("author__username"), row.pop("author__first_name"), row.pop("author__last_name")
         if author_id is None:
@@ -415,11 +412,10 @@ def _with_authors(rows, authors: dict) -> list:
             continue
         author = authors.get(author_id)
         if author is None:
-            # The name as User.get_full_name() or get_username() gives it.
             author = authors[author_id] = {"id": author_id, "username": username,
-                                           "name": f"{first} {last}".strip() or username}
+                                           "name": rows.full_name(first, last, username)}
         row["author"] = author
-    return rows
+    return found
 
 
 def customer_thread(customer_id: int, *, size: int = 50, before: str | None = None, with_metadata: bool = False):
@@ -472,5 +468,5 @@ def events_after(*, user, after: int, limit: int = 500):
 def latest_event_id() -> int:
     # Read on every list and thread request: plain SQL, no queryset to build.
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT MAX(id) FROM {connection.ops.quote_name(InboxEvent._meta.db_table)}")
+        cursor.execute(f"SELECT MAX(id) FROM {table(InboxEvent)}")
         return cursor.fetchone()[0] or 0

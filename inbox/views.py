@@ -27,6 +27,7 @@ from crm.models import Channel
 from myhibachi.roles import AGENT, MANAGER, is_manager, is_staff_member
 
 from . import selectors, services
+from .rows import load as load_rows
 from .access import access_conversation
 from .models import CannedResponse, Conversation
 
@@ -159,7 +160,7 @@ def inbox_rows(request):
     filters = Filters(request.GET, request.user)
     ids = [int(x) for x in request.GET.get("ids", "").split(",") if x.isdigit() and len(x) < 18][:MAX_LIVE_IDS]
     qs = filters.queryset().filter(pk__in=ids).order_by("-last_activity_at", "-id")
-    response = HttpResponse(render_rows(request, selectors.rows.load(qs) if ids else []))
+    response = HttpResponse(render_rows(request, load_rows(qs) if ids else []))
     response["X-Inbox-Counts"] = json.dumps(selectors.status_counts())
     return response
 

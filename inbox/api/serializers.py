@@ -6,10 +6,8 @@ from rest_framework import serializers
 from crm.models import Customer
 from inbox.models import CannedResponse, Conversation, InboxEvent, Message, Note, RoutingRule
 from inbox.routing import validate_rule
+from inbox.rows import api_time
 
-# DRF's own field, so the hand-written encoders below write times exactly as the
-# serializers do (current time zone, ISO 8601, "Z" for UTC).
-_datetime = serializers.DateTimeField()
 
 class UserBriefSerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -143,13 +141,13 @@ def thread_item_data(item) -> dict:
     author = {"id": author["id"], "username": author["username"], "name": author["name"]} if author else None
     if item.kind == "note":
         body = {"id": row["id"], "conversation": row["conversation_id"], "body": row["body"], "author": author,
-                "created_at": _datetime.to_representation(row["created_at"])}
+                "created_at": api_time(row["created_at"])}
     else:
         body = {"id": row["id"], "conversation": row["conversation_id"], "channel": row["channel"],
                 "direction": row["direction"], "subject": row["subject"], "text": row["text"],
                 "html": row["html"], "metadata": row["metadata"], "delivery_status": row["delivery_status"],
                 "status_reason": row["status_reason"], "author": author,
-                "created_at": _datetime.to_representation(row["created_at"])}
+                "created_at": api_time(row["created_at"])}
     return {"kind": item.kind, "internal": item.kind == "note", "item": body}
 
 
@@ -235,7 +233,7 @@ def customer_data(customer) -> dict:
             "last_name": customer.last_name, "preferred_channel": customer.preferred_channel,
             "identities": [{"kind": i.kind, "value": i.value, "is_primary": i.is_primary}
                            for i in identities_of(customer)],
-            "created_at": _datetime.to_representation(customer.created_at)}
+            "created_at": api_time(customer.created_at)}
 
 
 class EventSerializer(serializers.ModelSerializer):
