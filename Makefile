@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Development mode is what these commands say, not what a missing variable
+# means: settings refuse to start without DEBUG. An environment's own DEBUG wins.
+DEBUG ?= 1
+export DEBUG
 
 .PHONY: run test migrate bench clean
 

@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myhibachi.settings")
+os.environ.setdefault("DEBUG", "1")  # settings refuse to start without DEBUG
 TARGETS = {"ingest_msgs_per_s": 200, "ingest_peak_rss_mb": 300, "campaign_recipients_per_s": 500}
 
 

@@ -57,6 +57,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ["DATABASE_URL"] = BENCH_DB
 os.environ["REDIS_URL"] = REDIS_URL
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.browser.live_settings")
+os.environ.setdefault("DEBUG", "1")  # settings refuse to start without DEBUG
 os.environ.setdefault("LIVE_CHANNEL_PREFIX", f"bench{os.getpid()}:asgi")
 os.environ.setdefault("LIVE_CACHE_PREFIX", f"bench{os.getpid()}:cache")
 os.environ.setdefault("LOG_LEVEL", "WARNING")

@@ -1,10 +1,10 @@
 """Settings for myhibachi, read from the environment.
 
-One module for every environment. With nothing set it runs as a newcomer's
-development box: SQLite in the project folder, the in-memory channel layer,
-Celery tasks run eagerly, mail printed to the console. Production sets
-DEBUG=0 and the variables documented in README.md; a missing SECRET_KEY then
-stops start-up with a clear message.
+One module for every environment. DEBUG must be set: DEBUG=1 (what make run
+and make test set) runs a newcomer's development box: SQLite in the project
+folder, the in-memory channel layer, Celery tasks run eagerly, mail printed to
+the console. Production sets DEBUG=0 and the variables documented in
+README.md; a missing DEBUG or SECRET_KEY stops start-up with a clear message.
 """
 import os
 from pathlib import Path
@@ -31,7 +31,33 @@ def env_list(name, default=""):
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", default=True)
+# Development or production is said, never assumed: a missing DEBUG stops
+# start-up. A forgotten DEBUG=0 must not leave a node in development mode,
+# signing with a key anyone could read.
+if env("DEBUG") is None:
+    raise ImproperlyConfigured(
+        "DEBUG is not set. Development: DEBUG=1 (make run and make test set it). "
+        "Production: DEBUG=0 with SECRET_KEY, ALLOWED_HOSTS and the other variables in README.md."
+    )
+DEBUG = env_bool("DEBUG")
+
+
+def _development_secret_key() -> str:
+    """A random key for this checkout only, kept in .dev-secret-key (git-ignored,
+    owner-only) so sessions survive a restart and every process of one machine
+    (the dev server, tests, their live servers) signs alike. Never a key from the repo."""
+    path = BASE_DIR / ".dev-secret-key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    import secrets
+
+    key = secrets.token_urlsafe(50)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
 
 SECRET_KEY = env("SECRET_KEY")
 if not SECRET_KEY:
@@ -40,7 +66,7 @@ if not SECRET_KEY:
             "SECRET_KEY is not set. Production (DEBUG=0) needs a long random SECRET_KEY "
             "in the environment, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'."
         )
-    SECRET_KEY = "dev-only-key-not-for-production-" + "x" * 32
+    SECRET_KEY = _development_secret_key()
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")

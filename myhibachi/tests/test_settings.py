@@ -15,7 +15,9 @@ PRODUCTION = {
 
 
 def _manage(*args, env):
+    # The real settings module: the suite's own (tests/settings.py) defaults DEBUG to 1.
     base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "REDIS_URL")}
+    base["DJANGO_SETTINGS_MODULE"] = "myhibachi.settings"
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env},
                           capture_output=True, text=True, timeout=120)
 
@@ -38,3 +40,27 @@ def test_missing_secret_key_in_production_stops_start_up_with_a_clear_message():
     result = _manage("check", env=env)
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_a_node_started_without_debug_refuses_to_start():
+    # A forgotten DEBUG must not mean development mode (and a signing key from the repo).
+    env = {k: v for k, v in PRODUCTION.items() if k != "DEBUG"}
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert "DEBUG is not set" in result.stderr
+    assert "make run" in result.stderr
+
+
+def test_development_key_is_random_per_checkout_and_not_in_the_repository():
+    shown = _manage("shell", "-c", "from django.conf import settings; print(settings.SECRET_KEY)",
+                    env={"DEBUG": "1", "DATABASE_URL": PRODUCTION["DATABASE_URL"]})
+    assert shown.returncode == 0, shown.stderr
+    key = shown.stdout.strip().splitlines()[-1]  # after the shell's own "objects imported" line
+    key_file = ROOT / ".dev-secret-key"
+    assert key == key_file.read_text().strip()
+    assert len(key) >= 50
+    assert key_file.stat().st_mode & 0o077 == 0  # owner only
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", ".dev-secret-key"], cwd=ROOT,
+                             capture_output=True, text=True)
+    assert tracked.returncode != 0  # never committed
+    assert key not in (ROOT / "myhibachi" / "settings.py").read_text()
