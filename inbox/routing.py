@@ -33,6 +33,9 @@ from django.utils import timezone
 
 from crm.models import Booking, Channel, loyalty_tier, loyalty_tier_names
 
+from . import changes
+from .models import Conversation, RoutingRule, Tag
+
 CONDITION_KEYS = {"channel", "keywords", "loyalty_tier", "business_hours", "has_upcoming_booking"}
 ACTION_KEYS = {"assign_user", "assign_round_robin", "set_status", "add_tags"}
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -87,8 +90,6 @@ def validate_rule(conditions, actions) -> None:
     if "assign_user" in actions and "assign_round_robin" in actions:
         errors.append("Use either 'assign_user' or 'assign_round_robin', not both.")
     if "set_status" in actions:
-        from .models import Conversation
-
         if actions["set_status"] not in Conversation.Status.values:
             errors.append(f"'set_status' must be one of: {', '.join(Conversation.Status.values)}.")
     if "add_tags" in actions:
@@ -204,8 +205,6 @@ def rules_snapshot():
 
 def active_rules(triggers) -> list:
     """Active rules with one of these triggers, in order."""
-    from .models import RoutingRule
-
     snapshot = _snapshot.get()
     if snapshot is None:
         return list(RoutingRule.objects.filter(active=True, trigger__in=triggers).order_by("order", "id"))
@@ -215,8 +214,6 @@ def active_rules(triggers) -> list:
 
 
 def _triggers(created: bool) -> list:
-    from .models import RoutingRule
-
     triggers = [RoutingRule.Trigger.EVERY_MESSAGE]
     if created:
         triggers.append(RoutingRule.Trigger.CONVERSATION_CREATED)
@@ -238,9 +235,6 @@ def apply_rules(*, conversation, message, created: bool) -> list:
     Runs inside the caller's transaction; rules are row-locked so two workers
     taking turns in a round-robin never pick the same member.
     """
-    from . import services
-    from .models import RoutingRule, Tag
-
     rules = active_rules(_triggers(created))
     facts = _Facts(conversation, message)
     matched = []
@@ -256,14 +250,14 @@ def apply_rules(*, conversation, message, created: bool) -> list:
             locked = RoutingRule.objects.select_for_update().get(pk=rule.pk)
             assignee = _next_in_turn(locked, actions["assign_round_robin"])
         if assignee is not None:
-            services.assign(conversation=conversation, assignee=assignee, by=None)
+            changes.assign(conversation=conversation, assignee=assignee, by=None)
         if "add_tags" in actions:
             for name in actions["add_tags"]:
                 tag, _ = Tag.objects.get_or_create(name=name.lower())
                 conversation.tags.add(tag)
         if "set_status" in actions:
             # Rules only see open or pending conversations, from which every status is reachable.
-            services.set_status(conversation=conversation, status=actions["set_status"], by=None)
+            changes.set_status(conversation=conversation, status=actions["set_status"], by=None)
         if not rule.continue_processing:
             break
     return matched

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -151,6 +151,14 @@ def status_counts() -> dict:
 
 def forget_status_counts() -> None:
     cache.delete(STATUS_COUNTS_KEY)
+
+
+def status_counts_changed() -> None:
+    """A write changed a status count: drop the cached counts now, so this
+    request sees its own change, and again on commit, so a reader that cached
+    the old counts mid-transaction cannot keep them."""
+    forget_status_counts()
+    transaction.on_commit(forget_status_counts)
 
 
 # --- full-text search --------------------------------------------------------

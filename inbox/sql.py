@@ -1,4 +1,4 @@
-"""Hand-written SQL for the few statements every inbound message runs.
+"""Every hand-written statement of the inbox: those every inbound message runs.
 
 Building the same SELECT/INSERT/UPDATE with the ORM for each message cost more
 CPU than the database spent on it (ingest is measured in messages per second,
@@ -7,6 +7,14 @@ definitions and value adapters, so types, JSON encoders and time zones are
 handled exactly as the ORM would; only the SQL text is written out.
 """
 from django.db import connection
+
+from crm.models import Customer, CustomerIdentity
+
+from .models import Conversation
+
+# PostgreSQL's bind-parameter limit per statement (a 16-bit count in the wire
+# protocol); SQLite's default limit (SQLITE_MAX_VARIABLE_NUMBER) is higher.
+MAX_PARAMETERS = 65_535
 
 
 def table(model) -> str:
@@ -28,10 +36,12 @@ def lock_all(model, sql: str, params, *, of: str = "") -> list:
 
 
 def insert(objs: list, fields: tuple) -> None:
-    """INSERT unsaved instances of one model in one statement and set their primary keys.
+    """INSERT unsaved instances of one model and set their primary keys.
 
-    fields: the names to write (the rest take their database defaults). Falls
-    back to bulk_create where the database cannot return the new ids.
+    fields: the names to write (the rest take their database defaults). One
+    statement per MAX_PARAMETERS // len(fields) rows, so any number of rows
+    fits PostgreSQL's parameter limit. Falls back to bulk_create where the
+    database cannot return the new ids.
     """
     model = type(objs[0])
     if not connection.features.can_return_rows_from_bulk_insert:
@@ -39,6 +49,13 @@ def insert(objs: list, fields: tuple) -> None:
         return
     meta = model._meta
     columns = [meta.get_field(name) for name in fields]
+    rows_per_statement = max(1, MAX_PARAMETERS // len(columns))
+    for start in range(0, len(objs), rows_per_statement):
+        _insert_rows(model, columns, objs[start:start + rows_per_statement])
+
+
+def _insert_rows(model, columns, objs) -> None:
+    meta = model._meta
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"
     sql = "INSERT INTO {} ({}) VALUES {} RETURNING {}".format(
         table(model), ", ".join(connection.ops.quote_name(f.column) for f in columns),
@@ -68,7 +85,7 @@ def update(obj, fields: list) -> None:
 
 
 def update_many(objs: list, fields: list) -> None:
-    """UPDATE these fields of several saved instances of one model in one statement.
+    """UPDATE these fields of several saved instances of one model, one statement per parameter-limit's worth.
 
     PostgreSQL: UPDATE ... FROM (VALUES ...), each value cast to its column's
     type. bulk_update builds a CASE per field and row, which cost more worker
@@ -82,14 +99,88 @@ def update_many(objs: list, fields: list) -> None:
         return
     meta = model._meta
     columns = [meta.pk] + [meta.get_field(name) for name in fields]
+    rows_per_statement = max(1, MAX_PARAMETERS // len(columns))
+    for start in range(0, len(objs), rows_per_statement):
+        _update_rows(model, columns, objs[start:start + rows_per_statement])
+
+
+def _update_rows(model, columns, objs) -> None:
     quote = connection.ops.quote_name
+    pk = quote(model._meta.pk.column)
     first_row = "(" + ", ".join(f"%s::{f.cast_db_type(connection)}" for f in columns) + ")"
     other_rows = "(" + ", ".join(["%s"] * len(columns)) + ")"
     sql = "UPDATE {table} AS t SET {sets} FROM (VALUES {rows}) AS v ({names}) WHERE t.{pk} = v.{pk}".format(
         table=table(model), sets=", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in columns[1:]),
         rows=", ".join([first_row] + [other_rows] * (len(objs) - 1)),
-        names=", ".join(quote(f.column) for f in columns), pk=quote(meta.pk.column),
+        names=", ".join(quote(f.column) for f in columns), pk=pk,
     )
     params = [f.get_db_prep_save(f.pre_save(obj, add=False), connection) for obj in objs for f in columns]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+# --- the locks of receiving (inbox/receiving.py) -------------------------------------------
+# Customers first, then their conversations, each set in id order: two workers
+# storing mail of overlapping customers take the same rows in the same order.
+
+def lock_customers(*, ids=(), identities=()) -> list:
+    """Lock the customers with these ids and those reachable at these (kind, value) identities.
+
+    One statement, rows in id order. Each returned Customer carries
+    matched_kind / matched_value: the identity it was found by (None when
+    found by id; a customer found both ways comes once per way).
+    """
+    parts, params = [], []
+    by_kind = {}
+    for kind, value in identities:
+        by_kind.setdefault(kind, []).append(value)
+    if by_kind:
+        where = " OR ".join(f"(kind = %s AND value IN ({', '.join(['%s'] * len(values))}))"
+                            for values in by_kind.values())
+        parts.append(f"SELECT customer_id AS customer_id, kind AS kind, value AS value FROM {table(CustomerIdentity)} "
+                     f"WHERE {where}")
+        for kind, values in by_kind.items():
+            params += [kind, *values]
+    if ids:
+        parts.append(f"SELECT id AS customer_id, NULL AS kind, NULL AS value FROM {{table}} "
+                     f"WHERE id IN ({', '.join(['%s'] * len(ids))})")
+        params += list(ids)
+    if not parts:
+        return []
+    return lock_all(
+        Customer,
+        "SELECT c.*, m.kind AS matched_kind, m.value AS matched_value FROM {table} c "
+        f"JOIN ({' UNION ALL '.join(parts)}) AS m ON m.customer_id = c.id ORDER BY c.id",
+        params, of="c",
+    )
+
+
+def lock_candidates(customer_ids, *, hinted=(), resolved_since) -> list:
+    """Lock the conversations a new message of these customers may join: active, hinted, or resolved since then."""
+    if not customer_ids:
+        return []
+    Status = Conversation.Status
+    hinted = list(hinted) or [None]
+    return lock_all(
+        Conversation,
+        f"SELECT * FROM {{table}} WHERE customer_id IN ({', '.join(['%s'] * len(customer_ids))}) "
+        f"AND (status IN (%s, %s) OR id IN ({', '.join(['%s'] * len(hinted))}) "
+        "OR (status = %s AND resolved_at >= %s)) ORDER BY id",
+        [*customer_ids, Status.OPEN, Status.PENDING, *hinted, Status.RESOLVED, resolved_since],
+    )
+
+
+def lock_conversation_of(customer_id: int, pk: int):
+    """This conversation if it is the customer's, locked; else None."""
+    return lock_one(Conversation, "SELECT * FROM {table} WHERE id = %s AND customer_id = %s", [pk, customer_id])
+
+
+def lock_latest_conversation(customer_id: int):
+    """The customer's newest active conversation, else their newest of any status, locked; else None."""
+    Status = Conversation.Status
+    return lock_one(
+        Conversation,
+        "SELECT * FROM {table} WHERE customer_id = %s "
+        "ORDER BY status IN (%s, %s) DESC, last_activity_at DESC, id DESC",
+        [customer_id, Status.OPEN, Status.PENDING],
+    )

@@ -1,11 +1,13 @@
 """Celery tasks of the inbox: thin, idempotent, safe to retry."""
 import logging
+from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
 
-from . import services
-from .delivery import PermanentSendError, TransientSendError, sender_for
-from .models import Message
+from .delivery import PermanentSendError, TransientSendError, sender_for, update_delivery
+from .models import InboxEvent, Message
 
 logger = logging.getLogger(__name__)
 MAX_RETRIES = 6
@@ -29,7 +31,7 @@ def deliver_message(self, message_id: int):
         return "skipped"
     send = sender_for(message.channel)
     if send is None:
-        services.update_delivery(message=message, status="failed",
+        update_delivery(message=message, status="failed",
                                  reason=f"No sender is configured for {message.get_channel_display()} replies.")
         return "failed"
     attempt = self.request.retries
@@ -38,7 +40,7 @@ def deliver_message(self, message_id: int):
             provider_id = send(message)
         except TransientSendError as exc:
             if attempt >= MAX_RETRIES:
-                services.update_delivery(message=message, status="failed", reason=f"Gave up after retries: {exc}")
+                update_delivery(message=message, status="failed", reason=f"Gave up after retries: {exc}")
                 return "failed"
             logger.warning("sending message %s failed for now (%s); retry %s", message_id, exc, attempt + 1)
             if not self.request.is_eager:
@@ -46,22 +48,15 @@ def deliver_message(self, message_id: int):
             attempt += 1
             continue
         except PermanentSendError as exc:
-            services.update_delivery(message=message, status="failed", reason=str(exc))
+            update_delivery(message=message, status="failed", reason=str(exc))
             return "failed"
-        services.update_delivery(message=message, status="sent", external_id=provider_id)
+        update_delivery(message=message, status="sent", external_id=provider_id)
         return "sent"
 
 
 @shared_task
 def prune_events():
     """Delete live events past settings.INBOX_EVENT_RETENTION_DAYS, in chunks."""
-    from datetime import timedelta
-
-    from django.conf import settings
-    from django.utils import timezone
-
-    from .models import InboxEvent
-
     cutoff = timezone.now() - timedelta(days=settings.INBOX_EVENT_RETENTION_DAYS)
     deleted = 0
     while True:

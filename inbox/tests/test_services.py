@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from crm.models import Customer
-from inbox import services
+from inbox import receiving, services
 from inbox.models import Conversation, InboxEvent, Message
 from tests import senders
 from tests.factories import make_user
@@ -106,8 +106,8 @@ def _conv(pk, status, *, activity=0, resolved=None):
     ([_conv(1, "resolved", resolved=30)], None, (None, "created")),  # beyond INBOX_REOPEN_DAYS
 ])
 def test_choose_conversation(candidates, hint, expected):
-    """The one decision receive_message and receive_many (inbox/bulk.py) share."""
-    chosen, how = services.choose_conversation(candidates, hint_pk=hint, received_at=timezone.now())
+    """The one decision receive_message and receive_many (inbox/receiving.py) share."""
+    chosen, how = receiving.choose_conversation(candidates, hint_pk=hint, received_at=timezone.now())
     assert (None if chosen is None else chosen.pk, how) == expected
     if expected == (None, "existing"):
         assert chosen is candidates[-1]
