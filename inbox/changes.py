@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from myhibachi.roles import is_staff_member
 
-from . import events
+from . import events, history
 from .errors import InvalidTransition
 from .models import Conversation
 from .payloads import conversation_summary
@@ -44,6 +44,8 @@ def set_status(*, conversation: Conversation, status: str, by=None) -> Conversat
                 + (" (someone may have changed it a moment ago; reload to see its current state)." if by else ".")
             )
         now = timezone.now()
+        history.record(history.Kind.STATUS_CHANGED, conversation, at=now, actor=by,
+                       from_value=conversation.status, to_value=status)
         if status == Status.RESOLVED or (status == Status.CLOSED and conversation.resolved_at is None):
             conversation.resolved_at = now
         elif status in (Status.OPEN, Status.PENDING):
@@ -63,6 +65,8 @@ def assign(*, conversation: Conversation, assignee=None, by=None) -> Conversatio
         conversation = locked(conversation)
         if conversation.assignee_id == (assignee.pk if assignee else None):
             return conversation
+        history.record(history.Kind.ASSIGNED, conversation, at=timezone.now(), actor=by,
+                       from_value=conversation.assignee_id or "", to_value=assignee.pk if assignee else "")
         conversation.assignee = assignee
         conversation.save(update_fields=["assignee"])
         events.record(events.CONVERSATION_UPDATED, conversation=conversation,

@@ -234,3 +234,45 @@ class IdempotencyKey(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="inbox_idempotency_unique_user_key")]
+
+
+class ConversationActivity(models.Model):
+    """What happened to a conversation, and who did it: one row per change, append-only.
+
+    Written by the service that makes the change, in its transaction (the
+    batch receive path too), and never pruned: analytics (response and
+    resolution times, assignment and reopen counts, bot hand-offs) and the
+    thread's history read it. InboxEvent, by contrast, is a pruned feed for
+    browsers.
+    """
+
+    class Kind(models.TextChoices):
+        RECEIVED = "received", "Message received"
+        REPLIED = "replied", "Reply sent"
+        STATUS_CHANGED = "status_changed", "Status changed"
+        ASSIGNED = "assigned", "Assigned"
+        REOPENED = "reopened", "Reopened by the customer"
+        NOTE = "note", "Note added"
+        BOT_HANDOFF = "bot_handoff", "Handed over by the chatbot"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="activity")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+", help_text="The staff member; empty: the customer or the system.")
+    # Status names for status changes, user ids for assignments; empty otherwise.
+    from_value = models.CharField(max_length=40, blank=True)
+    to_value = models.CharField(max_length=40, blank=True)
+    channel = models.CharField(max_length=10, blank=True)
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+        verbose_name_plural = "conversation activity"
+        indexes = [
+            models.Index(fields=["kind", "at"], name="inbox_activity_kind_at_idx"),
+            models.Index(fields=["conversation", "at"], name="inbox_activity_conv_at_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} on conversation {self.conversation_id} at {self.at:%Y-%m-%d %H:%M}"

@@ -47,7 +47,7 @@ from crm import identity
 from crm.models import Channel, Customer, CustomerIdentity
 from crm.services import customer_for_identity, split_name
 
-from . import events, routing, sql
+from . import events, history, routing, sql
 from .models import Conversation, Message
 from .payloads import conversation_summary, message_summary
 from .sanitize import clean_html
@@ -241,6 +241,7 @@ def _receive(item: Inbound) -> Received:
     if how != "existing":
         status_counts_changed()
     events.record_many(receive_events(conversation, message, created=created))
+    history.record_many(history.received(message, conversation, reopened=how == "reopened"))
     if item.route and item.open_new:
         routing.apply_rules(conversation=conversation, message=message, created=created)
     return Received(message, created=True, conversation_created=created)
@@ -334,7 +335,7 @@ class _Batch:
         self.new_customers = {}  # (kind, value) -> unsaved Customer
         self.new_conversations = []
         self.touched = {}  # id(conversation) -> conversation, in first-touched order
-        self.planned = []  # (index, item, message, conversation, created, summary)
+        self.planned = []  # (index, item, message, conversation, how, summary)
         self.counts_changed = False
 
     # --- reading (and locking) what the plan needs ---------------------------
@@ -400,7 +401,7 @@ class _Batch:
         self.counts_changed |= how != "existing"
         attach(conversation, message, item, created=created)
         self.touched.setdefault(id(conversation), conversation)
-        self.planned.append((index, item, message, conversation, created, conversation_summary(conversation)))
+        self.planned.append((index, item, message, conversation, how, conversation_summary(conversation)))
         return True
 
     def _repeated(self, index, item) -> bool:
@@ -463,10 +464,12 @@ class _Batch:
         sql.update_many(touched, CONVERSATION_FIELDS)
         if self.counts_changed:
             status_counts_changed()
-        recorded = []
-        for _, _, message, conversation, created, summary in self.planned:
-            recorded += receive_events(conversation, message, created=created, summary=summary)
+        recorded, activity = [], []
+        for _, _, message, conversation, how, summary in self.planned:
+            recorded += receive_events(conversation, message, created=how == "created", summary=summary)
+            activity += history.received(message, conversation, reopened=how == "reopened")
         events.record_many(recorded)
-        for index, _, message, _, created, _ in self.planned:
-            self.results[index] = Received(message, created=True, conversation_created=created)
+        history.record_many(activity)
+        for index, _, message, _, how, _ in self.planned:
+            self.results[index] = Received(message, created=True, conversation_created=how == "created")
         self.planned = []

@@ -20,7 +20,7 @@ from crm import identity
 from crm.models import Booking, Channel, CustomerIdentity
 from myhibachi.roles import is_staff_member
 
-from . import canned, events, receiving
+from . import canned, events, history, receiving
 from .changes import TRANSITIONS, assign, locked, set_status
 from .delivery import DELIVERY_RANK, update_delivery
 from .errors import CannotReply, InboxError, InvalidTransition, ReplyTooLarge
@@ -118,6 +118,7 @@ def reply(*, conversation: Conversation, author, text: str = "", channel: str | 
             conversation.first_response_at = now
             fields.append("first_response_at")
         conversation.save(update_fields=fields)
+        history.record(history.Kind.REPLIED, conversation, at=now, actor=author, channel=channel, message=message)
         events.record(events.MESSAGE_CREATED, conversation=conversation, payload=message_summary(message))
         events.record(events.CONVERSATION_UPDATED, conversation=conversation,
                       payload=conversation_summary(conversation))
@@ -185,6 +186,7 @@ def add_note(*, conversation: Conversation, author, body: str) -> Note:
     with transaction.atomic():
         conversation = locked(conversation)
         note = Note.objects.create(conversation=conversation, customer=conversation.customer, author=author, body=body)
+        history.record(history.Kind.NOTE, conversation, at=note.created_at, actor=author)
         events.record(events.NOTE_CREATED, conversation=conversation, payload=note_summary(note))
         usernames = {name.rstrip(".") for name in MENTION.findall(body)}
         if usernames:

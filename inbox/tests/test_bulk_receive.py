@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from crm.models import Customer
 from inbox import services
-from inbox.models import Conversation, InboxEvent, Message, RoutingRule
+from inbox.models import Conversation, ConversationActivity, InboxEvent, Message, RoutingRule
 from tests.factories import make_customer
 
 NOW = timezone.now().replace(microsecond=0)
@@ -96,7 +96,11 @@ def _snapshot(results):
         return data
 
     history = [(e.type, names[e.conversation_id], payload(e)) for e in InboxEvent.objects.order_by("pk")]
-    return answers, conversations, customers, messages, history
+    activity = [(a.kind, names[a.conversation_id], a.from_value, a.to_value, a.channel, a.actor_id,
+                 a.message.external_id if a.message_id else None,
+                 a.at if a.message_id else "when the rule ran")  # a message's rows carry its time
+                for a in ConversationActivity.objects.order_by("pk")]
+    return answers, conversations, customers, messages, history, activity
 
 
 def _run(store, items):
@@ -119,6 +123,10 @@ def test_receive_many_does_what_receive_message_does_one_by_one(db):
     assert answers[12][0] is False and answers[13][0] is False, "duplicates are answered, not stored"
     johns = together[1]["+14155550100#0"]  # John is named by his phone number, the first of his identities
     assert johns[0] == "pending" and johns[6] == ["urgent"]
+    kinds = [row[0] for row in together[5]]
+    # 13 new messages and the one stored by _world; two reopenings (Bea, and Eve by the hint)
+    assert kinds.count("received") == 14 and kinds.count("reopened") == 2
+    assert ("status_changed", "+14155550100#0", "open", "pending", "", None, None) in [row[:7] for row in together[5]]
 
 
 def test_receive_many_takes_a_few_queries_for_many_messages(db, django_assert_max_num_queries):
@@ -127,8 +135,8 @@ def test_receive_many_takes_a_few_queries_for_many_messages(db, django_assert_ma
     # Ten known customers and ten strangers, two emails each.
     items = [dict(channel="email", sender=f"{'known' if n < 20 else 'new'}{n % 10}@example.com", text="Hi",
                   external_id=f"q{n}", looked_up=n % 3 == 0) for n in range(40)]
-    # Dedupe lookup, identities, customers, conversations, new customers, their identities, new
-    # conversations, messages, the conversations' update, events, routing rules.
+    # Dedupe lookup, customers (found by identity and locked in one), conversations, new customers, their
+    # identities, new conversations, messages, the conversations' update, events, history, routing rules.
     with django_assert_max_num_queries(11):
         results = services.receive_many(items)
     assert all(r.created for r in results) and Message.objects.count() == 40
