@@ -2,9 +2,15 @@
 
 Emails are trimmed and lower-cased; phone numbers become E.164 using the
 business region (settings.BUSINESS_REGION) for numbers written without a
-country code. Anything that cannot be normalised raises ValidationError
-with a message a person can act on.
+country code; a website chat visitor's opaque token is kept only as its
+SHA-256 digest, so the stored identity never reveals the token that lets a
+browser speak as that visitor (not to staff, the API or another visitor).
+Anything that cannot be normalised raises ValidationError with a message a
+person can act on.
 """
+import hashlib
+import re
+
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -12,7 +18,13 @@ from django.core.validators import validate_email
 
 EMAIL = "email"
 PHONE = "phone"
-KINDS = ((EMAIL, "Email"), (PHONE, "Phone"))
+VISITOR = "visitor"
+KINDS = ((EMAIL, "Email"), (PHONE, "Phone"), (VISITOR, "Website chat visitor"))
+# The channel a customer first met through an identity of this kind prefers.
+PREFERRED_CHANNEL = {EMAIL: "email", PHONE: "sms", VISITOR: "chat"}
+# A visitor token as the chat widget makes it: URL-safe random text, long enough not to be guessed.
+VISITOR_TOKEN = re.compile(r"[A-Za-z0-9_-]{22,128}")
+VISITOR_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def fold_email(raw: str) -> str:
@@ -46,9 +58,25 @@ def normalize_phone(raw: str, region: str | None = None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def normalize_visitor(raw: str) -> str:
+    """The stored form of a chat visitor token: "sha256:" and its digest. Idempotent, as every
+    normaliser here is (a stored value is normalised again on save): a token has no colon."""
+    value = (raw or "").strip()
+    if VISITOR_DIGEST.fullmatch(value):
+        return value
+    if not VISITOR_TOKEN.fullmatch(value):
+        raise ValidationError("A chat visitor token is 22 to 128 letters, digits, '-' or '_'.",
+                              code="invalid_visitor")
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+NORMALIZERS = {EMAIL: normalize_email, PHONE: normalize_phone, VISITOR: normalize_visitor}
+
+
 def normalize(kind: str, raw: str) -> str:
-    if kind == EMAIL:
-        return normalize_email(raw)
-    if kind == PHONE:
-        return normalize_phone(raw)
-    raise ValidationError(f"Unknown identity kind {kind!r}; use 'email' or 'phone'.", code="invalid_kind")
+    try:
+        normalizer = NORMALIZERS[kind]
+    except KeyError:
+        raise ValidationError(f"Unknown identity kind {kind!r}; use one of {', '.join(NORMALIZERS)}.",
+                              code="invalid_kind")
+    return normalizer(raw)

@@ -86,11 +86,13 @@ class Customer(models.Model):
 
 
 class CustomerIdentity(models.Model):
-    """One way to reach a customer: a normalised email or E.164 phone number."""
+    """One way to reach a customer: a normalised email, an E.164 phone number, or the
+    digest of a website chat visitor's token (see crm/identity.py)."""
 
     class Kind(models.TextChoices):
         EMAIL = identity.EMAIL, "Email"
         PHONE = identity.PHONE, "Phone"
+        VISITOR = identity.VISITOR, "Website chat visitor"
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
     kind = models.CharField(max_length=10, choices=Kind.choices)
@@ -107,7 +109,7 @@ class CustomerIdentity(models.Model):
                 violation_error_message="Another customer already has this email or phone.",
             ),
             models.CheckConstraint(condition=~Q(value=""), name="crm_identity_value_not_empty"),
-            models.CheckConstraint(condition=Q(kind__in=["email", "phone"]), name="crm_identity_kind_valid"),
+            models.CheckConstraint(condition=Q(kind__in=["email", "phone", "visitor"]), name="crm_identity_kind_valid"),
         ]
         indexes = [models.Index(fields=["customer", "kind"], name="crm_identity_customer_idx")]
 

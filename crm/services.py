@@ -18,7 +18,7 @@ def customer_for_identity(*, kind: str, value: str, first_name: str = "", last_n
     if found:
         return found.customer, False
     if preferred_channel is None:
-        preferred_channel = "email" if kind == identity.EMAIL else "sms"
+        preferred_channel = identity.PREFERRED_CHANNEL[kind]
     try:
         with transaction.atomic():
             customer = Customer.objects.create(

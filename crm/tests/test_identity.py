@@ -87,3 +87,20 @@ def test_admin_reports_an_unreadable_phone_number(manager_client):
     assert response.status_code == 200
     assert "is not a phone number we can read" in response.content.decode()
     assert not CustomerIdentity.objects.filter(kind="phone").exists()
+
+
+def test_a_chat_visitor_is_found_by_the_digest_of_their_token_never_the_token(db):
+    token = "Vt_8g2kQm4ZpL0sWc7YhN1xR5aDf3Je9"
+    customer, created = customer_for_identity(kind=identity.VISITOR, value=token)
+    again, created_again = customer_for_identity(kind=identity.VISITOR, value=f" {token} ")
+    assert created and not created_again and again == customer
+    stored = customer.identities.get()
+    assert stored.kind == "visitor" and token not in stored.value and stored.value.startswith("sha256:")
+    assert customer.preferred_channel == "chat"
+
+
+@pytest.mark.parametrize("token", ["", "short", "has spaces in it and is long enough", "x" * 129, "<script>xxxxxxxxxxxxxxxxxx"])
+def test_a_malformed_visitor_token_is_refused_with_a_message(token):
+    with pytest.raises(ValidationError) as info:
+        identity.normalize(identity.VISITOR, token)
+    assert "visitor token" in info.value.messages[0]
