@@ -38,16 +38,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from crm import identity
-from crm.models import Channel, Customer, CustomerIdentity
+from crm.models import Customer, CustomerIdentity
 from crm.services import customer_for_identity, split_name
 
-from . import events, history, routing, sql
+from . import channels, events, history, routing, sql
 from .models import Conversation, Message
 from .payloads import conversation_summary, message_summary
 from .sanitize import clean_html
@@ -94,10 +93,9 @@ def prepare(*, channel, sender, sender_kind=None, text="", html="", subject="", 
             sender_name="", received_at=None, conversation=None, open_new=True, route=True,
             looked_up=False) -> Inbound:
     """services.receive_message's arguments as an Inbound; ValidationError for what cannot be stored."""
-    if channel not in Channel.values:
-        raise ValidationError(f"Unknown channel {channel!r}; use one of {', '.join(Channel.values)}.")
+    spec = channels.get(channel)  # ValidationError for an unknown one
     if sender_kind is None:
-        sender_kind = identity.EMAIL if channel == Channel.EMAIL else identity.PHONE
+        sender_kind = spec.identity_kind
     sender_value = identity.normalize(sender_kind, sender)
     if external_id is not None:
         external_id = str(external_id).strip()[:255] or None
@@ -202,7 +200,7 @@ def _new_customer(item: Inbound) -> Customer:
     """Unsaved, as crm.services.customer_for_identity would make it (the batch inserts it)."""
     first, last = split_name(item.sender_name)
     return Customer(first_name=first[:100], last_name=last[:100],
-                    preferred_channel="email" if item.sender_kind == identity.EMAIL else "sms")
+                    preferred_channel=identity.PREFERRED_CHANNEL[item.sender_kind])
 
 
 # --- one message -----------------------------------------------------------------

@@ -17,10 +17,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from crm import identity
-from crm.models import Booking, Channel, CustomerIdentity
+from crm.models import Booking, CustomerIdentity
 from myhibachi.roles import is_staff_member
 
-from . import canned, events, history, receiving
+from . import canned, channels, events, history, receiving
 from .changes import TRANSITIONS, assign, locked, set_status
 from .delivery import DELIVERY_RANK, update_delivery
 from .errors import CannotReply, InboxError, InvalidTransition, ReplyTooLarge
@@ -102,11 +102,12 @@ def reply(*, conversation: Conversation, author, text: str = "", channel: str | 
             raise InvalidTransition("This conversation is closed. Reopen it before replying.")
         channel = channel or default_reply_channel(conversation.customer)
         recipient = _reply_address(conversation.customer, channel)
+        spec = channels.get(channel)
         now = timezone.now()
         message = Message.objects.create(
             conversation=conversation, customer=conversation.customer, channel=channel,
             direction=Message.Direction.OUTBOUND, text=text, author=author,
-            subject=_reply_subject(conversation) if channel == Channel.EMAIL else "",
+            subject=_reply_subject(conversation) if spec.has_subject else "",
             metadata={"to": recipient} if recipient else {},
             delivery_status=Message.DeliveryStatus.QUEUED, created_at=now,
         )
@@ -127,35 +128,43 @@ def reply(*, conversation: Conversation, author, text: str = "", channel: str | 
 
 
 def default_reply_channel(customer) -> str:
+    """The channel the customer last wrote on, if staff can answer there; else their preferred one,
+    or the channel that reaches the same identity when staff cannot answer on that (a call: SMS)."""
     last = (
-        Message.objects.filter(customer=customer, direction=Message.Direction.INBOUND)
-        .exclude(channel=Channel.CALL)
+        Message.objects.filter(customer=customer, direction=Message.Direction.INBOUND,
+                               channel__in=[name for name, _ in channels.reply_choices()])
         .order_by("-created_at", "-id")
         .values_list("channel", flat=True)
         .first()
     )
     if last:
         return last
-    return Channel.SMS if customer.preferred_channel == Channel.CALL else customer.preferred_channel
+    preferred = channels.get(customer.preferred_channel)
+    if preferred.can_reply:
+        return preferred.name
+    return next((spec.name for spec in channels.all_channels()
+                 if spec.can_reply and spec.reply_to_kind == preferred.identity_kind), "email")
+
+
+IDENTITY_NOUNS = {identity.EMAIL: "email address", identity.PHONE: "phone number"}
 
 
 def _reply_address(customer, channel) -> str | None:
-    if channel == Channel.CALL:
-        raise CannotReply("A call cannot be answered in writing; reply by email or SMS.")
-    if channel not in Channel.values:
-        raise ValidationError(f"Unknown channel {channel!r}.")
-    if channel == Channel.CHAT:
-        return None
-    kind = identity.EMAIL if channel == Channel.EMAIL else identity.PHONE
+    spec = channels.get(channel)
+    if not spec.can_reply:
+        writable = " or ".join(label for _, label in channels.reply_choices())
+        raise CannotReply(f"A {spec.label.lower()} cannot be answered in writing; reply by {writable}.")
+    if spec.reply_to_kind is None:
+        return None  # answered in the channel's own session (the chat)
     found = (
-        CustomerIdentity.objects.filter(customer=customer, kind=kind)
+        CustomerIdentity.objects.filter(customer=customer, kind=spec.reply_to_kind)
         .order_by("-is_primary", "id")
         .values_list("value", flat=True)
         .first()
     )
     if not found:
-        raise CannotReply(f"{customer.name} has no {'email address' if kind == 'email' else 'phone number'} "
-                          f"on file, so this reply cannot go out by {channel}.")
+        noun = IDENTITY_NOUNS.get(spec.reply_to_kind, spec.reply_to_kind)
+        raise CannotReply(f"{customer.name} has no {noun} on file, so this reply cannot go out by {spec.label}.")
     return found
 
 
