@@ -65,8 +65,8 @@ def test_unchanged_status_or_assignee_is_not_history(agent):
 
 def test_the_migration_backfills_messages_and_notes_already_stored(transactional_db):
     executor = MigrationExecutor(connection)
-    executor.migrate([("inbox", "0005_gin_pending_list")])
-    apps = executor.loader.project_state([("inbox", "0005_gin_pending_list")]).apps
+    executor.migrate([("inbox", "0006_idempotency_request_hash")])
+    apps = executor.loader.project_state([("inbox", "0006_idempotency_request_hash")]).apps
     Customer = apps.get_model("crm", "Customer")
     Conversation_ = apps.get_model("inbox", "Conversation")
     Message = apps.get_model("inbox", "Message")

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('inbox', '0006_conversation_activity'),
+        ('inbox', '0007_conversation_activity'),
     ]
 
     operations = [

@@ -32,7 +32,7 @@ def backfill(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('inbox', '0005_gin_pending_list'),
+        ('inbox', '0006_idempotency_request_hash'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

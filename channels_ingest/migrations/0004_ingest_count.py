@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels_ingest', '0002_rejected_email_once'),
+        ('channels_ingest', '0003_mailbox_password_env_names'),
     ]
 
     operations = [
