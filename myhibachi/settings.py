@@ -376,10 +376,14 @@ EMAIL_TEMPLATE_IDS = {  # SendGrid dynamic templates; empty: our templates/email
     "confirmation": env("SENDGRID_TEMPLATE_BOOKING_CONFIRMATION", ""),
     "reminder": env("SENDGRID_TEMPLATE_BOOKING_REMINDER", ""),
 }
-if not DEBUG and EMAIL_PROVIDER == "sendgrid" and not ANYMAIL.get("WEBHOOK_SECRET"):
+# SendGrid's two webhooks (/anymail/sendgrid/tracking/ and /anymail/sendgrid/inbound/; no other provider's)
+# answer only when this is on: by default with EMAIL_PROVIDER=sendgrid, else EMAIL_WEBHOOKS=1. Off: 404.
+EMAIL_WEBHOOKS = env_bool("EMAIL_WEBHOOKS", EMAIL_PROVIDER == "sendgrid")
+if not DEBUG and EMAIL_WEBHOOKS and not ANYMAIL.get("WEBHOOK_SECRET"):
     raise ImproperlyConfigured(
-        "EMAIL_PROVIDER=sendgrid needs ANYMAIL_WEBHOOK_SECRET ('user:password', also set in SendGrid's webhook "
-        "URLs): without it the tracking and inbound webhooks refuse every post."
+        f"The email webhooks are on (EMAIL_WEBHOOKS, on by default with EMAIL_PROVIDER=sendgrid; now "
+        f"EMAIL_PROVIDER={EMAIL_PROVIDER}) and need ANYMAIL_WEBHOOK_SECRET ('user:password', also set in SendGrid's "
+        "webhook URLs): without it they refuse every post. Set it, or set EMAIL_WEBHOOKS=0 to turn them off."
     )
 if env("AWS_STORAGE_BUCKET_NAME"):
     # Attachments and raw sources of unreadable emails go to S3 (django-storages).

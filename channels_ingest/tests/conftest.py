@@ -18,6 +18,12 @@ def _email_media(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
 
 
+@pytest.fixture(autouse=True)
+def _email_webhooks_on(settings):
+    """The SendGrid webhooks are routed (off by default unless EMAIL_PROVIDER=sendgrid)."""
+    settings.EMAIL_WEBHOOKS = True
+
+
 @pytest.fixture(scope="session")
 def dovecot_server():
     root = tempfile.mkdtemp(prefix="myhibachi-dovecot-")  # not under a 0700 folder: Dovecot runs as nobody

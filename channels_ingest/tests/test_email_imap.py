@@ -142,8 +142,8 @@ def test_a_commit_group_keeps_the_order_of_its_mail_in_a_few_queries(
     group = [
         mails.plain(mid="<g1@mail.example.com>"),
         mails.plain(mid="<g2@mail.example.com>", frm="Tom <tom@example.com>"),
-        # Answers g1 from another address in the same group: threads under it once g1 is written.
-        mails.reply(mid="<g3@mail.example.com>", in_reply_to="<g1@mail.example.com>", frm="Jo <jo@example.com>"),
+        # Answers g1 in the same group: threads under it once g1 is written.
+        mails.reply(mid="<g3@mail.example.com>", in_reply_to="<g1@mail.example.com>", frm="Jane <jane@example.com>"),
         mails.plain(mid="<g1@mail.example.com>"),  # repeated in the same group
         mails.auto_reply(mid="<g4@mail.example.com>", frm="Ann <ann@example.com>"),  # opens nothing
         *[mails.plain(mid=f"<s{i}@mail.example.com>", frm=f"S{i} <s{i}@example.com>") for i in range(15)],
