@@ -69,3 +69,22 @@ def prune_events():
         if not ids:
             return deleted
         deleted += InboxEvent.objects.filter(id__in=ids).delete()[0]
+
+
+@shared_task
+def prune_idempotency_keys():
+    """Delete Idempotency-Keys past settings.IDEMPOTENCY_KEY_TTL_HOURS, in chunks."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from .models import IdempotencyKey
+
+    cutoff = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
+    deleted = 0
+    while True:
+        ids = list(IdempotencyKey.objects.filter(created_at__lt=cutoff).values_list("id", flat=True)[:5000])
+        if not ids:
+            return deleted
+        deleted += IdempotencyKey.objects.filter(id__in=ids).delete()[0]

@@ -198,6 +198,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"expires": 3600},  # missed ticks do not pile up while workers are down
     },
+    "inbox-prune-idempotency-keys": {
+        "task": "inbox.tasks.prune_idempotency_keys",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
+    },
 }
 # Live events older than this are deleted; a browser away longer reloads instead of catching up.
 INBOX_EVENT_RETENTION_DAYS = int(env("INBOX_EVENT_RETENTION_DAYS", "7"))
@@ -281,11 +286,16 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "myhibachi.api.exception_handler",
 }
+# An Idempotency-Key (POST reply/assign/note) binds to its first request this long; older keys count
+# as new and inbox.tasks.prune_idempotency_keys deletes them (hourly, CELERY_BEAT_SCHEDULE).
+IDEMPOTENCY_KEY_TTL_HOURS = int(env("IDEMPOTENCY_KEY_TTL_HOURS", "24"))
 SPECTACULAR_SETTINGS = {
     "TITLE": "myhibachi API",
     "DESCRIPTION": "Unified inbox and analytics for staff and integrations.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs map every endpoint and field: staff only (inbox.api.views.SchemaView/DocsView).
+    "SERVE_PERMISSIONS": ["myhibachi.roles.IsStaffMember"],
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     # Swagger UI served from our own static files (the sidecar), not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
