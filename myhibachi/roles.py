@@ -65,7 +65,9 @@ AGENT_PERMISSIONS = {
               "tag": "va"},
 }
 MANAGER_APPS = ("crm", "inbox", "channels_ingest", "analytics")
-MANAGER_EXTRA = {"auth": {"user": "vac", "group": "v"}, "authtoken": {"token": "vad"}}
+# The admin shows API tokens through DRF's TokenProxy (its own content type and
+# permissions: view_tokenproxy...), the API through Token: both are granted.
+MANAGER_EXTRA = {"auth": {"user": "vac", "group": "v"}, "authtoken": {"token": "vad", "tokenproxy": "vad"}}
 _ACTIONS = {"v": "view", "a": "add", "c": "change", "d": "delete"}
 
 

@@ -102,6 +102,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A log-in attempt refused by the limit (myhibachi/login_limit.py) is answered 429.
+    "myhibachi.login_limit.LoginLockoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -218,6 +220,17 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Log-in attempts (myhibachi/login_limit.py): counted before the password is
+# checked, per username and per client address, in the cache (Redis in production).
+LOGIN_MAX_FAILURES = int(env("LOGIN_MAX_FAILURES", "5"))  # per username per window
+LOGIN_MAX_FAILURES_PER_ADDRESS = int(env("LOGIN_MAX_FAILURES_PER_ADDRESS", "20"))  # per client address
+LOGIN_FAILURE_WINDOW = int(env("LOGIN_FAILURE_WINDOW", str(15 * 60)))  # seconds from the first attempt
+# Proxies (addresses or CIDR networks, comma-separated) whose X-Real-IP header
+# names the client. Empty: REMOTE_ADDR is the client. Behind deploy/nginx.conf
+# on the same host: TRUSTED_PROXIES=127.0.0.1,::1.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+# Password-reset links (sent by a manager from the admin) stay valid this long.
+PASSWORD_RESET_TIMEOUT = int(env("PASSWORD_RESET_TIMEOUT", str(3 * 24 * 3600)))
 
 # --- Time -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
