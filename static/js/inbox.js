@@ -123,8 +123,16 @@
       try { event = JSON.parse(e.data); } catch (err) { return; }
       if (event && typeof event.id === "number") self.receive(event);
     };
-    ws.onclose = function () {
+    ws.onclose = function (e) {
       if (self.stopped) return;
+      // The server ended this person's access (4401: this session logged out; 4403: no longer
+      // staff). Reconnecting would only be refused again: say so and stop.
+      if (e.code === 4401 || e.code === 4403) {
+        self.stopped = true;
+        self.status("ended", e.code === 4401 ? "Signed out — reload to sign in again"
+                                             : "Your account no longer has inbox access");
+        return;
+      }
       // Exponential backoff with jitter: 0.5 s, 1 s, 2 s … capped at 30 s.
       var delay = Math.min(30000, 500 * Math.pow(2, self.attempt)) * (0.5 + Math.random() / 2);
       self.attempt += 1;

@@ -319,3 +319,18 @@ def test_manager_reaches_the_admin_and_an_agent_does_not(live, sign_in):
     expect(alice.page).to_have_url(re.compile(r"/admin/login/"))
     expect(alice.page.get_by_role("heading", name="Site administration")).to_have_count(0)
     assert Conversation.objects.count() == 0
+
+
+def test_a_page_whose_session_logged_out_stops_its_socket_and_says_so(live, sign_in):
+    make_user("alice", first_name="Alice")
+    alice = sign_in("alice")
+    alice.wait_live()
+    other_tab = alice.context.new_page()
+    other_tab.goto("/")
+    other_tab.get_by_role("button", name="Log out").click()
+    other_tab.wait_for_url(re.compile(r"/login/"))
+    status = alice.page.locator("#live-status")
+    expect(status).to_have_attribute("data-state", "ended")
+    expect(status).to_have_text(re.compile("Signed out"))
+    alice.page.wait_for_timeout(1500)  # longer than the first reconnect delay: it must not try
+    expect(status).to_have_attribute("data-state", "ended")
