@@ -385,6 +385,12 @@ IMAP_LOCK_TTL_SECONDS = int(env("IMAP_LOCK_TTL_SECONDS", "360"))
 IMAP_TIMEOUT_SECONDS = int(env("IMAP_TIMEOUT_SECONDS", "60"))
 IMAP_FETCH_BATCH = int(env("IMAP_FETCH_BATCH", "100"))
 IMAP_COMMIT_EVERY = int(env("IMAP_COMMIT_EVERY", "25"))  # messages per transaction (with their last UID)
+# Memory: one FETCH asks for at most this many bytes of mail (by RFC822.SIZE), and a message
+# over IMAP_LARGE_MESSAGE_BYTES is fetched, stored and committed on its own.
+IMAP_FETCH_MAX_BYTES = int(env("IMAP_FETCH_MAX_BYTES", str(20 * 1024 * 1024)))
+IMAP_LARGE_MESSAGE_BYTES = int(env("IMAP_LARGE_MESSAGE_BYTES", str(5 * 1024 * 1024)))
+# Mailboxes with TLS "none" log in only with DEBUG or this on (e.g. a local IMAP bridge on 127.0.0.1).
+IMAP_ALLOW_PLAINTEXT = env_bool("IMAP_ALLOW_PLAINTEXT", False)
 EMAIL_ATTACHMENT_MAX_BYTES = int(env("EMAIL_ATTACHMENT_MAX_BYTES", str(25 * 1024 * 1024)))
 # Larger messages are stored from their headers only, flagged for staff.
 EMAIL_MAX_MESSAGE_BYTES = int(env("EMAIL_MAX_MESSAGE_BYTES", str(50 * 1024 * 1024)))

@@ -268,15 +268,17 @@ def test_processed_folder_is_opt_in_and_moves_stored_mail(db, dovecot_server):
     conn.logout()
 
 
-def test_wrong_password_is_reported_not_raised(mailbox):
+def test_wrong_password_is_reported_not_raised(mailbox, caplog):
     from channels_ingest.email.passwords import encrypt
 
     mailbox.password_encrypted = encrypt("wrong")
     mailbox.save()
     stats = poll(mailbox)
-    assert "cannot log in" in stats.error
+    assert "Could not connect or log in" in stats.error
     mailbox.refresh_from_db()
-    assert "cannot log in" in mailbox.last_error
+    assert "Could not connect or log in" in mailbox.last_error
+    assert "AUTHENTICATIONFAILED" not in mailbox.last_error  # the server's words are for the log
+    assert "AUTHENTICATIONFAILED" in caplog.text
 
 
 def test_poll_imap_command_prints_the_figures(mailbox, dovecot_server, capsys):
