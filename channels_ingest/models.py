@@ -1,12 +1,15 @@
 """Tables of the channel adapters. Email: mailboxes we poll, what we could not
 store, who must not be mailed, what we sent and what SendGrid told us, campaigns."""
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from crm.identity import fold_email
 from crm.models import Customer
+
+from .email.passwords import PLAIN_TEXT_REFUSED, plain_text_allowed, validate_password_env
 
 
 class Mailbox(models.Model):
@@ -24,8 +27,9 @@ class Mailbox(models.Model):
     tls = models.CharField("TLS", max_length=10, choices=Tls.choices, default=Tls.IMPLICIT)
     username = models.CharField(max_length=255)
     password_env = models.CharField(
-        "password environment variable", max_length=100, blank=True,
-        help_text="Name of an environment variable holding the password, e.g. IMAP_PASSWORD_SALES. Wins over a stored one.",
+        "password environment variable", max_length=100, blank=True, validators=[validate_password_env],
+        help_text="Name of an environment variable holding the password: IMAP_PASSWORD_<NAME>, e.g. "
+                  "IMAP_PASSWORD_SALES (no other names). Wins over a stored one.",
     )
     password_encrypted = models.TextField(blank=True, editable=False)
     folder = models.CharField(max_length=255, default="INBOX")
@@ -50,6 +54,12 @@ class Mailbox(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.username}@{self.host}/{self.folder})"
+
+    def clean(self):
+        super().clean()
+        if self.tls == self.Tls.NONE and not plain_text_allowed():
+            raise ValidationError({"tls": PLAIN_TEXT_REFUSED})
+
 
 class RejectedEmail(models.Model):
     """An email we could not turn into an inbox message (e.g. no usable sender).

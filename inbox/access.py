@@ -7,6 +7,7 @@ any other way, so a new rule (e.g. teams) changes here only.
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
+from myhibachi.ids import BadId, parse_id
 from myhibachi.roles import is_manager, is_staff_member
 
 from . import selectors
@@ -17,11 +18,8 @@ def access_conversation(user, conversation_id) -> Conversation:
     if not is_staff_member(user):
         raise PermissionDenied("Only myhibachi staff may open conversations.")
     try:
-        pk = int(conversation_id)
-        if not 0 < pk < 2**63:
-            raise ValueError(pk)
-        return selectors.conversation_detail(pk)
-    except (Conversation.DoesNotExist, TypeError, ValueError):
+        return selectors.conversation_detail(parse_id(conversation_id))
+    except (Conversation.DoesNotExist, BadId):
         raise Http404(f"There is no conversation {conversation_id}.")
 
 

@@ -68,6 +68,12 @@ class ConversationAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
+    """Read-only: a message is the record of what a customer sent or what we
+    sent them (and what the provider said about it). Its words, html, sender
+    and times are not for anyone to rewrite, and a change form saving a whole
+    row would also undo delivery updates that arrived meanwhile. Managers may
+    view, search, export and delete."""
+
     list_display = ("id", "customer", "channel", "direction", "delivery_status", "created_at")
     list_filter = ("channel", "direction", "delivery_status", "created_at")
     search_fields = ("external_id", "subject", "customer__first_name", "customer__last_name")
@@ -76,6 +82,12 @@ class MessageAdmin(admin.ModelAdmin):
     raw_id_fields = ("conversation", "customer", "author")
     show_full_result_count = False
     actions = [export_as_csv]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Note)

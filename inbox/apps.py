@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class InboxConfig(AppConfig):
     name = "inbox"
     verbose_name = "Unified inbox"
+
+    def ready(self):
+        from . import socket_access
+
+        # Live sockets close when their person's access ends (log-out, groups, deactivation).
+        socket_access.connect()

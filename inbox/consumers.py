@@ -34,9 +34,9 @@ import weakref
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from myhibachi.roles import is_staff_member
+from myhibachi.roles import is_staff_member, staff_user_ids
 
-from . import events
+from . import events, socket_access
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ NOT_STAFF = 4403
 # Re-join the staff group now and then: membership is a Redis key, lost if
 # Redis restarts without persistence or the database is flushed, and it
 # expires after channels-redis' group_expiry (1 day). Every new socket re-joins too.
+# At the same time the node asks the database (one query) which of its sockets'
+# users are still staff and closes the others' sockets, whatever close message
+# (inbox/socket_access.py) they may have missed. Read at each wait: tests patch it.
 REJOIN_SECONDS = 60
 
 
@@ -153,7 +156,25 @@ class StaffFanout:
     async def _rejoin(self):
         while True:
             await asyncio.sleep(REJOIN_SECONDS)
-            await self.layer.group_add(events.STAFF_GROUP, self.channel)
+            try:
+                await self.layer.group_add(events.STAFF_GROUP, self.channel)
+                await self.close_non_staff()
+            except Exception:
+                # Keep the loop: the next round tries again.
+                logger.exception("staff group re-join or access check failed")
+
+    async def close_non_staff(self):
+        """Close the local sockets whose users are no longer staff (one query for all)."""
+        sockets = list(self.sockets)
+        if not sockets:
+            return
+        staff = await database_sync_to_async(staff_user_ids)({consumer.user_id for consumer in sockets})
+        for consumer in sockets:
+            if consumer.user_id not in staff:
+                try:
+                    await consumer.end(socket_access.NOT_STAFF)
+                except Exception as exc:  # a socket that went away meanwhile; the others still close
+                    logger.warning("could not close the socket of user %s: %r", consumer.user_id, exc)
 
 
 _fanouts = weakref.WeakKeyDictionary()  # event loop -> StaffFanout
@@ -176,6 +197,10 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not await database_sync_to_async(is_staff_member)(user):
             await self.close(code=NOT_STAFF)
             return
+        self.user_id = user.pk
+        session = self.scope.get("session")
+        self.session_key = getattr(session, "session_key", None) if session is not None else None
+        # The person's own group: mentions, and the close message when their access ends.
         self.user_group = events.user_group(user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
@@ -184,6 +209,20 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         self.send_frame = self.scope.get(SERVER_SEND, self.base_send)
         self.fanout = fanout_for(self.channel_layer)
         await self.fanout.add(self)
+
+    async def end(self, code):
+        """Stop forwarding and close the socket (access ended)."""
+        if getattr(self, "fanout", None):
+            self.fanout.discard(self)
+            self.fanout = None
+        await self.close(code=code)
+
+    async def inbox_close(self, message):
+        """Sent by inbox/socket_access.py: log-out (of this session, or all), left the staff, deactivated."""
+        session = message.get("session")
+        if session and session != self.session_key:
+            return  # another of the person's log-ins logged out
+        await self.end(message.get("code") or socket_access.NOT_STAFF)
 
     async def disconnect(self, code):
         if getattr(self, "fanout", None):

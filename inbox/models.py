@@ -228,6 +228,9 @@ class IdempotencyKey(models.Model):
     key = models.CharField(max_length=255)
     method = models.CharField(max_length=10)
     path = models.CharField(max_length=500)
+    # SHA-256 (hex) of the request body's bytes: the same key with another body is refused (422), not replayed.
+    # Empty on keys stored before it existed (those compare method and path only, and expire within a day).
+    request_hash = models.CharField(max_length=64, blank=True, default="")
     status_code = models.PositiveSmallIntegerField(null=True)
     response = models.JSONField(null=True, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -9,16 +9,18 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q
-from django.utils import timezone
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models.fields.json import KT
 from django.utils.dateparse import parse_datetime
 
 from crm import identity
 from crm.models import Booking, Customer, CustomerIdentity
+from myhibachi.ids import parse_id
 
 from . import rows
 from .sql import table
@@ -40,11 +42,16 @@ def encode_cursor(data: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
+MAX_CURSOR_LENGTH = 300  # the cursors this server gives out are under 100 characters
+
+
 def decode_cursor(raw: str) -> dict:
+    if len(raw) > MAX_CURSOR_LENGTH:
+        raise BadCursor("The cursor is not one this server gave out.")
     try:
         padded = raw + "=" * (-len(raw) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise BadCursor("The cursor is not one this server gave out.")
     if not isinstance(data, dict):
         raise BadCursor("The cursor is not one this server gave out.")
@@ -52,8 +59,14 @@ def decode_cursor(raw: str) -> dict:
 
 
 def _cursor_time(data, key="t") -> datetime:
-    value = parse_datetime(str(data.get(key, "")))
-    if value is None or not isinstance(data.get("id"), int):
+    """The cursor's time (aware, representable in UTC) after checking its row id."""
+    try:
+        parse_id(data.get("id"))
+        value = parse_datetime(str(data.get(key, "")))  # ValueError: "2026-02-31T00:00:00" matches but is no date
+        if value is None or value.tzinfo is None:
+            raise ValueError("not an aware date and time")
+        value.astimezone(dt_timezone.utc)  # OverflowError: year 1 at +05:00 is before year 1 in UTC
+    except (ValueError, OverflowError):
         raise BadCursor("The cursor is not one this server gave out.")
     return value
 
@@ -323,8 +336,9 @@ def page_of_search(qs, text: str, *, size: int, cursor: str | None = None) -> Pa
     offset = 0
     if cursor:
         data = decode_cursor(cursor)
-        offset = data.get("o")
-        if not isinstance(offset, int) or offset < 0:
+        try:
+            offset = parse_id(data.get("o"), minimum=0)
+        except ValueError:
             raise BadCursor("The cursor is not one this server gave out.")
     ids = search_conversation_ids(text)
     allowed = set(qs.filter(pk__in=ids).values_list("pk", flat=True))
@@ -381,6 +395,10 @@ def customer_profile(customer: Customer) -> dict:
 # author's password hash and dates need to leave the database.
 MESSAGE_COLUMNS = ("id", "conversation_id", "channel", "direction", "subject", "text", "html",
                    "delivery_status", "status_reason", "created_at")
+# Beside them, read in the same query: "sender", the normalised address an
+# inbound message came from (metadata["from"]), and "primary_email", the
+# customer's primary email identity (None without one): the thread names the
+# sender whenever the two differ.
 NOTE_COLUMNS = ("id", "conversation_id", "body", "created_at")
 AUTHOR_COLUMNS = ("author_id", "author__username", "author__first_name", "author__last_name")
 
@@ -389,9 +407,9 @@ AUTHOR_COLUMNS = ("author_id", "author__username", "author__first_name", "author
 class ThreadItem:
     """One message or note of a customer's thread.
 
-    `row` holds the MESSAGE_COLUMNS or NOTE_COLUMNS (plus "metadata" for
-    messages when asked for) and "author": None or {"id", "username",
-    "name"}, one dict per author shared by their items.
+    `row` holds the MESSAGE_COLUMNS or NOTE_COLUMNS (messages also "sender"
+    and "primary_email", and "metadata" when asked for) and "author": None or
+    {"id", "username", "name"}, one dict per author shared by their items.
     """
 
     kind: str  # "message" or "note"
@@ -448,8 +466,11 @@ def customer_thread(customer_id: int, *, size: int = 50, before: str | None = No
                              else Q(created_at__lt=at))
     message_columns = MESSAGE_COLUMNS + ("metadata",) if with_metadata else MESSAGE_COLUMNS
     authors = {}
+    primary_email = (CustomerIdentity.objects.filter(customer_id=customer_id, kind=CustomerIdentity.Kind.EMAIL,
+                                                     is_primary=True).order_by("id").values("value")[:1])
     newest_messages = _with_authors(messages.order_by("-created_at", "-id")
-                                    .values(*message_columns, *AUTHOR_COLUMNS)[: size + 1], authors)
+                                    .values(*message_columns, *AUTHOR_COLUMNS, sender=KT("metadata__from"),
+                                            primary_email=Subquery(primary_email))[: size + 1], authors)
     newest_notes = _with_authors(notes.order_by("-created_at", "-id")
                                  .values(*NOTE_COLUMNS, *AUTHOR_COLUMNS)[: size + 1], authors)
     items = [ThreadItem("message", m) for m in newest_messages] + [ThreadItem("note", n) for n in newest_notes]

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from .delivery import PermanentSendError, TransientSendError, sender_for, update_delivery
-from .models import InboxEvent, Message
+from .models import IdempotencyKey, InboxEvent, Message
 
 logger = logging.getLogger(__name__)
 MAX_RETRIES = 6
@@ -54,13 +54,24 @@ def deliver_message(self, message_id: int):
         return "sent"
 
 
-@shared_task
-def prune_events():
-    """Delete live events past settings.INBOX_EVENT_RETENTION_DAYS, in chunks."""
-    cutoff = timezone.now() - timedelta(days=settings.INBOX_EVENT_RETENTION_DAYS)
+def _delete_created_before(model, cutoff, *, chunk=5000) -> int:
+    """Delete the model's rows created before cutoff, a chunk at a time (short locks, bounded memory)."""
     deleted = 0
     while True:
-        ids = list(InboxEvent.objects.filter(created_at__lt=cutoff).values_list("id", flat=True)[:5000])
+        ids = list(model.objects.filter(created_at__lt=cutoff).values_list("id", flat=True)[:chunk])
         if not ids:
             return deleted
-        deleted += InboxEvent.objects.filter(id__in=ids).delete()[0]
+        deleted += model.objects.filter(id__in=ids).delete()[0]
+
+
+@shared_task
+def prune_events():
+    """Delete live events past settings.INBOX_EVENT_RETENTION_DAYS."""
+    return _delete_created_before(InboxEvent, timezone.now() - timedelta(days=settings.INBOX_EVENT_RETENTION_DAYS))
+
+
+@shared_task
+def prune_idempotency_keys():
+    """Delete Idempotency-Keys past settings.IDEMPOTENCY_KEY_TTL_HOURS."""
+    return _delete_created_before(IdempotencyKey,
+                                  timezone.now() - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS))

@@ -1,13 +1,14 @@
 """Staff screens. Included at the site root by myhibachi/urls.py."""
 from django.urls import path
 
-from . import views
+from . import image_proxy, views
 
 app_name = "inbox"
 
 urlpatterns = [
     path("inbox/", views.inbox_page, name="list"),
     path("inbox/rows", views.inbox_rows, name="rows"),
+    path("inbox/image", image_proxy.image, name="image"),
     path("inbox/<int:pk>/", views.thread_page, name="thread"),
     path("inbox/<int:pk>/live", views.thread_live, name="live"),
     path("inbox/<int:pk>/older", views.thread_older, name="older"),

@@ -24,6 +24,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 
 from crm.models import Channel
+from myhibachi.ids import BadId, parse_id
 from myhibachi.roles import AGENT, MANAGER, is_manager, is_staff_member
 
 from . import selectors, services
@@ -59,8 +60,10 @@ def staff_screen(view):
 
 
 def content_security_policy(request) -> str:
+    # img-src: no remote hosts. Customer email's remote images (tracking pixels)
+    # load only on "Show images", through the same-origin inbox.image_proxy.
     host = request.get_host()
-    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             f"connect-src 'self' ws://{host} wss://{host}; frame-ancestors 'none'; base-uri 'none'; "
             "form-action 'self'; object-src 'none'")
 
@@ -82,7 +85,7 @@ class Filters:
         channel = params.get("channel", "")
         self.channel = channel if channel in Channel.values else ""
         assignee = params.get("assignee", "")
-        if assignee in ("", "me", "unassigned") or (assignee.isdigit() and len(assignee) < 18):
+        if assignee in ("", "me", "unassigned") or _is_id(assignee):
             self.assignee = assignee
         else:
             self.assignee = ""
@@ -102,6 +105,14 @@ class Filters:
         values = {"status": self.status, "channel": self.channel, "assignee": self.assignee, "q": self.q}
         values.update(changes)
         return urlencode({k: v for k, v in values.items() if v})
+
+
+def _is_id(raw) -> bool:
+    try:
+        parse_id(raw)
+    except BadId:
+        return False
+    return True
 
 
 def _page(filters, cursor):
@@ -158,7 +169,8 @@ def inbox_rows(request):
     """Rows for the given conversation ids that match the filters (live refresh):
     the page replaces or inserts those returned and drops the others."""
     filters = Filters(request.GET, request.user)
-    ids = [int(x) for x in request.GET.get("ids", "").split(",") if x.isdigit() and len(x) < 18][:MAX_LIVE_IDS]
+    # Ids the page sent; anything that is not one is dropped (the page has no row for it).
+    ids = [int(x) for x in request.GET.get("ids", "").split(",") if _is_id(x)][:MAX_LIVE_IDS]
     qs = filters.queryset().filter(pk__in=ids).order_by("-last_activity_at", "-id")
     response = HttpResponse(render_rows(request, load_rows(qs) if ids else []))
     response["X-Inbox-Counts"] = json.dumps(selectors.status_counts())
@@ -353,7 +365,7 @@ def change_assignee(request, pk):
             assignee = request.user
         elif raw in ("", "none"):
             assignee = None
-        elif raw.isdigit() and len(raw) < 18:
+        elif _is_id(raw):
             assignee = get_user_model().objects.filter(pk=int(raw), is_active=True).first()
             if assignee is None:
                 raise ValidationError("That staff member no longer exists or is inactive.")

@@ -20,3 +20,8 @@ class MyhibachiConfig(AppConfig):
         # The one admin site answers to managers only (agents are staff of
         # the inbox, not of the admin), whatever their is_staff flag says.
         admin.site.has_permission = manager_only_has_permission.__get__(admin.site)
+
+        from .auth_views import StaffAdminAuthenticationForm
+
+        # Says "wait N minutes" when the limit on log-in attempts refused one.
+        admin.site.login_form = StaffAdminAuthenticationForm

@@ -7,15 +7,19 @@ on each request, so removing someone from the Agent group takes effect at
 their next click, exactly as before. The statement is written out: built
 through the ORM (annotate + Exists) it cost more CPU than the two queries it
 replaces (bench/bench_inbox.py).
+
+It is also where passwords are checked, so the limit on log-in attempts is
+kept here, once for every log-in page (myhibachi/login_limit.py).
 """
 import functools
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 
-from . import roles
+from . import login_limit, roles
 
 
 @functools.cache
@@ -38,6 +42,23 @@ def _user_sql() -> str:
 
 
 class StaffBackend(ModelBackend):
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if username is None:
+            username = kwargs.get(get_user_model().USERNAME_FIELD)
+        if username is None or password is None:
+            return None
+        attempt = login_limit.begin(request, username)
+        if isinstance(attempt, login_limit.Lockout):
+            if request is not None:
+                login_limit.mark_locked_out(request, attempt)
+            # Stops django.contrib.auth.authenticate() before any password check;
+            # it then sends user_login_failed as for a wrong password.
+            raise PermissionDenied(attempt.message)
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is not None:
+            attempt.succeeded()
+        return user
+
     def get_user(self, user_id):
         # user_id comes from the session, already converted by django.contrib.auth.get_user.
         found = list(get_user_model()._default_manager.raw(_user_sql(), [roles.AGENT, roles.MANAGER, user_id]))

@@ -35,6 +35,16 @@ def is_staff_member(user) -> bool:
     return user.is_superuser or bool({AGENT, MANAGER} & _group_names(user))
 
 
+def staff_user_ids(user_ids) -> set:
+    """Which of these users are staff now (is_staff_member), in one query."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    return set(get_user_model()._default_manager.filter(
+        Q(is_superuser=True) | Q(groups__name__in=[AGENT, MANAGER]), pk__in=list(user_ids), is_active=True,
+    ).values_list("pk", flat=True).distinct())
+
+
 class IsStaffMember(BasePermission):
     message = "Only myhibachi staff (Agent or Manager) may use this endpoint."
 
@@ -65,7 +75,9 @@ AGENT_PERMISSIONS = {
               "tag": "va"},
 }
 MANAGER_APPS = ("crm", "inbox", "channels_ingest", "analytics")
-MANAGER_EXTRA = {"auth": {"user": "vac", "group": "v"}, "authtoken": {"token": "vad"}}
+# The admin shows API tokens through DRF's TokenProxy (its own content type and
+# permissions: view_tokenproxy...), the API through Token: both are granted.
+MANAGER_EXTRA = {"auth": {"user": "vac", "group": "v"}, "authtoken": {"token": "vad", "tokenproxy": "vad"}}
 _ACTIONS = {"v": "view", "a": "add", "c": "change", "d": "delete"}
 
 

@@ -102,6 +102,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A log-in attempt refused by the limit (myhibachi/login_limit.py) is answered 429.
+    "myhibachi.login_limit.LoginLockoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -198,6 +200,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"expires": 3600},  # missed ticks do not pile up while workers are down
     },
+    "inbox-prune-idempotency-keys": {
+        "task": "inbox.tasks.prune_idempotency_keys",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
+    },
 }
 # Live events older than this are deleted; a browser away longer reloads instead of catching up.
 INBOX_EVENT_RETENTION_DAYS = int(env("INBOX_EVENT_RETENTION_DAYS", "7"))
@@ -213,6 +220,17 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Log-in attempts (myhibachi/login_limit.py): counted before the password is
+# checked, per username and per client address, in the cache (Redis in production).
+LOGIN_MAX_FAILURES = int(env("LOGIN_MAX_FAILURES", "5"))  # per username per window
+LOGIN_MAX_FAILURES_PER_ADDRESS = int(env("LOGIN_MAX_FAILURES_PER_ADDRESS", "20"))  # per client address
+LOGIN_FAILURE_WINDOW = int(env("LOGIN_FAILURE_WINDOW", str(15 * 60)))  # seconds from the first attempt
+# Proxies (addresses or CIDR networks, comma-separated) whose X-Real-IP header
+# names the client. Empty: REMOTE_ADDR is the client. Behind deploy/nginx.conf
+# on the same host: TRUSTED_PROXIES=127.0.0.1,::1.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+# Password-reset links (sent by a manager from the admin) stay valid this long.
+PASSWORD_RESET_TIMEOUT = int(env("PASSWORD_RESET_TIMEOUT", str(3 * 24 * 3600)))
 
 # --- Time -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -281,11 +299,16 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "myhibachi.api.exception_handler",
 }
+# An Idempotency-Key (POST reply/assign/note) binds to its first request this long; older keys count
+# as new and inbox.tasks.prune_idempotency_keys deletes them (hourly, CELERY_BEAT_SCHEDULE).
+IDEMPOTENCY_KEY_TTL_HOURS = int(env("IDEMPOTENCY_KEY_TTL_HOURS", "24"))
 SPECTACULAR_SETTINGS = {
     "TITLE": "myhibachi API",
     "DESCRIPTION": "Unified inbox and analytics for staff and integrations.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs map every endpoint and field: staff only (inbox.api.views.SchemaView/DocsView).
+    "SERVE_PERMISSIONS": ["myhibachi.roles.IsStaffMember"],
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     # Swagger UI served from our own static files (the sidecar), not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -362,6 +385,12 @@ IMAP_LOCK_TTL_SECONDS = int(env("IMAP_LOCK_TTL_SECONDS", "360"))
 IMAP_TIMEOUT_SECONDS = int(env("IMAP_TIMEOUT_SECONDS", "60"))
 IMAP_FETCH_BATCH = int(env("IMAP_FETCH_BATCH", "100"))
 IMAP_COMMIT_EVERY = int(env("IMAP_COMMIT_EVERY", "25"))  # messages per transaction (with their last UID)
+# Memory: one FETCH asks for at most this many bytes of mail (by RFC822.SIZE), and a message
+# over IMAP_LARGE_MESSAGE_BYTES is fetched, stored and committed on its own.
+IMAP_FETCH_MAX_BYTES = int(env("IMAP_FETCH_MAX_BYTES", str(20 * 1024 * 1024)))
+IMAP_LARGE_MESSAGE_BYTES = int(env("IMAP_LARGE_MESSAGE_BYTES", str(5 * 1024 * 1024)))
+# Mailboxes with TLS "none" log in only with DEBUG or this on (e.g. a local IMAP bridge on 127.0.0.1).
+IMAP_ALLOW_PLAINTEXT = env_bool("IMAP_ALLOW_PLAINTEXT", False)
 EMAIL_ATTACHMENT_MAX_BYTES = int(env("EMAIL_ATTACHMENT_MAX_BYTES", str(25 * 1024 * 1024)))
 # Larger messages are stored from their headers only, flagged for staff.
 EMAIL_MAX_MESSAGE_BYTES = int(env("EMAIL_MAX_MESSAGE_BYTES", str(50 * 1024 * 1024)))
@@ -376,10 +405,14 @@ EMAIL_TEMPLATE_IDS = {  # SendGrid dynamic templates; empty: our templates/email
     "confirmation": env("SENDGRID_TEMPLATE_BOOKING_CONFIRMATION", ""),
     "reminder": env("SENDGRID_TEMPLATE_BOOKING_REMINDER", ""),
 }
-if not DEBUG and EMAIL_PROVIDER == "sendgrid" and not ANYMAIL.get("WEBHOOK_SECRET"):
+# SendGrid's two webhooks (/anymail/sendgrid/tracking/ and /anymail/sendgrid/inbound/; no other provider's)
+# answer only when this is on: by default with EMAIL_PROVIDER=sendgrid, else EMAIL_WEBHOOKS=1. Off: 404.
+EMAIL_WEBHOOKS = env_bool("EMAIL_WEBHOOKS", EMAIL_PROVIDER == "sendgrid")
+if not DEBUG and EMAIL_WEBHOOKS and not ANYMAIL.get("WEBHOOK_SECRET"):
     raise ImproperlyConfigured(
-        "EMAIL_PROVIDER=sendgrid needs ANYMAIL_WEBHOOK_SECRET ('user:password', also set in SendGrid's webhook "
-        "URLs): without it the tracking and inbound webhooks refuse every post."
+        f"The email webhooks are on (EMAIL_WEBHOOKS, on by default with EMAIL_PROVIDER=sendgrid; now "
+        f"EMAIL_PROVIDER={EMAIL_PROVIDER}) and need ANYMAIL_WEBHOOK_SECRET ('user:password', also set in SendGrid's "
+        "webhook URLs): without it they refuse every post. Set it, or set EMAIL_WEBHOOKS=0 to turn them off."
     )
 if env("AWS_STORAGE_BUCKET_NAME"):
     # Attachments and raw sources of unreadable emails go to S3 (django-storages).

@@ -9,6 +9,10 @@ urlpatterns = [
     path("ready", health.ready, name="ready"),
     path("login/", rate_limited.RateLimitedLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Links in password-reset emails, which managers send from the admin (myhibachi/admin.py).
+    path("password-reset/<uidb64>/<token>/", rate_limited.PasswordResetConfirmView.as_view(),
+         name="password_reset_confirm"),
+    path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("inbox.api.urls")),
     path("", include("channels_ingest.urls")),

@@ -12,6 +12,18 @@ group, no savepoint per message); if anything in it fails, it is rolled back
 and stored again message by message, each in a savepoint, so only the failing
 one is rejected.) A
 UIDVALIDITY change re-scans the folder from the start (dedupe keeps it exact).
+
+Memory is bounded by bytes, not by message counts: a FETCH asks for at most
+IMAP_FETCH_MAX_BYTES of mail (by RFC822.SIZE, asked first), a message over
+IMAP_LARGE_MESSAGE_BYTES is fetched, stored and committed on its own, and raw
+bytes are dropped as soon as their group is committed. (Counts alone let one
+FETCH of 100 messages of 50 MB each, parsed 25 at a time, get the worker
+OOM-killed before the commit, on every poll again.)
+
+What staff see of a failure (Mailbox.last_error, the admin's "Poll now"
+message, the poll figures) is our own text, never the server's words or an
+exception: a mailbox can point at any host and port, and those texts would
+show what answers there. The details go to the log.
 """
 import imaplib
 import logging
@@ -31,7 +43,7 @@ from ..models import Mailbox
 from .ingest import DUPLICATE, REJECTED, STORED, reject, store_email, store_emails
 from .locks import mailbox_lock
 from .parser import parse_email
-from .passwords import PasswordUnavailable, password_for
+from .passwords import PLAIN_TEXT_REFUSED, PasswordUnavailable, password_for, plain_text_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +51,12 @@ UID_RE = re.compile(rb"UID (\d+)")
 SIZE_RE = re.compile(rb"RFC822\.SIZE (\d+)")
 
 
+CONNECT_FAILED = "Could not connect or log in to the mailbox server; the server log has the details."
+SERVER_FAILED = "The mailbox server failed during the poll; the server log has the details."
+
+
 class PollError(Exception):
-    pass
+    """str() is what staff see: our own words, never the server's (log the details where it is raised)."""
 
 
 @dataclass
@@ -70,7 +86,15 @@ def quote(folder: str) -> str:
 
 
 def connect(mailbox: Mailbox) -> imaplib.IMAP4:
+    """A logged-in connection. Nothing is sent anywhere before the password and the TLS mode pass."""
+    if mailbox.tls == Mailbox.Tls.NONE and not plain_text_allowed():
+        raise PollError(PLAIN_TEXT_REFUSED)
+    try:
+        password = password_for(mailbox)
+    except PasswordUnavailable as exc:
+        raise PollError(str(exc))
     timeout = settings.IMAP_TIMEOUT_SECONDS
+    conn = None
     try:
         if mailbox.tls == Mailbox.Tls.IMPLICIT:
             conn = imaplib.IMAP4_SSL(mailbox.host, mailbox.port, ssl_context=ssl.create_default_context(),
@@ -79,19 +103,31 @@ def connect(mailbox: Mailbox) -> imaplib.IMAP4:
             conn = imaplib.IMAP4(mailbox.host, mailbox.port, timeout=timeout)
             if mailbox.tls == Mailbox.Tls.STARTTLS:
                 conn.starttls(ssl_context=ssl.create_default_context())
-        conn.login(mailbox.username, password_for(mailbox))
-    except PasswordUnavailable as exc:
-        raise PollError(str(exc))
-    except (imaplib.IMAP4.error, OSError, ssl.SSLError) as exc:
-        raise PollError(f"cannot log in to {mailbox.host}:{mailbox.port} as {mailbox.username}: {exc}")
+        conn.login(mailbox.username, password)
+    except (imaplib.IMAP4.error, OSError, ssl.SSLError, UnicodeError) as exc:
+        # UnicodeError: imaplib sends the username and password as ASCII; its text would quote a character.
+        detail = "non-ASCII username or password" if isinstance(exc, UnicodeError) else exc
+        logger.warning("mailbox %s: cannot connect or log in to %s:%s as %s: %s: %s", mailbox.name, mailbox.host,
+                       mailbox.port, mailbox.username, type(exc).__name__, detail)
+        if conn is not None:
+            _close(conn)
+        raise PollError(CONNECT_FAILED) from None
     return conn
+
+
+def _close(conn) -> None:
+    try:
+        conn.shutdown()
+    except (imaplib.IMAP4.error, OSError):
+        logger.debug("closing the IMAP connection failed; dropped")
 
 
 def _fetch(conn, uids, what: str) -> dict:
     """UID FETCH for a set of UIDs -> {uid: bytes literal or the response line}."""
     typ, data = conn.uid("FETCH", ",".join(str(u) for u in uids), what)
     if typ != "OK":
-        raise PollError(f"FETCH failed: {data!r}")
+        logger.warning("UID FETCH %s failed: %r", what, data)
+        raise PollError(SERVER_FAILED)
     found = {}
     for index, item in enumerate(data):
         head, body = (item[0], item[1]) if isinstance(item, tuple) else (item, None)
@@ -134,8 +170,10 @@ def _poll(mailbox, lock, stats, progress, deadline):
             conn.create(quote(mailbox.processed_folder))  # NO when it exists: fine
         typ, data = conn.select(quote(mailbox.folder), readonly=readonly)
         if typ != "OK":
-            raise PollError(f"cannot open folder {mailbox.folder!r}: {data[0]!r}")
-        uidvalidity = int(conn.response("UIDVALIDITY")[1][0])
+            logger.warning("mailbox %s: cannot open folder %r: %r", mailbox.name, mailbox.folder, data)
+            raise PollError(f"Cannot open the folder {mailbox.folder!r} on the mailbox server; "
+                            "the server log has the details.")
+        uidvalidity = _number(conn.response("UIDVALIDITY")[1], mailbox, "UIDVALIDITY")
         mailbox.refresh_from_db(fields=["uidvalidity", "last_uid"])
         if mailbox.uidvalidity != uidvalidity:
             if mailbox.uidvalidity is not None:
@@ -147,22 +185,31 @@ def _poll(mailbox, lock, stats, progress, deadline):
         # "n:*" always includes the highest UID, even when it is not new: filter ourselves.
         typ, data = conn.uid("SEARCH", None, f"UID {mailbox.last_uid + 1}:*")
         if typ != "OK":
-            raise PollError(f"SEARCH failed: {data!r}")
-        uids = sorted(u for u in (int(x) for x in (data[0] or b"").split()) if u > mailbox.last_uid)
+            logger.warning("mailbox %s: UID SEARCH failed: %r", mailbox.name, data)
+            raise PollError(SERVER_FAILED)
+        found = [_number([x], mailbox, "UID SEARCH") for x in (data[0] or b"").split()]
+        uids = sorted(u for u in found if u > mailbox.last_uid)
         stats.new, stats.last_uid = len(uids), mailbox.last_uid
         move = _mover(conn, mailbox.processed_folder) if mailbox.processed_folder else None
-        batch = settings.IMAP_FETCH_BATCH
+        batch = max(1, settings.IMAP_FETCH_BATCH)
         for start in range(0, len(uids), batch):
-            _batch(conn, mailbox, uidvalidity, uids[start:start + batch], stats, move, progress)
-            if not lock.renew():
-                raise PollError("lost the mailbox lock (the poll took longer than IMAP_LOCK_TTL_SECONDS); stopping")
-            if deadline is not None and time.monotonic() > deadline:
-                logger.info("mailbox %s: time budget used; the next poll continues at UID %s",
-                            mailbox.name, stats.last_uid + 1)
-                return
+            part = uids[start:start + batch]
+            sizes = {uid: int(m.group(1)) for uid, line in _fetch(conn, part, "(UID RFC822.SIZE)").items()
+                     if (m := SIZE_RE.search(line))}
+            for chunk in fetch_chunks(part, sizes):
+                _batch(conn, mailbox, uidvalidity, chunk, sizes, stats, move, progress)
+                if not lock.renew():
+                    raise PollError("lost the mailbox lock (the poll took longer than IMAP_LOCK_TTL_SECONDS); "
+                                    "stopping")
+                if deadline is not None and time.monotonic() > deadline:
+                    logger.info("mailbox %s: time budget used; the next poll continues at UID %s",
+                                mailbox.name, stats.last_uid + 1)
+                    return
         stats.finished = True
     except (imaplib.IMAP4.error, OSError) as exc:
-        raise PollError(f"IMAP error on {mailbox.host}: {exc}")
+        logger.warning("mailbox %s: IMAP error on %s:%s: %s: %s", mailbox.name, mailbox.host, mailbox.port,
+                       type(exc).__name__, exc)
+        raise PollError(SERVER_FAILED) from None
     finally:
         try:
             conn.logout()
@@ -170,15 +217,53 @@ def _poll(mailbox, lock, stats, progress, deadline):
             logger.debug("logout from %s failed; connection dropped", mailbox.host)
 
 
-def _batch(conn, mailbox, uidvalidity, uids, stats, move, progress):
+def _number(values, mailbox, what) -> int:
+    """The server's number (UIDVALIDITY, a UID); a server sending something else is a server failure."""
+    try:
+        return int(values[0])
+    except (TypeError, ValueError, IndexError):
+        logger.warning("mailbox %s: the server sent %r as %s", mailbox.name, values, what)
+        raise PollError(SERVER_FAILED) from None
+
+
+def fetch_chunks(uids, sizes):
+    """Cut UIDs (in order) into the UID sets of one FETCH each, by their RFC822.SIZE.
+
+    A chunk's sizes sum to at most IMAP_FETCH_MAX_BYTES; a message over
+    IMAP_LARGE_MESSAGE_BYTES (or over the fetch budget) is a chunk of its own.
+    A message over EMAIL_MAX_MESSAGE_BYTES costs nothing here: only its
+    headers are fetched. A UID without a size (expunged meanwhile) costs nothing.
+    """
     limit = settings.EMAIL_MAX_MESSAGE_BYTES
-    sizes = {uid: int(m.group(1)) for uid, line in _fetch(conn, uids, "(UID RFC822.SIZE)").items()
-             if (m := SIZE_RE.search(line))}
+    budget = max(1, settings.IMAP_FETCH_MAX_BYTES)
+    alone = min(settings.IMAP_LARGE_MESSAGE_BYTES, budget)
+    chunk, total = [], 0
+    for uid in uids:
+        size = sizes.get(uid, 0)
+        cost = 0 if size > limit else size
+        if cost > alone:
+            if chunk:
+                yield chunk
+            yield [uid]
+            chunk, total = [], 0
+            continue
+        if chunk and total + cost > budget:
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(uid)
+        total += cost
+    if chunk:
+        yield chunk
+
+
+def _batch(conn, mailbox, uidvalidity, uids, sizes, stats, move, progress):
+    """Fetch one chunk (see fetch_chunks) and store it in commit groups; its raw bytes go as each group commits."""
+    limit = settings.EMAIL_MAX_MESSAGE_BYTES
     normal = [u for u in uids if sizes.get(u, 0) <= limit and u in sizes]
-    huge = [u for u in uids if sizes.get(u, 0) > limit]
+    huge = {u for u in uids if sizes.get(u, 0) > limit}
     bodies = _fetch(conn, normal, "(UID BODY.PEEK[])") if normal else {}
     if huge:
-        bodies.update(_fetch(conn, huge, "(UID BODY.PEEK[HEADER])"))
+        bodies.update(_fetch(conn, sorted(huge), "(UID BODY.PEEK[HEADER])"))
     every = max(1, settings.IMAP_COMMIT_EVERY)
     for start in range(0, len(uids), every):
         group = uids[start:start + every]
@@ -192,7 +277,10 @@ def _batch(conn, mailbox, uidvalidity, uids, stats, move, progress):
             # in a savepoint, so only the failing one is rejected and a duplicate is counted.
             logger.info("mailbox %s: storing UIDs %s-%s one by one after a failure (%s: %s)", mailbox.name,
                         group[0], group[-1], type(exc).__name__, exc)
+            results = None
+        if results is None:  # outside the except block: the failed attempt's parsed mail is freed first
             results = _commit_group(mailbox, uidvalidity, group, raws, oversize, isolated=True)
+        raws.clear()  # stored and committed: the raw bytes can go before the next group is parsed
         stats.last_uid = group[-1]
         for uid, result in results:
             _count(stats, uid, result)

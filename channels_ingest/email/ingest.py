@@ -5,6 +5,7 @@ stored as a message is kept raw as a RejectedEmail and counted."""
 import html as html_lib
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import nh3
@@ -13,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from crm.identity import normalize_email
+from crm.identity import fold_email, normalize_email
 from crm.models import Channel
 from inbox import services
 from inbox.models import Message
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 STORED, DUPLICATE, REJECTED = "stored", "duplicate", "rejected"
 # A bounce or auto-reply without a readable sender still has to belong to someone.
 SYSTEM_SENDER = "mailer-daemon@unknown.invalid"
+
+# Counted outcomes, readable by ops and tests (delivery reports refused as not about our mail).
+counts = Counter()
 
 
 @dataclass
@@ -67,7 +71,7 @@ def store_emails(emails: list, *, source: str, mailbox=None) -> list:
     """
     parsed = [_parse(raw, oversize) for raw, _, oversize in emails]
     stored = _stored_ids({p.message_id for p in parsed})
-    hints = threads.find_conversations([(p.in_reply_to, p.references) for p in parsed])
+    hints = threads.find_conversations([(p.in_reply_to, p.references, p.from_addr) for p in parsed])
     results, batch, seen = [None] * len(emails), [], set()
 
     def flush():
@@ -111,7 +115,8 @@ def _stored_ids(message_ids: set) -> set:
 def _store(raw: bytes, parsed: ParsedEmail, *, source, mailbox, uid) -> IngestResult:
     if _stored_ids({parsed.message_id}):
         return IngestResult(DUPLICATE, message_id=parsed.message_id)
-    hint = threads.find_conversation(in_reply_to=parsed.in_reply_to, references=parsed.references)
+    hint = threads.find_conversation(in_reply_to=parsed.in_reply_to, references=parsed.references,
+                                     sender=parsed.from_addr)
     if parsed.kind == "bounce" and parsed.bounce is not None:
         outbound = apply_bounce(parsed)
         if hint is None and outbound is not None:
@@ -190,30 +195,63 @@ def _metadata(parsed: ParsedEmail, *, source, mailbox, uid) -> dict:
 
 
 def apply_bounce(parsed: ParsedEmail) -> Message | None:
-    """Mark our outbound email failed and suppress hard-bounced addresses."""
+    """Act on a delivery-status report only when it is about an email we sent; returns that email.
+
+    The report must name one of our own Message-IDs (HMAC-signed, so nobody can make one up) and
+    that id must match the stored outbound message. Then only the address that message went to is
+    suppressed, and only if the report says that address failed permanently; the message is marked
+    failed. A report naming nothing of ours changes nothing (anyone can write one, naming anyone):
+    it is stored for staff to read like any other email, and counted.
+    """
     bounce = parsed.bounce
-    if bounce.permanent:
-        for recipient in bounce.recipients:
-            if recipient["action"] == "failed" or recipient["status"].startswith("5"):
-                suppress(recipient["email"], reason="bounced", detail=bounce.reason)
-    ids = bounce.original_message_ids
-    if not ids:
-        return None
-    pks = [pk for pk in (threads.message_pk_from(i) for i in ids) if pk is not None]
-    outbound = (
-        Message.objects.select_related("conversation", "conversation__customer")
-        .filter(channel=Channel.EMAIL, direction=Message.Direction.OUTBOUND)
-        .filter(external_id__in=ids).first()
-    )
-    if outbound is None and pks:
-        outbound = (Message.objects.select_related("conversation", "conversation__customer")
-                    .filter(channel=Channel.EMAIL, direction=Message.Direction.OUTBOUND, pk__in=pks).first())
+    outbound = _our_outbound(bounce.original_message_ids)
     if outbound is None:
+        counts["bounce_not_ours"] += 1
+        logger.warning("delivery report %s names no email we sent (%s): nothing suppressed or changed",
+                       parsed.message_id, ", ".join(bounce.original_message_ids[:5]) or "no Message-ID")
         return None
-    if bounce.permanent:
-        services.update_delivery(message=outbound, status="failed", reason=f"Bounced: {bounce.reason}"[:500])
-        SentEmail.objects.filter(message=outbound).update(status="bounced")
+    if not bounce.permanent:
+        return outbound
+    to = _sent_to(outbound)
+    failed = [r for r in bounce.recipients if to and fold_email(r["email"]) == to
+              and (r["action"] == "failed" or r["status"].startswith("5"))]
+    if bounce.recipients and not failed:
+        counts["bounce_other_recipients"] += 1
+        logger.warning("delivery report %s is about our message %s but not about its recipient %s: ignored",
+                       parsed.message_id, outbound.pk, to or "(unknown)")
+        return outbound
+    reason = bounce.reason
+    if failed:
+        reason = " ".join(filter(None, [failed[0]["status"], failed[0]["diagnostic"]])) or reason
+        suppress(to, reason="bounced", detail=reason)
+    services.update_delivery(message=outbound, status="failed", reason=f"Bounced: {reason}"[:500])
+    SentEmail.objects.filter(message=outbound).update(status="bounced")
     return outbound
+
+
+def _our_outbound(ids: list) -> Message | None:
+    """The outbound email named by the first of these Message-IDs that is ours (HMAC verified) and stored."""
+    named = {}  # message pk -> (our Message-ID, conversation id), first id first
+    for message_id in ids[:20]:
+        pk, conversation_id = threads.message_pk_from(message_id), threads.conversation_id_from(message_id)
+        if pk is not None and conversation_id is not None:
+            named.setdefault(pk, (message_id, conversation_id))
+    if not named:
+        return None
+    found = (Message.objects.select_related("conversation", "conversation__customer")
+             .filter(channel=Channel.EMAIL, direction=Message.Direction.OUTBOUND, pk__in=named).in_bulk())
+    for pk, (message_id, conversation_id) in named.items():
+        message = found.get(pk)
+        if message is not None and (message.external_id == message_id or message.conversation_id == conversation_id):
+            return message
+    return None
+
+
+def _sent_to(outbound: Message) -> str:
+    """The address this outbound email was sent to, folded."""
+    to = (SentEmail.objects.filter(message=outbound).values_list("to", flat=True).first()
+          or (outbound.metadata or {}).get("to") or "")
+    return fold_email(to)
 
 
 def reject(raw: bytes, parsed: ParsedEmail, *, source, mailbox, uid, reason: str) -> IngestResult:

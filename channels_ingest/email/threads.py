@@ -9,17 +9,23 @@ First match wins:
 1. our token in In-Reply-To;
 2. our token in References (newest first);
 3. any stored email (ours or the customer's earlier ones) whose Message-ID is in
-   In-Reply-To, then in References (newest first).
-No subject matching: without a match the inbox's own rules decide.
+   In-Reply-To, then in References (newest first) -- but only when the sender's
+   address is one of that conversation's customer's email identities. A plain
+   Message-ID proves nothing (anyone on CC has seen it), so quoting it must not
+   put a stranger's mail in someone else's thread, under their name.
+No subject matching: without a match the inbox's own rules decide (the sender's
+own customer and conversation).
 """
 import hashlib
 import hmac
 import re
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils.crypto import constant_time_compare
 
-from crm.models import Channel
+from crm.identity import normalize_email
+from crm.models import Channel, CustomerIdentity
 from inbox.models import Conversation, Message
 
 TOKEN = re.compile(r"^c(\d+)\.m(\d+)\.([0-9a-f]{10})@", re.I)
@@ -61,21 +67,22 @@ def message_pk_from(message_id: str) -> int | None:
     return None
 
 
-def find_conversation(*, in_reply_to: list, references: list) -> Conversation | None:
-    """At most two queries; returns the conversation with its customer loaded."""
-    return find_conversations([(in_reply_to, references)])[0]
+def find_conversation(*, in_reply_to: list, references: list, sender: str) -> Conversation | None:
+    """At most three queries; returns the conversation with its customer loaded. sender: the From address."""
+    return find_conversations([(in_reply_to, references, sender)])[0]
 
 
-def find_conversations(headers: list) -> list:
-    """find_conversation for several emails at once: headers are (in_reply_to, references) pairs.
+def find_conversations(emails: list) -> list:
+    """find_conversation for several emails at once: emails are (in_reply_to, references, sender) triples.
 
-    At most two queries for the lot; one Conversation (customer loaded) or None per email.
+    At most three queries for the lot; one Conversation (customer loaded) or None per email.
     """
-    wanted = []  # per email: its ids, first match wins
-    for in_reply_to, references in headers:
+    wanted, senders = [], []  # per email: its ids, first match wins; its normalised sender or None
+    for in_reply_to, references, sender in emails:
         in_reply_to = [i for i in in_reply_to if i][:20]
         references = [i for i in reversed(references) if i][:100]  # newest first
         wanted.append(list(dict.fromkeys(in_reply_to + references)))
+        senders.append(_normalised(sender))
     tokens = [[cid for cid in (conversation_id_from(i) for i in ids) if cid is not None] for ids in wanted]
     every_id = {i for ids in wanted for i in ids}
     stored = {}
@@ -88,9 +95,33 @@ def find_conversations(headers: list) -> list:
     conversation_ids = {cid for cids in tokens for cid in cids} | set(stored.values())
     if conversation_ids:
         found = Conversation.objects.select_related("customer").in_bulk(conversation_ids)
+    plain = [[found[stored[i]] for i in ids if i in stored and stored[i] in found] for ids in wanted]
+    owned = _owned_addresses({(c.customer_id, sender) for convs, sender in zip(plain, senders) if sender
+                              for c in convs})
     answers = []
-    for ids, cids in zip(wanted, tokens):
-        # Our own token first (in In-Reply-To, then References), then any stored email's Message-ID.
-        candidates = cids + [stored[i] for i in ids if i in stored]
-        answers.append(next((found[cid] for cid in candidates if cid in found), None))
+    for cids, convs, sender in zip(tokens, plain, senders):
+        # Our own token first (in In-Reply-To, then References): it cannot be made up.
+        conversation = next((found[cid] for cid in cids if cid in found), None)
+        if conversation is None:
+            # Then any stored email's Message-ID, from one of that customer's own addresses.
+            conversation = next((c for c in convs if (c.customer_id, sender) in owned), None)
+        answers.append(conversation)
     return answers
+
+
+def _normalised(sender: str) -> str | None:
+    try:
+        return normalize_email(sender or "")
+    except ValidationError:
+        return None
+
+
+def _owned_addresses(pairs: set) -> set:
+    """The (customer id, email) pairs among these where the email is one of the customer's identities."""
+    if not pairs:
+        return set()
+    return set(
+        CustomerIdentity.objects.filter(kind=CustomerIdentity.Kind.EMAIL, value__in={e for _, e in pairs},
+                                        customer_id__in={c for c, _ in pairs})
+        .values_list("customer_id", "value")
+    ) & pairs

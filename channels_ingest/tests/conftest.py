@@ -18,6 +18,19 @@ def _email_media(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
 
 
+@pytest.fixture(autouse=True)
+def _email_webhooks_on(settings):
+    """The SendGrid webhooks are routed (off by default unless EMAIL_PROVIDER=sendgrid)."""
+    settings.EMAIL_WEBHOOKS = True
+
+
+@pytest.fixture(autouse=True)
+def _plain_text_imap_allowed(settings):
+    """The throwaway Dovecot speaks plain text on loopback (ssl = no). Outside DEBUG (pytest-django
+    turns it off) TLS "none" is refused unless ops allow it; tests of that refusal turn this off."""
+    settings.IMAP_ALLOW_PLAINTEXT = True
+
+
 @pytest.fixture(scope="session")
 def dovecot_server():
     root = tempfile.mkdtemp(prefix="myhibachi-dovecot-")  # not under a 0700 folder: Dovecot runs as nobody

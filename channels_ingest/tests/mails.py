@@ -74,8 +74,15 @@ def reply(*, mid, in_reply_to, references=(), frm="Jane Customer <jane@example.c
     return plain(mid=mid, frm=frm, subject=subject, body=body, headers=headers)
 
 
-def bounce(*, original_mid: str, recipient="gone@example.com", status="5.1.1", mid="<dsn1@mx.example.com>") -> bytes:
+def bounce(*, original_mid: str, recipient="gone@example.com", status="5.1.1", mid="<dsn1@mx.example.com>",
+           others=()) -> bytes:
+    """A delivery-status report; others: more (address, status) pairs it reports on, after recipient."""
     boundary = "dsn-boundary-42"
+    blocks = "".join(
+        f"\r\nFinal-Recipient: rfc822; {address}\r\nAction: {'failed' if code.startswith('5') else 'delayed'}\r\n"
+        f"Status: {code}\r\nDiagnostic-Code: smtp; 550 {code} <{address}>: Recipient address rejected: User unknown\r\n"
+        for address, code in [(recipient, status), *others]
+    )
     return (
         f"From: Mail Delivery System <MAILER-DAEMON@mx.example.com>\r\nTo: {BUSINESS}\r\n"
         f"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: {mid}\r\nAuto-Submitted: auto-replied\r\n"
@@ -83,9 +90,7 @@ def bounce(*, original_mid: str, recipient="gone@example.com", status="5.1.1", m
         f"\r\n--{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
         f"I'm sorry to have to inform you that your message could not be delivered.\r\n"
         f"\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
-        f"Reporting-MTA: dns; mx.example.com\r\n\r\n"
-        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: {status}\r\n"
-        f"Diagnostic-Code: smtp; 550 {status} <{recipient}>: Recipient address rejected: User unknown\r\n"
+        f"Reporting-MTA: dns; mx.example.com\r\n{blocks}"
         f"\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
         f"From: {BUSINESS}\r\nTo: {recipient}\r\nSubject: Re: Party\r\nMessage-ID: <{original_mid}>\r\n"
         f"\r\n--{boundary}--\r\n"

@@ -142,8 +142,8 @@ def test_a_commit_group_keeps_the_order_of_its_mail_in_a_few_queries(
     group = [
         mails.plain(mid="<g1@mail.example.com>"),
         mails.plain(mid="<g2@mail.example.com>", frm="Tom <tom@example.com>"),
-        # Answers g1 from another address in the same group: threads under it once g1 is written.
-        mails.reply(mid="<g3@mail.example.com>", in_reply_to="<g1@mail.example.com>", frm="Jo <jo@example.com>"),
+        # Answers g1 in the same group: threads under it once g1 is written.
+        mails.reply(mid="<g3@mail.example.com>", in_reply_to="<g1@mail.example.com>", frm="Jane <jane@example.com>"),
         mails.plain(mid="<g1@mail.example.com>"),  # repeated in the same group
         mails.auto_reply(mid="<g4@mail.example.com>", frm="Ann <ann@example.com>"),  # opens nothing
         *[mails.plain(mid=f"<s{i}@mail.example.com>", frm=f"S{i} <s{i}@example.com>") for i in range(15)],
@@ -268,15 +268,17 @@ def test_processed_folder_is_opt_in_and_moves_stored_mail(db, dovecot_server):
     conn.logout()
 
 
-def test_wrong_password_is_reported_not_raised(mailbox):
+def test_wrong_password_is_reported_not_raised(mailbox, caplog):
     from channels_ingest.email.passwords import encrypt
 
     mailbox.password_encrypted = encrypt("wrong")
     mailbox.save()
     stats = poll(mailbox)
-    assert "cannot log in" in stats.error
+    assert "Could not connect or log in" in stats.error
     mailbox.refresh_from_db()
-    assert "cannot log in" in mailbox.last_error
+    assert "Could not connect or log in" in mailbox.last_error
+    assert "AUTHENTICATIONFAILED" not in mailbox.last_error  # the server's words are for the log
+    assert "AUTHENTICATIONFAILED" in caplog.text
 
 
 def test_poll_imap_command_prints_the_figures(mailbox, dovecot_server, capsys):

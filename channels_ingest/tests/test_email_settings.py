@@ -13,7 +13,8 @@ from channels_ingest.models import Mailbox
 def settings_in_subprocess(env, expression):
     code = f"import os; os.environ['DJANGO_SETTINGS_MODULE']='myhibachi.settings'; import django; django.setup(); " \
            f"from django.conf import settings; print({expression})"
-    clean = {k: v for k, v in os.environ.items() if k not in ("ANYMAIL_WEBHOOK_SECRET", "AWS_STORAGE_BUCKET_NAME")}
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("ANYMAIL_WEBHOOK_SECRET", "AWS_STORAGE_BUCKET_NAME", "EMAIL_WEBHOOKS", "EMAIL_PROVIDER")}
     return subprocess.run([sys.executable, "-c", code], cwd=settings.BASE_DIR, env={**clean, **env},
                           capture_output=True, text=True, timeout=60)
 
@@ -28,6 +29,26 @@ def test_production_with_sendgrid_refuses_to_start_without_a_webhook_secret():
     ok = settings_in_subprocess({**PRODUCTION, "ANYMAIL_WEBHOOK_SECRET": "sg:long-secret"}, "settings.INBOX_SENDERS")
     assert ok.returncode == 0, ok.stderr
     assert "channels_ingest.email.sender.send" in ok.stdout
+
+
+def test_production_with_the_webhooks_on_refuses_to_start_without_a_secret_whatever_the_provider():
+    smtp = {**PRODUCTION, "EMAIL_PROVIDER": "smtp", "EMAIL_WEBHOOKS": "1"}
+    result = settings_in_subprocess(smtp, "'started'")
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "need ANYMAIL_WEBHOOK_SECRET" in result.stderr
+    assert "EMAIL_WEBHOOKS=0" in result.stderr  # says how to turn them off instead
+    ok = settings_in_subprocess({**smtp, "ANYMAIL_WEBHOOK_SECRET": "sg:long-secret"}, "settings.EMAIL_WEBHOOKS")
+    assert ok.returncode == 0 and ok.stdout.strip() == "True", ok.stderr
+
+
+def test_the_webhooks_are_on_with_sendgrid_and_off_otherwise_unless_asked():
+    console = {k: v for k, v in PRODUCTION.items() if k not in ("EMAIL_PROVIDER", "SENDGRID_API_KEY")}
+    off = settings_in_subprocess(console, "settings.EMAIL_WEBHOOKS")
+    assert off.returncode == 0 and off.stdout.strip() == "False", off.stderr
+    sending_only = settings_in_subprocess({**PRODUCTION, "EMAIL_WEBHOOKS": "0"}, "settings.EMAIL_WEBHOOKS")
+    assert sending_only.returncode == 0 and sending_only.stdout.strip() == "False", sending_only.stderr
+    debug = settings_in_subprocess({"DEBUG": "1", "EMAIL_WEBHOOKS": "1"}, "settings.EMAIL_WEBHOOKS")
+    assert debug.returncode == 0 and debug.stdout.strip() == "True", debug.stderr  # they answer 403 until a secret
 
 
 def test_attachments_go_to_s3_when_a_bucket_is_set():

@@ -1,20 +1,63 @@
 """Query parameters of GET /api/v1/inbox, validated by django-filter."""
 import functools
+from datetime import timezone as dt_timezone
 
 import django_filters
+from django import forms
 from django.core.exceptions import ValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from crm.models import Channel
 from inbox import selectors
 from inbox.models import Conversation
+from myhibachi.ids import BadId, parse_id
 
 
 def _assignee_value(value):
     if value in ("me", "unassigned"):
         return value
-    if value.isdigit() and int(value) < 2**63:
-        return int(value)
-    raise ValidationError('Use a user id, "me" or "unassigned".')
+    try:
+        return parse_id(value)
+    except BadId:
+        raise ValidationError('Use a user id, "me" or "unassigned".')
+
+
+class IdField(forms.Field):
+    """A row id: ASCII digits, 1 to 2**63-1 (myhibachi.ids.parse_id)."""
+
+    default_error_messages = {"invalid": "Use an id: a whole number from 1, digits 0-9 only."}
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        try:
+            return parse_id(value)
+        except BadId:
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+
+
+@extend_schema_field(OpenApiTypes.INT64)
+class IdFilter(django_filters.Filter):
+    field_class = IdField
+
+
+class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 date-time that also exists in UTC (the database's zone):
+    0001-01-01T00:00:00+05:00 parses, but is before year 1 there."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is not None:
+            try:
+                value.astimezone(dt_timezone.utc)
+            except OverflowError:
+                raise ValidationError("That date and time is out of range.", code="invalid")
+        return value
+
+
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
 
 
 class ConversationFilter(django_filters.FilterSet):
@@ -23,13 +66,14 @@ class ConversationFilter(django_filters.FilterSet):
         help_text="open, pending, resolved, closed or all (default: all).")
     channel = django_filters.ChoiceFilter(choices=Channel.choices, method="filter_noop",
                                           help_text="Conversations with at least one message on this channel.")
-    assignee = django_filters.CharFilter(method="filter_noop", help_text='A user id, "me" or "unassigned".')
-    customer = django_filters.NumberFilter(method="filter_noop", min_value=1)
+    assignee = django_filters.CharFilter(method="filter_noop", strip=False,  # "1 " is no id (myhibachi.ids)
+                                         help_text='A user id, "me" or "unassigned".')
+    customer = IdFilter(method="filter_noop", help_text="A customer id.")
     tag = django_filters.CharFilter(method="filter_noop", max_length=50)
-    created_after = django_filters.IsoDateTimeFilter(method="filter_noop")
-    created_before = django_filters.IsoDateTimeFilter(method="filter_noop")
-    last_activity_after = django_filters.IsoDateTimeFilter(method="filter_noop")
-    last_activity_before = django_filters.IsoDateTimeFilter(method="filter_noop")
+    created_after = DateTimeFilter(method="filter_noop")
+    created_before = DateTimeFilter(method="filter_noop")
+    last_activity_after = DateTimeFilter(method="filter_noop")
+    last_activity_before = DateTimeFilter(method="filter_noop")
     q = django_filters.CharFilter(method="filter_noop", max_length=200,
                                   help_text='Full-text search: words, "a phrase", prefix*; or an email/phone.')
 

@@ -6,7 +6,9 @@ from rest_framework import serializers
 from crm.models import Customer
 from inbox.models import CannedResponse, Conversation, InboxEvent, Message, Note, RoutingRule
 from inbox.routing import validate_rule
+from inbox.sanitize import clean_html
 from inbox.rows import api_time
+from myhibachi.ids import BadId, parse_id
 
 
 class UserBriefSerializer(serializers.Serializer):
@@ -90,8 +92,16 @@ class ProfileSerializer(serializers.Serializer):
     next_booking = BookingBriefSerializer(allow_null=True)
 
 
+class CleanHtmlField(serializers.CharField):
+    """Stored html, cleaned again on the way out with the rules it was stored under."""
+
+    def to_representation(self, value):
+        return clean_html(value)
+
+
 class MessageSerializer(serializers.ModelSerializer):
     author = UserBriefSerializer(allow_null=True)
+    html = CleanHtmlField(read_only=True, help_text="Sanitised HTML (email only).")
 
     class Meta:
         model = Message
@@ -145,17 +155,29 @@ def thread_item_data(item) -> dict:
     else:
         body = {"id": row["id"], "conversation": row["conversation_id"], "channel": row["channel"],
                 "direction": row["direction"], "subject": row["subject"], "text": row["text"],
-                "html": row["html"], "metadata": row["metadata"], "delivery_status": row["delivery_status"],
+                "html": clean_html(row["html"]), "metadata": row["metadata"], "delivery_status": row["delivery_status"],
                 "status_reason": row["status_reason"], "author": author,
                 "created_at": api_time(row["created_at"])}
     return {"kind": item.kind, "internal": item.kind == "note", "item": body}
 
 
+class IdRelatedField(serializers.PrimaryKeyRelatedField):
+    """A related row by id; the id is parsed strictly (myhibachi.ids) before the database sees it."""
+
+    default_error_messages = {"invalid_id": "Use an id: a whole number from 1, digits 0-9 only."}
+
+    def to_internal_value(self, data):
+        try:
+            parse_id(data)
+        except BadId:
+            self.fail("invalid_id")
+        return super().to_internal_value(data)
+
+
 class ReplySerializer(serializers.Serializer):
     text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, default="")
     channel = serializers.ChoiceField(choices=["email", "sms", "chat"], required=False)
-    canned_response = serializers.PrimaryKeyRelatedField(queryset=CannedResponse.objects.filter(active=True),
-                                                         required=False)
+    canned_response = IdRelatedField(queryset=CannedResponse.objects.filter(active=True), required=False)
 
 
 class StatusSerializer(serializers.Serializer):
@@ -163,7 +185,8 @@ class StatusSerializer(serializers.Serializer):
 
 
 class AssignSerializer(serializers.Serializer):
-    assignee = serializers.CharField(allow_null=True, help_text='A user id, "me", or null for nobody.')
+    assignee = serializers.CharField(allow_null=True, trim_whitespace=False,  # "1 " is no id (myhibachi.ids)
+                                     help_text='A user id, "me", or null for nobody.')
 
     def validate_assignee(self, value):
         if value is None or value == "":
@@ -171,8 +194,8 @@ class AssignSerializer(serializers.Serializer):
         if value == "me":
             return self.context["request"].user
         try:
-            return get_user_model().objects.get(pk=int(value), is_active=True)
-        except (ValueError, get_user_model().DoesNotExist):
+            return get_user_model().objects.get(pk=parse_id(value), is_active=True)
+        except (BadId, get_user_model().DoesNotExist):
             raise serializers.ValidationError(f"There is no active user {value!r}.")
 
 

@@ -1,5 +1,4 @@
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from . import views
@@ -19,8 +18,8 @@ urlpatterns = [
     path("inbox/<int:pk>/read", views.ReadView.as_view(), name="api-read"),
     path("events", views.EventsView.as_view(), name="api-events"),
     path("customers", views.CustomerListView.as_view(), name="api-customers"),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("schema/", views.SchemaView.as_view(), name="api-schema"),
+    path("docs/", views.DocsView.as_view(url_name="api-schema"), name="api-docs"),
     *router.urls,
     re_path(r"^.*$", views.UnknownEndpointView.as_view()),
 ]

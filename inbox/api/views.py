@@ -1,11 +1,14 @@
 """API v1 views: validate, call a service or selector, serialize."""
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, Q
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import (APIException, AuthenticationFailed, NotAuthenticated, NotFound,
+                                       PermissionDenied, ValidationError)
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
@@ -16,6 +19,7 @@ from crm.models import Customer, CustomerIdentity
 from inbox import selectors, services
 from inbox.access import access_conversation
 from inbox.models import CannedResponse, RoutingRule
+from myhibachi.ids import BadId, parse_id
 from myhibachi.roles import IsManager, IsManagerOrReadOnly, IsStaffMember
 
 from . import serializers as s
@@ -27,8 +31,42 @@ MAX_PAGE_SIZE = 100
 
 
 class Pagination(LimitOffsetPagination):
+    """limit/offset as DRF documents them (a limit above the maximum is capped),
+    except that a value that is not a plain whole number is a 400, not ignored."""
+
     default_limit = PAGE_SIZE
     max_limit = MAX_PAGE_SIZE
+
+    def get_limit(self, request):
+        raw = request.query_params.get(self.limit_query_param, "")
+        if not raw:
+            return self.default_limit
+        try:
+            return min(parse_id(raw), self.max_limit)
+        except BadId:
+            raise ValidationError({self.limit_query_param: [f"Use a whole number from 1 to {self.max_limit}."]})
+
+    def get_offset(self, request):
+        raw = request.query_params.get(self.offset_query_param, "")
+        if not raw:
+            return 0
+        try:
+            return parse_id(raw, minimum=0)
+        except BadId:
+            raise ValidationError({self.offset_query_param: ["Use a whole number from 0 (digits 0-9 only)."]})
+
+
+class IdLookupMixin:
+    """/<resource>/<id> where the id is not a plain id answers 404, before the
+    database sees it (2**70 overflows its integer column; "١٢" would read as 12)."""
+
+    def get_object(self):
+        raw = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)
+        try:
+            parse_id(raw)
+        except BadId:
+            raise NotFound(f"There is no {self.queryset.model._meta.verbose_name} {raw}.")
+        return super().get_object()
 
 
 class Conflict(APIException):
@@ -69,9 +107,10 @@ def _page_size(request):
     raw = request.query_params.get("page_size", "")
     if not raw:
         return PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    try:
+        return parse_id(raw, maximum=MAX_PAGE_SIZE)
+    except BadId:
         raise ValidationError({"page_size": [f"Use a whole number from 1 to {MAX_PAGE_SIZE}."]})
-    return int(raw)
 
 
 @extend_schema(
@@ -203,12 +242,13 @@ class EventsView(InboxAPIView):
     )
     def get(self, request):
         """Live events missed since `after` (for reconnects and detected gaps)."""
-        raw = request.query_params.get("after", "")
-        if not raw.isdigit() or int(raw) >= 2**63:
+        try:
+            after = parse_id(request.query_params.get("after", ""), minimum=0)
+        except BadId:
             raise ValidationError({"after": ["Give the last event number you saw (a whole number)."]})
-        events = selectors.events_after(user=request.user, after=int(raw))
+        events = selectors.events_after(user=request.user, after=after)
         return Response({"events": s.EventSerializer(events, many=True).data,
-                         "latest": events[-1].id if events else int(raw)})
+                         "latest": events[-1].id if events else after})
 
 
 def _valid(serializer_class, request):
@@ -223,7 +263,7 @@ def _row(pk):
     return selectors.list_row(pk).as_api()
 
 
-class CannedResponseViewSet(viewsets.ModelViewSet):
+class CannedResponseViewSet(IdLookupMixin, viewsets.ModelViewSet):
     """Canned responses: staff read them, managers write them."""
 
     queryset = CannedResponse.objects.all()
@@ -243,7 +283,11 @@ class CannedResponseViewSet(viewsets.ModelViewSet):
     def render(self, request, pk=None):
         """The body with the conversation's customer, the current agent and the next booking filled in."""
         response = self.get_object()
-        conversation = access_conversation(request.user, request.query_params.get("conversation"))
+        try:
+            conversation_id = parse_id(request.query_params.get("conversation", ""))
+        except BadId:
+            raise ValidationError({"conversation": ["Give the id of the conversation to fill the variables from."]})
+        conversation = access_conversation(request.user, conversation_id)
         text = services.render_canned(response, conversation=conversation, agent=request.user)
         return Response({"text": text})
 
@@ -281,8 +325,8 @@ class CustomerListView(ListAPIView):
         return qs.filter(match).distinct()
 
 
-class RoutingRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                         mixins.UpdateModelMixin, viewsets.GenericViewSet):
+class RoutingRuleViewSet(IdLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                         mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.GenericViewSet):
     """Routing rules, evaluated in order; managers only."""
 
     queryset = RoutingRule.objects.all()
@@ -293,6 +337,25 @@ class RoutingRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
 
     def handle_exception(self, exc):
         return super().handle_exception(_translate(exc))
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema, for staff only: it maps every endpoint and field.
+    Anonymous: 401 (with WWW-Authenticate: Token); logged in but not staff: 403."""
+
+    permission_classes = [IsStaffMember]  # SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"] says the same
+
+
+class DocsView(SpectacularSwaggerView):
+    """Swagger UI over SchemaView, for staff only. A browser that is not logged
+    in is sent to the log-in page (and back); logged in but not staff: 403."""
+
+    permission_classes = [IsStaffMember]
+
+    def handle_exception(self, exc):
+        if isinstance(exc, (NotAuthenticated, AuthenticationFailed)):
+            return redirect_to_login(self.request.get_full_path())
+        return super().handle_exception(exc)
 
 
 class UnknownEndpointView(APIView):

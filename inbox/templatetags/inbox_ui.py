@@ -4,7 +4,6 @@ import html
 import re
 from datetime import timedelta
 
-import nh3
 from django import template
 from django.utils import timezone
 from django.utils.dates import MONTHS_3
@@ -14,7 +13,8 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from inbox.models import Message
-from inbox.sanitize import ALLOWED_SCHEMES
+from inbox.remote_images import MARKER as BLOCKED_IMAGE, block_remote_images
+from inbox.sanitize import CLEANER
 
 register = template.Library()
 
@@ -79,24 +79,24 @@ def split_quoted_text(text):
     return text or "", ""
 
 
-# Built once: nh3.clean() builds its whole configuration on every call, about
-# five times the cost of cleaning a short email with a ready Cleaner.
-_balancer = nh3.Cleaner(url_schemes=ALLOWED_SCHEMES, link_rel="noopener noreferrer nofollow")
-
-
 @register.filter
 def split_quoted_html(html):
-    """(new part, quoted history) of an email's html, which was sanitised with nh3
-    at ingest. Each half is cleaned again so both are balanced fragments."""
+    """(new part, quoted history) of an email's stored html, each safe to show.
+
+    The html was sanitised at ingest, and is cleaned again here with the same
+    prebuilt nh3 Cleaner (inbox.sanitize): a row written around the services
+    (SQL, the admin of old) must not reach the page as it is. Split first,
+    then each half is cleaned by itself, so each is a balanced, safe fragment
+    wherever the split fell, for about the cost of one clean. Remote images
+    are then made inert (inbox.remote_images)."""
     html = html or ""
     at = html.lower().find("<blockquote")
-    if at <= 0:
-        return mark_safe(html), ""
-    head = _balancer.clean(html[:at])
-    tail = _balancer.clean(html[at:])
-    if not head.strip():
-        return mark_safe(html), ""
-    return mark_safe(head), mark_safe(tail)
+    if at > 0:
+        head = CLEANER.clean(html[:at])
+        if head.strip():
+            return (mark_safe(block_remote_images(head)),
+                    mark_safe(block_remote_images(CLEANER.clean(html[at:]))))
+    return mark_safe(block_remote_images(CLEANER.clean(html))), ""
 
 
 @register.filter
@@ -135,11 +135,15 @@ MESSAGE_ITEM = """<li class="item msg {direction}" id="m-{id}" data-at="{at}">
   <div class="item-head">{channel}
     <span class="dir">{who}</span>
     <time datetime="{at}">{when}</time>{delivery}{elsewhere}
-  </div>{subject}
+  </div>{subject}{images}
   {body}
 </li>
 """
 SENT_BY = "Sent by <strong>{}</strong>"
+RECEIVED_FROM = 'Received from <strong class="sender">{}</strong>'
+IMAGES_BLOCKED = """
+  <p class="images-blocked">Remote images are hidden: loading them tells the sender you read this.
+    <button type="button" class="show-images">Show images</button></p>"""
 DELIVERY = """
     <span class="delivery delivery-{status}" title="{reason}">{label}</span>"""
 FAILURE_REASON = ' <span class="reason">{}</span>'
@@ -209,15 +213,25 @@ class _ItemWriter:
                 delivery += FAILURE_REASON.format(_html(reason))
         else:
             who = "Received"
+            # Mail filed under this customer from an address that is not their
+            # primary one says so: staff must not take it for the customer's.
+            sender = row.get("sender")
+            if (sender and row["channel"] == "email"
+                    and sender.casefold() != (row.get("primary_email") or "").casefold()):
+                who = RECEIVED_FROM.format(_html(sender))
+        images = ""
         if row["html"]:
-            new, quoted = split_quoted_html(row["html"])  # both already safe html
+            new, quoted = split_quoted_html(row["html"])  # both safe html, remote images inert
             body = BODY.format("html", new) + (QUOTED.format("html", quoted) if quoted else "")
+            if BLOCKED_IMAGE in new or BLOCKED_IMAGE in quoted:
+                images = IMAGES_BLOCKED
         else:
             new, quoted = split_quoted_text(row["text"])
             body = BODY.format("text", _text_html(new)) + (QUOTED.format("text", _text_html(quoted)) if quoted else "")
         return MESSAGE_ITEM.format(
             **self.common(row), direction=_html(row["direction"]), channel=_channel_icon(row["channel"]), who=who,
             delivery=delivery, subject=SUBJECT.format(_html(row["subject"])) if row["subject"] else "", body=body,
+            images=images,
         )
 
 

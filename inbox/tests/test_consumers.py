@@ -7,6 +7,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.test import Client
 
 from inbox import events, services
 from tests.factories import make_user
@@ -95,8 +96,8 @@ async def test_a_mention_reaches_only_the_person_mentioned(client):
     alice = await database_sync_to_async(make_user)("alice")
     bob = await database_sync_to_async(make_user)("bob")
     a, ok_a, _ = await connect(await database_sync_to_async(session_cookie)(client, alice))
-    await database_sync_to_async(client.logout)()
-    b, ok_b, _ = await connect(await database_sync_to_async(session_cookie)(client, bob))
+    # Bob logs in from another browser (logging alice out would close her socket).
+    b, ok_b, _ = await connect(await database_sync_to_async(session_cookie)(Client(), bob))
     assert ok_a and ok_b
     received = await database_sync_to_async(services.receive_message)(
         channel="email", sender="jo@example.com", text="hello", external_id="m-1")
@@ -146,3 +147,110 @@ async def test_client_messages_other_than_ping_are_ignored(client):
     await communicator.send_json_to({"type": "ping"})
     assert await communicator.receive_json_from(timeout=2) == {"type": "pong"}
     await communicator.disconnect()
+
+
+# --- a socket ends when its person's access ends ------------------------------------------
+
+async def closed_with(communicator, timeout=3):
+    """The close code the server sent, skipping any event frames still on the way."""
+    while True:
+        output = await communicator.receive_output(timeout)
+        if output["type"] == "websocket.close":
+            return output.get("code")
+
+
+async def still_open(communicator):
+    await communicator.send_json_to({"type": "ping"})
+    return await communicator.receive_json_from(timeout=2) == {"type": "pong"}
+
+
+async def test_logging_out_closes_the_socket_of_that_log_in_only(client):
+    agent = await database_sync_to_async(make_user)("alice")
+    here, ok_here, _ = await connect(await database_sync_to_async(session_cookie)(client, agent))
+    other = Client()  # the same person, logged in on another computer
+    there, ok_there, _ = await connect(await database_sync_to_async(session_cookie)(other, agent))
+    assert ok_here and ok_there
+    response = await database_sync_to_async(client.post)("/logout/")
+    assert response.status_code == 302
+    assert await closed_with(here) == 4401
+    assert await still_open(there)
+    await there.disconnect()
+
+
+def _remove_from_agents(user):
+    from django.contrib.auth.models import Group
+
+    user.groups.remove(Group.objects.get(name="Agent"))
+
+
+def _agents_drop(user):
+    from django.contrib.auth.models import Group
+
+    Group.objects.get(name="Agent").user_set.remove(user)
+
+
+def _agents_cleared(user):
+    from django.contrib.auth.models import Group
+
+    Group.objects.get(name="Agent").user_set.clear()
+
+
+def _deactivate(user):
+    user.is_active = False
+    user.save()
+
+
+def _delete(user):
+    user.delete()
+
+
+@pytest.mark.parametrize("end_access", [_remove_from_agents, _agents_drop, _agents_cleared, _deactivate, _delete],
+                         ids=["left-agents", "removed-by-group", "group-cleared", "deactivated", "deleted"])
+async def test_a_socket_closes_when_its_person_stops_being_staff(client, end_access):
+    agent = await database_sync_to_async(make_user)("alice")
+    manager = await database_sync_to_async(make_user)("morgan", role="Manager")
+    socket, connected, _ = await connect(await database_sync_to_async(session_cookie)(client, agent))
+    managers_socket, ok, _ = await connect(await database_sync_to_async(session_cookie)(Client(), manager))
+    assert connected and ok
+    await database_sync_to_async(end_access)(agent)
+    assert await closed_with(socket) == 4403
+    assert await still_open(managers_socket)  # others are untouched
+    await managers_socket.disconnect()
+
+
+async def test_a_socket_stays_open_while_its_person_is_still_staff(client):
+    agent = await database_sync_to_async(make_user)("alice")
+    socket, connected, _ = await connect(await database_sync_to_async(session_cookie)(client, agent))
+    assert connected
+
+    def promote_then_leave_agents(user):
+        from django.contrib.auth.models import Group
+
+        user.groups.add(Group.objects.get(name="Manager"))
+        _remove_from_agents(user)
+
+    await database_sync_to_async(promote_then_leave_agents)(agent)
+    assert await still_open(socket)
+    await socket.disconnect()
+
+
+async def test_the_periodic_check_closes_a_socket_whose_person_lost_access(client, monkeypatch):
+    from inbox import consumers, socket_access
+
+    monkeypatch.setattr(consumers, "REJOIN_SECONDS", 0.2)
+    # As if the close message was lost (Redis down for a moment): only the periodic check is left.
+    monkeypatch.setattr(socket_access, "close_sockets", lambda *args, **kwargs: None)
+    agent = await database_sync_to_async(make_user)("alice")
+    manager = await database_sync_to_async(make_user)("morgan", role="Manager")
+    socket, connected, _ = await connect(await database_sync_to_async(session_cookie)(client, agent))
+    managers_socket, ok, _ = await connect(await database_sync_to_async(session_cookie)(Client(), manager))
+    assert connected and ok
+    await database_sync_to_async(_remove_from_agents)(agent)
+    assert await closed_with(socket, timeout=3) == 4403
+    assert await still_open(managers_socket)
+    # A closed socket gets no more staff events.
+    await get_channel_layer().group_send(events.STAFF_GROUP, {"type": "inbox.event", "event": {
+        "id": 1, "type": "conversation.updated", "conversation": 1, "at": "2026-01-01T00:00:00Z", "data": {}}})
+    assert (await managers_socket.receive_json_from(timeout=2))["id"] == 1
+    assert await socket.receive_nothing(timeout=0.3)
+    await managers_socket.disconnect()

@@ -72,6 +72,26 @@
     return function () { clearTimeout(timer); timer = setTimeout(fn, ms); };
   }
 
+  // --- remote images in customer email: only on "Show images" ------------------
+  // The server writes no src for them, only data-proxied-src: our own image
+  // proxy (the page's CSP allows images from this origin and data: only).
+  function showImages(item) {
+    qsa("img[data-proxied-src]", item).forEach(function (img) {
+      var src = img.getAttribute("data-proxied-src");
+      if (src.indexOf("/inbox/image?") === 0) img.setAttribute("src", src);
+      img.removeAttribute("data-proxied-src");
+    });
+    item.dataset.images = "shown";
+    var note = qs(".images-blocked", item);
+    if (note) note.remove();
+  }
+
+  document.addEventListener("click", function (e) {
+    var button = e.target.closest && e.target.closest("button.show-images");
+    var item = button && button.closest("li.item");
+    if (item) showImages(item);
+  });
+
   // --- the live connection ---------------------------------------------------
   function Live(latest, onEvent) {
     this.max = latest;          // highest event number seen
@@ -103,8 +123,16 @@
       try { event = JSON.parse(e.data); } catch (err) { return; }
       if (event && typeof event.id === "number") self.receive(event);
     };
-    ws.onclose = function () {
+    ws.onclose = function (e) {
       if (self.stopped) return;
+      // The server ended this person's access (4401: this session logged out; 4403: no longer
+      // staff). Reconnecting would only be refused again: say so and stop.
+      if (e.code === 4401 || e.code === 4403) {
+        self.stopped = true;
+        self.status("ended", e.code === 4401 ? "Signed out — reload to sign in again"
+                                             : "Your account no longer has inbox access");
+        return;
+      }
       // Exponential backoff with jitter: 0.5 s, 1 s, 2 s … capped at 30 s.
       var delay = Math.min(30000, 500 * Math.pow(2, self.attempt)) * (0.5 + Math.random() / 2);
       self.attempt += 1;
@@ -355,7 +383,9 @@
         qsa("#live-items > li.item", frag).forEach(function (item) {
           var existing = document.getElementById(item.id);
           if (existing) {
+            var shown = existing.dataset.images === "shown";
             existing.replaceWith(item);
+            if (shown) showImages(item); // a refreshed item keeps the images someone asked for
           } else {
             var empty = qs(":scope > li.empty", list);
             if (empty) empty.remove();

@@ -223,6 +223,33 @@ def test_customer_html_and_script_never_run(live, sign_in):
     assert page.locator("#thread-items [onerror]").count() == 0
 
 
+def test_remote_images_load_only_through_our_origin_after_show_images(live, sign_in):
+    """A tracking pixel in customer email: opening the thread asks nothing of its
+    host; "Show images" loads it through our own image proxy, never directly."""
+    from urllib.parse import urlsplit
+
+    make_user("alice", first_name="Alice")
+    message = receive("pix@example.com", "Menu attached",
+                      html='<p>Menu attached <img src="https://tracker.example/p.gif" alt="pixel" width="10"></p>').message
+    alice = sign_in("alice")
+    page = alice.page
+    asked = []
+    alice.context.on("request", lambda request: asked.append(request.url))
+    alice.context.route(re.compile(r"^https?://tracker\.example/"), lambda route: route.abort())
+    page.goto(f"/inbox/{message.conversation_id}/")
+    expect(page.locator("#thread-items")).to_contain_text("Menu attached")
+    alice.wait_live()
+    page.wait_for_timeout(300)
+    assert [u for u in asked if urlsplit(u).hostname == "tracker.example"] == []
+    button = page.get_by_role("button", name="Show images")
+    with page.expect_request(lambda request: "/inbox/image?" in request.url) as proxied:
+        button.click()
+    assert proxied.value.url.startswith(f"{live.url}/inbox/image?url=https%3A%2F%2Ftracker.example%2Fp.gif&sig=")
+    expect(button).to_have_count(0)
+    page.wait_for_timeout(300)
+    assert [u for u in asked if urlsplit(u).hostname == "tracker.example"] == []
+
+
 def test_bad_input_gets_a_clear_message_and_keeps_the_text(live, sign_in):
     make_user("alice", first_name="Alice")
     conversation = receive("jo@example.com", "Hello", sender_name="Jo Bloggs").message.conversation
@@ -292,3 +319,18 @@ def test_manager_reaches_the_admin_and_an_agent_does_not(live, sign_in):
     expect(alice.page).to_have_url(re.compile(r"/admin/login/"))
     expect(alice.page.get_by_role("heading", name="Site administration")).to_have_count(0)
     assert Conversation.objects.count() == 0
+
+
+def test_a_page_whose_session_logged_out_stops_its_socket_and_says_so(live, sign_in):
+    make_user("alice", first_name="Alice")
+    alice = sign_in("alice")
+    alice.wait_live()
+    other_tab = alice.context.new_page()
+    other_tab.goto("/")
+    other_tab.get_by_role("button", name="Log out").click()
+    other_tab.wait_for_url(re.compile(r"/login/"))
+    status = alice.page.locator("#live-status")
+    expect(status).to_have_attribute("data-state", "ended")
+    expect(status).to_have_text(re.compile("Signed out"))
+    alice.page.wait_for_timeout(1500)  # longer than the first reconnect delay: it must not try
+    expect(status).to_have_attribute("data-state", "ended")

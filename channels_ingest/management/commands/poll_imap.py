@@ -35,7 +35,9 @@ class Command(BaseCommand):
         "Poll IMAP now: every active mailbox, one by --mailbox NAME, or an ad-hoc one by --url "
         "imaps://user:pass@host:993/INBOX (remembered, inactive, so a second run fetches only new mail). "
         "Prints fetched / stored / duplicates / rejected. Safe to run while Celery polls: the mailbox lock "
-        "makes one of them wait for the next round."
+        "makes one of them wait for the next round. A failure prints the same short error staff see in the "
+        "admin; its details (the server's words, the exception) are in the log lines on stderr. imap:// "
+        "(no TLS) logs in only with DEBUG=1 or IMAP_ALLOW_PLAINTEXT=1."
     )
 
     def add_arguments(self, parser):
