@@ -16,8 +16,7 @@ from django.utils.module_loading import import_string
 
 from crm import identity
 
-PREVIEW_CHARS = 140
-
+from . import text as text_rules
 
 @dataclass(frozen=True)
 class ChannelSpec:
@@ -39,8 +38,8 @@ class ChannelSpec:
         return import_string(path) if path else None
 
     def preview(self, *, text: str = "", subject: str = "") -> str:
-        """The one-line preview of a message on the list, in events and in the API."""
-        return " ".join((text or subject or "").split())[:PREVIEW_CHARS]
+        """The one-line preview of a message on the list, in events and in the API (inbox/text.py's rule)."""
+        return text_rules.preview(text, subject)
 
 
 _registry: dict[str, ChannelSpec] = {}

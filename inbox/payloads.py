@@ -3,6 +3,7 @@
 The services and receiving record them with each event (inbox/events.py);
 the socket forwards them as they are and the events API returns them.
 """
+from . import text as text_rules
 
 
 def _username(user):
@@ -26,7 +27,7 @@ def message_summary(message) -> dict:
         "id": message.pk,
         "channel": message.channel,
         "direction": message.direction,
-        "preview": (message.text or message.subject)[:140],
+        "preview": text_rules.preview(message.text, message.subject),
         "delivery_status": message.delivery_status,
         "status_reason": message.status_reason,
         "author": _username(message.author) if message.author_id else None,
@@ -35,7 +36,7 @@ def message_summary(message) -> dict:
 
 
 def note_summary(note) -> dict:
-    return {"id": note.pk, "author": _username(note.author), "preview": note.body[:140],
+    return {"id": note.pk, "author": _username(note.author), "preview": text_rules.one_line(note.body),
             "created_at": note.created_at.isoformat()}
 
 

@@ -26,12 +26,12 @@ from django.utils import timezone
 
 from crm.models import Customer, CustomerIdentity
 
+from . import text as text_rules
 from .models import Conversation, Message, Tag
 from .sql import table
 
 STATUS_LABELS = dict(Conversation.Status.choices)
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-PREVIEW_CHARS = 140
 
 # The page query's columns, in the order _build reads them.
 COLUMNS = (
@@ -90,7 +90,7 @@ class RowMessage:
 
     @property
     def preview(self) -> str:
-        return " ".join((self.text or self.subject).split())[:PREVIEW_CHARS]
+        return text_rules.preview(self.text, self.subject)
 
 
 @dataclass(slots=True)

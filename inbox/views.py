@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
-from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.http import HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.template.backends.utils import csrf_input
 from django.template.loader import render_to_string
@@ -23,11 +23,10 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 
-from crm.models import Channel
 from myhibachi.ids import BadId, parse_id
 from myhibachi.roles import AGENT, MANAGER, is_manager, is_staff_member
 
-from . import selectors, services
+from . import channels, selectors, services
 from .rows import load as load_rows
 from .access import access_conversation
 from .models import CannedResponse, Conversation
@@ -38,7 +37,6 @@ THREAD_SIZE = 50  # newest items on the page; "Show older messages" loads the re
 LIVE_THREAD_SIZE = 30
 MAX_LIVE_IDS = 100
 TABS = [("open", "Open"), ("pending", "Pending"), ("resolved", "Resolved"), ("closed", "Closed"), ("all", "All")]
-REPLY_CHANNELS = [("email", "Email"), ("sms", "SMS"), ("chat", "Chat")]
 
 
 def staff_screen(view):
@@ -83,7 +81,7 @@ class Filters:
         status = params.get("status", "open")
         self.status = status if status in dict(TABS) else "open"
         channel = params.get("channel", "")
-        self.channel = channel if channel in Channel.values else ""
+        self.channel = channel if channel in dict(channels.choices()) else ""
         assignee = params.get("assignee", "")
         if assignee in ("", "me", "unassigned") or _is_id(assignee):
             self.assignee = assignee
@@ -160,7 +158,7 @@ def inbox_page(request):
     if target == "inbox-body":  # a tab or a filter changed
         return render(request, "inbox/_inbox_body.html", context)
     context.update({"counts": counts, "latest_event": latest_event, "staff": staff_members(),
-                    "channels": Channel.choices, "is_manager": is_manager(request.user)})
+                    "channels": channels.choices(), "is_manager": is_manager(request.user)})
     return render(request, "inbox/inbox.html", context)
 
 
@@ -225,12 +223,13 @@ def _canned():
 
 def _last_inbound_channel(newest_items):
     """The channel services.default_reply_channel() picks, read off the newest page
-    when it can be (saves its query): the newest inbound message that is not a
-    call there is the customer's newest, as every newer item is on that page.
+    when it can be (saves its query): the newest inbound message on a channel staff
+    can answer there is the customer's newest, as every newer item is on that page.
     None when the page has none; the service then decides."""
+    answerable = dict(channels.reply_choices())
     for item in reversed(newest_items):
         row = item.row
-        if item.kind == "message" and row["direction"] == "inbound" and row["channel"] != Channel.CALL:
+        if item.kind == "message" and row["direction"] == "inbound" and row["channel"] in answerable:
             return row["channel"]
     return None
 
@@ -256,12 +255,11 @@ def thread_older(request, pk):
 
 
 def _composer(conversation, *, mode="reply", text="", channel=None, error=None, notice=None):
+    reply_channels = channels.reply_choices()
     if channel is None:
         channel = services.default_reply_channel(conversation.customer)
-        if channel not in dict(REPLY_CHANNELS):
-            channel = "email"
     return {"mode": mode, "text": text, "channel": channel, "error": error, "notice": notice,
-            "channels": REPLY_CHANNELS}
+            "channels": reply_channels}
 
 
 def _post_only(view):
@@ -290,7 +288,7 @@ def send(request, pk):
     mode = "note" if request.POST.get("mode") == "note" else "reply"
     text = request.POST.get("text", "")
     channel = request.POST.get("channel") or None
-    if channel not in dict(REPLY_CHANNELS):
+    if channel not in dict(channels.reply_choices()):
         channel = None
     status = 200
     try:

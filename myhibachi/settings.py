@@ -372,7 +372,7 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "ChannelEnum": "crm.models.Channel",
-    "ReplyChannelEnum": [("email", "Email"), ("sms", "SMS"), ("chat", "Chat")],
+    "ReplyChannelEnum": "inbox.channels.reply_choices",
 }
 
 # --- Email channel (channels_ingest.email) ---

@@ -8,8 +8,7 @@ from django.core.exceptions import ValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
-from crm.models import Channel
-from inbox import selectors
+from inbox import channels, selectors
 from inbox.models import Conversation
 from myhibachi.ids import BadId, parse_id
 
@@ -64,7 +63,7 @@ class ConversationFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(
         choices=[*Conversation.Status.choices, ("all", "All")], method="filter_noop",
         help_text="open, pending, resolved, closed or all (default: all).")
-    channel = django_filters.ChoiceFilter(choices=Channel.choices, method="filter_noop",
+    channel = django_filters.ChoiceFilter(choices=channels.choices(), method="filter_noop",
                                           help_text="Conversations with at least one message on this channel.")
     assignee = django_filters.CharFilter(method="filter_noop", strip=False,  # "1 " is no id (myhibachi.ids)
                                          help_text='A user id, "me" or "unassigned".')

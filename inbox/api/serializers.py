@@ -4,6 +4,7 @@ from django.utils.functional import cached_property
 from rest_framework import serializers
 
 from crm.models import Customer
+from inbox import channels
 from inbox.models import CannedResponse, Conversation, InboxEvent, Message, Note, RoutingRule
 from inbox.routing import validate_rule
 from inbox.sanitize import clean_html
@@ -176,8 +177,13 @@ class IdRelatedField(serializers.PrimaryKeyRelatedField):
 
 class ReplySerializer(serializers.Serializer):
     text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, default="")
-    channel = serializers.ChoiceField(choices=["email", "sms", "chat"], required=False)
+    channel = serializers.ChoiceField(choices=channels.reply_choices(), required=False,
+                                      help_text="A channel staff can answer on (default: the customer's last).")
     canned_response = IdRelatedField(queryset=CannedResponse.objects.filter(active=True), required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["channel"].choices = channels.reply_choices()  # the registry as it is now
 
 
 class StatusSerializer(serializers.Serializer):

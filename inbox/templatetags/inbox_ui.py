@@ -1,10 +1,10 @@
 """Small presentation helpers for the staff screens (no queries)."""
 import functools
 import html
-import re
 from datetime import timedelta
 
 from django import template
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.dates import MONTHS_3
 from django.utils.html import format_html
@@ -12,13 +12,13 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
+from inbox import channels, text as text_rules
 from inbox.models import Message
 from inbox.remote_images import MARKER as BLOCKED_IMAGE, block_remote_images
 from inbox.sanitize import CLEANER
 
 register = template.Library()
 
-CHANNEL_LABELS = {"email": "Email", "sms": "SMS", "chat": "Chat", "call": "Call"}
 
 
 @register.filter
@@ -47,36 +47,22 @@ def channel_icon(channel):
 
 @functools.lru_cache(maxsize=64)  # a handful of channels, drawn once per thread item
 def _channel_icon(channel):
-    label = CHANNEL_LABELS.get(channel, channel or "—")
+    try:
+        spec = channels.get(channel)
+        name, icon, label = spec.name, spec.icon_id, spec.label
+    except ValidationError:  # a message of a channel since removed, or none
+        name, icon, label = "none", "none", channel or "—"
     return format_html(
         '<span class="channel channel-{}"><svg class="icon" aria-hidden="true" focusable="false">'
         '<use href="#i-{}"></use></svg><span class="channel-label">{}</span></span>',
-        channel or "none", channel or "none", label,
+        name, icon, label,
     )
 
 
-@register.filter
-def one_line(text, limit=140):
-    return " ".join((text or "").split())[: int(limit)]
+one_line = register.filter("one_line", text_rules.one_line)
 
 
-QUOTE_HEADER = re.compile(r"^\s*(On .{3,300} wrote:|-{2,}\s*Original Message\s*-{2,}|From: .+)\s*$",
-                          re.IGNORECASE)
-
-
-@register.filter
-def split_quoted_text(text):
-    """(new part, quoted history) of a plain-text email. Quoted history starts at
-    an "On … wrote:" line, an "Original Message" line or a run of "> " lines that
-    lasts to the end of the message."""
-    lines = (text or "").splitlines()
-    for index, line in enumerate(lines):
-        rest = [x for x in lines[index + 1:] if x.strip()]
-        if QUOTE_HEADER.match(line) and (not rest or rest[0].lstrip().startswith(">") or index > 0):
-            return "\n".join(lines[:index]).rstrip(), "\n".join(lines[index:])
-        if line.lstrip().startswith(">") and all(x.lstrip().startswith(">") for x in rest):
-            return "\n".join(lines[:index]).rstrip(), "\n".join(lines[index:])
-    return text or "", ""
+split_quoted_text = register.filter("split_quoted_text", text_rules.split_quoted_text)
 
 
 @register.filter
@@ -111,8 +97,7 @@ def preview(message, limit=140):
     """One line of a message for the inbox row, without quoted history."""
     if message is None:
         return ""
-    text = split_quoted_text(message.text)[0] or message.text or message.subject
-    return one_line(text, limit)
+    return text_rules.preview(message.text, message.subject, limit)
 
 
 # --- thread items ---------------------------------------------------------------
