@@ -26,12 +26,11 @@ from django.utils import timezone
 
 from crm.models import Customer, CustomerIdentity
 
-from . import text as text_rules
+from . import dates, text as text_rules
 from .models import Conversation, Message, Tag
 from .sql import table
 
 STATUS_LABELS = dict(Conversation.Status.choices)
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 # The page query's columns, in the order _build reads them.
 COLUMNS = (
@@ -138,10 +137,7 @@ class ConversationRow:
     @property
     def activity_long(self) -> str:
         """last_activity_at as "Jan 5, 2026, 3:07 PM PST" (as |date:"M j, Y, g:i A T")."""
-        at = timezone.localtime(self.last_activity_at)
-        hour = at.hour % 12 or 12
-        return (f"{MONTHS[at.month - 1]} {at.day}, {at.year}, {hour}:{at.minute:02d} "
-                f"{'AM' if at.hour < 12 else 'PM'} {at.tzname()}")
+        return dates.long_time(timezone.localtime(self.last_activity_at))
 
     def as_api(self) -> dict:
         """The row in the API's shape (ConversationRowSerializer), times already

@@ -6,13 +6,11 @@ from datetime import timedelta
 from django import template
 from django.core.exceptions import ValidationError
 from django.utils import timezone
-from django.utils.dates import MONTHS_3
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
-from django.utils.translation import gettext as _
 
-from inbox import channels, text as text_rules
+from inbox import channels, dates, text as text_rules
 from inbox.models import Message
 from inbox.remote_images import MARKER as BLOCKED_IMAGE, block_remote_images
 from inbox.sanitize import CLEANER
@@ -150,21 +148,7 @@ def _text_html(text) -> str:
     return html.escape(text.replace("\r\n", "\n").replace("\r", "\n")).replace("\n", "<br>")
 
 
-@functools.lru_cache(maxsize=16)
-def _time_words(language):
-    """The `date` filter's month abbreviations and AM/PM in this language."""
-    return [str(month).title() for month in MONTHS_3.values()], _("AM"), _("PM")
-
-
-def short_time(local, words=None) -> str:
-    """A local time as the `date` filter writes "M j, g:i A T" ("Jan 15, 12:30 PM EST"),
-    with the same translated month and AM/PM, in a small fraction of its time."""
-    months, am, pm = words or _time_words(get_language())
-    # Like the filter, no zone name for a wall time that happens twice (the hour
-    # clocks go back) or not at all.
-    certain = local.utcoffset() == local.replace(fold=1 - local.fold).utcoffset()
-    return (f"{months[local.month - 1]} {local.day}, {local.hour % 12 or 12}:{local.minute:02d} "
-            f"{pm if local.hour > 11 else am} {local.tzname() if certain else ''}")
+short_time = dates.short_time  # the thread's times, as the `date` filter writes them
 
 
 class _ItemWriter:
@@ -174,7 +158,7 @@ class _ItemWriter:
     def __init__(self, conversation_id):
         self.conversation_id = conversation_id
         self.tz = timezone.get_current_timezone()
-        self.words = _time_words(get_language())
+        self.words = dates.time_words(get_language())
 
     def common(self, row) -> dict:
         local = row["created_at"].astimezone(self.tz)  # timezone.localtime()

@@ -206,7 +206,7 @@ def test_thread_times_read_as_the_date_filter_writes_them():
     from django.template.defaultfilters import date
     from django.utils import timezone as django_timezone
 
-    from inbox.templatetags.inbox_ui import short_time
+    from inbox.dates import long_time, short_time
 
     moments = [datetime(2026, 3, 8, 9, 0, tzinfo=timezone.utc) + timedelta(minutes=37 * n) for n in range(40)]
     moments += [datetime(2026, 11, 1, 5, 30, tzinfo=timezone.utc) + timedelta(hours=n) for n in range(30)]
@@ -216,6 +216,7 @@ def test_thread_times_read_as_the_date_filter_writes_them():
             for moment in moments:
                 local = django_timezone.localtime(moment)
                 assert short_time(local) == date(local, "M j, g:i A T")
+                assert long_time(local) == date(local, "M j, Y, g:i A T")
 
 
 def test_thread_shows_who_wrote_what_and_where(agent_client, receive, agent):
