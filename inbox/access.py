@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from myhibachi.ids import BadId, parse_id
-from myhibachi.roles import is_manager, is_staff_member
+from myhibachi.roles import is_staff_member
 
 from . import selectors
 from .models import Conversation
@@ -21,8 +21,3 @@ def access_conversation(user, conversation_id) -> Conversation:
         return selectors.conversation_detail(parse_id(conversation_id))
     except (Conversation.DoesNotExist, BadId):
         raise Http404(f"There is no conversation {conversation_id}.")
-
-
-def can_manage_inbox_settings(user) -> bool:
-    """Routing rules, canned responses and users."""
-    return is_manager(user)

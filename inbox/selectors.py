@@ -23,6 +23,7 @@ from crm.models import Booking, Customer, CustomerIdentity
 from myhibachi.ids import parse_id
 
 from . import rows
+from .errors import BadCursor  # noqa: F401  (selectors.BadCursor is what callers catch)
 from .sql import table
 from .models import Conversation, InboxEvent, Message, Note
 
@@ -32,8 +33,6 @@ SEARCH_CANDIDATES = 500  # most recent matching rows (per kind) ranked per searc
 SEARCH_RECENT_ROWS = 10_000  # newest rows scanned directly before the GIN index is asked (_newest_matches)
 
 
-class BadCursor(ValueError):
-    pass
 
 
 # --- cursors ---------------------------------------------------------------

@@ -26,7 +26,7 @@ from django.utils.safestring import mark_safe
 from myhibachi.ids import BadId, parse_id
 from myhibachi.roles import AGENT, MANAGER, is_manager, is_staff_member
 
-from . import channels, selectors, services
+from . import assignees, channels, selectors, services
 from .rows import load as load_rows
 from .access import access_conversation
 from .models import CannedResponse, Conversation
@@ -82,10 +82,10 @@ class Filters:
         self.status = status if status in dict(TABS) else "open"
         channel = params.get("channel", "")
         self.channel = channel if channel in dict(channels.choices()) else ""
-        assignee = params.get("assignee", "")
-        if assignee in ("", "me", "unassigned") or _is_id(assignee):
-            self.assignee = assignee
-        else:
+        self.assignee, self.assignee_value = params.get("assignee", ""), None
+        try:
+            self.assignee_value = assignees.filter_value(self.assignee) if self.assignee else None
+        except ValidationError:
             self.assignee = ""
             self.problems.append("That assignee filter was not understood and is ignored.")
         self.q = " ".join(params.get("q", "").split())[:200]
@@ -94,7 +94,7 @@ class Filters:
     def queryset(self):
         return selectors.filter_conversations(
             selectors.conversations_for_list(), user=self.user, status=self.status,
-            channel=self.channel or None, assignee=self.assignee or None,
+            channel=self.channel or None, assignee=self.assignee_value,
         )
 
     def query(self, **changes) -> str:
@@ -272,12 +272,12 @@ def _post_only(view):
     return wrapper
 
 
-def _message(exc) -> str:
+def refusal(exc) -> tuple[str, int]:
+    """A refused action as (the message shown next to the control, the HTTP status): the screens'
+    one mapping. Service refusals carry their status (inbox/errors.py); invalid input is 422."""
     if isinstance(exc, services.InboxError):
-        return exc.message
-    if isinstance(exc, ValidationError):
-        return " ".join(exc.messages)
-    return str(exc)
+        return exc.message, exc.status
+    return " ".join(exc.messages), 422
 
 
 @staff_screen
@@ -299,13 +299,9 @@ def send(request, pk):
             services.reply(conversation=conversation, author=request.user, text=text, channel=channel)
             notice = "Reply queued for sending."
         composer = _composer(conversation, mode=mode, channel=channel, notice=notice)
-    except services.ReplyTooLarge as exc:
-        composer, status = _composer(conversation, mode=mode, text=text, channel=channel, error=exc.message), 413
-    except services.InvalidTransition as exc:
-        composer, status = _composer(conversation, mode=mode, text=text, channel=channel, error=exc.message), 409
-    except (services.CannotReply, ValidationError) as exc:
-        composer, status = _composer(conversation, mode=mode, text=text, channel=channel,
-                                     error=_message(exc)), 422
+    except (services.InboxError, ValidationError) as exc:
+        error, status = refusal(exc)
+        composer = _composer(conversation, mode=mode, text=text, channel=channel, error=error)
     if not is_htmx(request):
         if status == 200:
             return redirect(reverse("inbox:thread", args=[conversation.pk]) + "#thread-end")
@@ -345,10 +341,8 @@ def change_status(request, pk):
     error, status = None, 200
     try:
         services.set_status(conversation=conversation, status=request.POST.get("status", ""), by=request.user)
-    except services.InvalidTransition as exc:
-        error, status = exc.message, 409
-    except ValidationError as exc:
-        error, status = _message(exc), 422
+    except (services.InboxError, ValidationError) as exc:
+        error, status = refusal(exc)
     return _after_action(request, conversation, error, status)
 
 
@@ -359,17 +353,8 @@ def change_assignee(request, pk):
     raw = request.POST.get("assignee", "")
     error, status = None, 200
     try:
-        if raw == "me":
-            assignee = request.user
-        elif raw in ("", "none"):
-            assignee = None
-        elif _is_id(raw):
-            assignee = get_user_model().objects.filter(pk=int(raw), is_active=True).first()
-            if assignee is None:
-                raise ValidationError("That staff member no longer exists or is inactive.")
-        else:
-            raise ValidationError("Choose a staff member from the list.")
-        services.assign(conversation=conversation, assignee=assignee, by=request.user)
-    except ValidationError as exc:
-        error, status = _message(exc), 422
+        services.assign(conversation=conversation, assignee=assignees.assignee_for(raw, user=request.user),
+                        by=request.user)
+    except (services.InboxError, ValidationError) as exc:
+        error, status = refusal(exc)
     return _after_action(request, conversation, error, status)

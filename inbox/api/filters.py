@@ -8,18 +8,9 @@ from django.core.exceptions import ValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
-from inbox import channels, selectors
+from inbox import assignees, channels, selectors
 from inbox.models import Conversation
 from myhibachi.ids import BadId, parse_id
-
-
-def _assignee_value(value):
-    if value in ("me", "unassigned"):
-        return value
-    try:
-        return parse_id(value)
-    except BadId:
-        raise ValidationError('Use a user id, "me" or "unassigned".')
 
 
 class IdField(forms.Field):
@@ -117,7 +108,7 @@ class ConversationFilter(django_filters.FilterSet):
         raw = form.cleaned_data.get("assignee")
         if raw:
             try:
-                _assignee_value(raw)
+                assignees.filter_value(raw)
             except ValidationError as exc:
                 form.add_error("assignee", exc)
                 return False
@@ -125,7 +116,7 @@ class ConversationFilter(django_filters.FilterSet):
 
     @staticmethod
     def apply(data, queryset, *, user):
-        assignee = _assignee_value(data["assignee"]) if data.get("assignee") else None  # checked in valid_form
+        assignee = assignees.filter_value(data["assignee"]) if data.get("assignee") else None  # checked in valid_form
         return selectors.filter_conversations(
             queryset, user=user, status=data.get("status"), channel=data.get("channel"),
             assignee=assignee, customer=data.get("customer"), tag=data.get("tag"),

@@ -1,10 +1,10 @@
 """API shapes. Rows read what the selectors already loaded; no serializer queries."""
-from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.functional import cached_property
 from rest_framework import serializers
 
 from crm.models import Customer
-from inbox import channels
+from inbox import assignees, channels
 from inbox.models import CannedResponse, Conversation, InboxEvent, Message, Note, RoutingRule
 from inbox.routing import validate_rule
 from inbox.sanitize import clean_html
@@ -195,14 +195,10 @@ class AssignSerializer(serializers.Serializer):
                                      help_text='A user id, "me", or null for nobody.')
 
     def validate_assignee(self, value):
-        if value is None or value == "":
-            return None
-        if value == "me":
-            return self.context["request"].user
         try:
-            return get_user_model().objects.get(pk=parse_id(value), is_active=True)
-        except (BadId, get_user_model().DoesNotExist):
-            raise serializers.ValidationError(f"There is no active user {value!r}.")
+            return assignees.assignee_for(value, user=self.context["request"].user)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages)
 
 
 class NoteCreateSerializer(serializers.Serializer):

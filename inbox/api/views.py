@@ -1,14 +1,12 @@
 """API v1 views: validate, call a service or selector, serialize."""
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, Q
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import (APIException, AuthenticationFailed, NotAuthenticated, NotFound,
-                                       PermissionDenied, ValidationError)
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, NotFound, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
@@ -69,38 +67,8 @@ class IdLookupMixin:
         return super().get_object()
 
 
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
-
-
-class PayloadTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "too_large"
-
-
-def _translate(exc):
-    """Service errors -> API errors with the same human message."""
-    if isinstance(exc, services.InvalidTransition):
-        return Conflict(exc.message)
-    if isinstance(exc, services.ReplyTooLarge):
-        return PayloadTooLarge(exc.message)
-    if isinstance(exc, services.CannotReply):
-        return ValidationError({"channel": [exc.message]})
-    if isinstance(exc, DjangoValidationError):
-        return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
-    if isinstance(exc, selectors.BadCursor):
-        return ValidationError({"cursor": [str(exc)]})
-    if isinstance(exc, DjangoPermissionDenied):
-        return PermissionDenied(str(exc) or None)
-    return exc
-
-
 class InboxAPIView(APIView):
     permission_classes = [IsStaffMember]
-
-    def handle_exception(self, exc):
-        return super().handle_exception(_translate(exc))
 
 
 def _page_size(request):
@@ -272,9 +240,6 @@ class CannedResponseViewSet(IdLookupMixin, viewsets.ModelViewSet):
     pagination_class = Pagination
     filterset_fields = ["active", "shortcut"]
 
-    def handle_exception(self, exc):
-        return super().handle_exception(_translate(exc))
-
     @extend_schema(
         parameters=[OpenApiParameter("conversation", int, required=True)],
         responses=inline_serializer("RenderedCanned", {"text": serializers.CharField()}),
@@ -335,9 +300,6 @@ class RoutingRuleViewSet(IdLookupMixin, mixins.ListModelMixin, mixins.RetrieveMo
     pagination_class = Pagination
     http_method_names = ["get", "post", "patch", "head", "options"]
 
-    def handle_exception(self, exc):
-        return super().handle_exception(_translate(exc))
-
 
 class SchemaView(SpectacularAPIView):
     """The OpenAPI schema, for staff only: it maps every endpoint and field.
@@ -364,9 +326,6 @@ class UnknownEndpointView(APIView):
     permission_classes = []
     authentication_classes = []
     schema = None
-
-    def dispatch(self, request, *args, **kwargs):
-        return super().dispatch(request, *args, **kwargs)
 
     def get(self, request, *args, **kwargs):
         raise NotFound(f"There is no API endpoint at {request.path}.")
