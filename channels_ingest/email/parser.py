@@ -4,13 +4,17 @@ parse_email() never raises: whatever it cannot read is listed in ``errors``
 (the caller keeps the raw source and flags the message for staff) and the
 rest is still extracted as well as possible.
 """
+import binascii
 import hashlib
 import logging
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone as dt_timezone
 from email import errors as email_errors
 from email import headerregistry, policy
+from email._encoded_words import decode_b  # what Message.get_payload(decode=True) decodes base64 with
+from email.feedparser import BytesFeedParser
 from email.header import decode_header, make_header
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr
@@ -170,8 +174,134 @@ def decode_text(payload: bytes, declared: str | None, errors: list) -> str:
     return payload.decode("cp1252", errors="replace")
 
 
-def _part_text(part, errors: list) -> str:
-    payload = part.get_payload(decode=True) or b""
+# Large mail (a security finding: "large mail can crash the IMAP poller, forever"). The stdlib
+# parser holds a message's body as a list of line strings, then as one str, and
+# get_payload(decode=True) copies it three times more: about 7 times the message in memory. So a
+# message of LARGE_MESSAGE_BYTES or more is fed to the parser in chunks, and every long run of
+# base64 lines (the body of a big attachment) is replaced by one marker line: the parser sees
+# the same structure, and the run is decoded later straight from the raw bytes, only if the
+# attachment is kept (an oversize one only needs its size, which is arithmetic). The result is
+# the stdlib's to the byte, defects included (test_large_mail_parses_as_the_stdlib_parses_it);
+# wherever a marker would land outside the base64 body of a plain MIME part (inside a
+# message/rfc822, a preamble, a quoted-printable part...), the message is parsed again without
+# markers, as before.
+LARGE_MESSAGE_BYTES = 1024 * 1024
+FEED_CHUNK_BYTES = 64 * 1024
+MIN_RUN_BYTES = 64 * 1024
+BASE64_RUN = re.compile(rb"(?m)^(?:[A-Za-z0-9+/]++\r?\n)++")  # whole lines of the base64 alphabet, no padding
+# (possessive: a plain "+" keeps a backtracking entry per line, 90 MB for a 40 MB run)
+
+
+class _NotMarkable(Exception):
+    """A marker landed where it cannot stand in for its run: parse the message again without markers."""
+
+
+def _alphabet_count(raw: bytes, start: int, end: int) -> int:
+    return end - start - raw.count(b"\r", start, end) - raw.count(b"\n", start, end)
+
+
+def _runs(raw: bytes):
+    """(start, end) of each long run of base64 lines holding a whole number of 4-character groups."""
+    for match in BASE64_RUN.finditer(raw):
+        start, end = match.span()
+        if end - start < MIN_RUN_BYTES:
+            continue
+        count = _alphabet_count(raw, start, end)
+        while count % 4 and end > start:  # odd line lengths: the last lines go to the tail
+            line_start = raw.rfind(b"\n", start, end - 1) + 1
+            count -= _alphabet_count(raw, max(line_start, start), end)
+            end = max(line_start, start)
+        if end - start >= MIN_RUN_BYTES:
+            yield start, end
+
+
+def _feed(feeder, raw: bytes, start: int, end: int):
+    for at in range(start, end, FEED_CHUNK_BYTES):
+        feeder.feed(raw[at:min(at + FEED_CHUNK_BYTES, end)])
+
+
+def _read(raw: bytes, markers: bool):
+    """The parsed message, {marker: (start, end)} of the runs it stands in for, and the markers' prefix."""
+    if len(raw) < LARGE_MESSAGE_BYTES:
+        return BytesParser(policy=_ParseOncePolicy()).parsebytes(raw), {}, ""
+    feeder = BytesFeedParser(policy=_ParseOncePolicy())
+    # Markers are lines of the base64 alphabet too (so they parse as their run would); the
+    # random token keeps a message from containing one. Each ends with "X" (not in the token).
+    runs, done, prefix = {}, 0, f"LargeBase64Run{secrets.token_hex(16)}N"
+    for start, end in (_runs(raw) if markers else ()):
+        marker = f"{prefix}{len(runs)}X"
+        _feed(feeder, raw, done, start)
+        feeder.feed(marker.encode("ascii") + (b"\r\n" if raw[end - 2:end] == b"\r\n" else b"\n"))
+        runs[marker], done = (start, end), end
+    _feed(feeder, raw, done, len(raw))
+    return feeder.close(), runs, prefix
+
+
+def _joined(text: str) -> bytes:
+    """What get_payload(decode=True) hands to the base64 decoder: the bytes without line breaks."""
+    return b"".join(text.encode("ascii", "surrogateescape").splitlines())
+
+
+def _place_runs(msg, runs: dict, prefix: str) -> dict:
+    """{id(part): (start, end, tail)} for the MIME part each marker stands in, or _NotMarkable.
+
+    A marker may only be the start of the body of a leaf part in base64 (so its part's
+    decoded bytes are the run's, then the tail's), outside any message/* part (which is
+    written back out with as_bytes()); each marker exactly once.
+    """
+    placed = {}
+
+    def visit(part, in_message):
+        payload = part._payload  # what get_payload() reads; get_payload() itself may alter it
+        if isinstance(payload, list):
+            if prefix in (part.preamble or "") or prefix in (part.epilogue or ""):
+                raise _NotMarkable("preamble/epilogue")
+            for child in payload:
+                visit(child, in_message or part.get_content_maintype() == "message")
+            return
+        if not isinstance(payload, str) or prefix not in payload:
+            return
+        at = payload.find(prefix)
+        end = payload.find("X", at + len(prefix))
+        marker = payload[at:end + 1]
+        tail = payload[end + 1:]
+        if (in_message or marker not in runs or _joined(payload[:at]) or prefix in tail
+                or str(part.get("content-transfer-encoding", "")).lower() != "base64"):
+            raise _NotMarkable(marker)
+        placed[id(part)] = (*runs[marker], tail)
+
+    visit(msg, False)
+    if len(placed) != len(runs):
+        raise _NotMarkable("markers not found")
+    return placed
+
+
+def _run_payload(part, raw: bytes, run: tuple, max_bytes: int | None):
+    """(bytes or None when over max_bytes, size): part.get_payload(decode=True) for a part whose body is a run.
+
+    The body is run + tail, the run whole 4-character groups of the base64 alphabet, so the
+    stdlib's decode_b gives a2b(run) followed by the tail's bytes, and the tail decides its
+    defects. The tail is decoded by decode_b itself, after the run's last group (a group in
+    front keeps the tail from being "leading" padding).
+    """
+    start, end, tail = run
+    last = b"".join(raw[max(start, end - 12):end].splitlines())[-4:]
+    value, defects = decode_b(last + _joined(tail))
+    head = binascii.a2b_base64(last)
+    if any(isinstance(d, email_errors.InvalidBase64LengthDefect) for d in defects) or value[:3] != head:
+        raise _NotMarkable("undecodable tail")  # decode_b hands back the encoded text: not worth a shortcut
+    for defect in defects:
+        part.policy.handle_defect(part, defect)
+    size = _alphabet_count(raw, start, end) // 4 * 3 + len(value) - 3
+    if max_bytes is not None and size > max_bytes:
+        return None, size
+    data = binascii.a2b_base64(memoryview(raw)[start:end])
+    return (data + value[3:] if len(value) > 3 else data), size
+
+
+def _part_text(part, errors: list, payload=None) -> str:
+    if payload is None:
+        payload = part.get_payload(decode=True) or b""
     return decode_text(payload, part.get_content_charset(), errors)
 
 
@@ -184,9 +314,10 @@ def _filename(part) -> str:
 
 
 class _Walker:
-    def __init__(self, max_attachment_bytes: int, errors: list):
+    def __init__(self, max_attachment_bytes: int, errors: list, raw: bytes = b"", runs: dict | None = None):
         self.max_bytes = max_attachment_bytes
         self.errors = errors
+        self.raw, self.runs = raw, runs or {}
         self.text, self.html, self.attachments = [], [], []
         self.delivery_status, self.original_headers = [], []
 
@@ -203,7 +334,8 @@ class _Walker:
         disposition = part.get_content_disposition()
         filename = _filename(part)
         if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
-            (self.text if ctype == "text/plain" else self.html).append(_part_text(part, self.errors))
+            (self.text if ctype == "text/plain" else self.html).append(
+                _part_text(part, self.errors, self._decoded(part)[0]))
         elif ctype == "message/delivery-status":
             self.delivery_status.append(part)
         elif ctype in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
@@ -218,20 +350,30 @@ class _Walker:
             if isinstance(inner, list) and inner:
                 self.original_headers.append(inner[0].get("Message-ID", ""))
             else:
-                data = part.get_payload(decode=True) or b""
+                data = self._decoded(part)[0]
                 self.original_headers += [m.decode("ascii", "replace") for m in EMBEDDED_MESSAGE_ID.findall(data)]
+        except _NotMarkable:
+            raise  # not this part's fault: parse_email parses the message again without markers
         except Exception as exc:
             self.errors.append(f"unreadable embedded message ({type(exc).__name__})")
+
+    def _decoded(self, part, max_bytes: int | None = None):
+        """(part.get_payload(decode=True) or b"", its size); the bytes are None when over max_bytes."""
+        run = self.runs.get(id(part))
+        if run is not None:
+            return _run_payload(part, self.raw, run, max_bytes)
+        data = part.get_payload(decode=True) or b""
+        return data, len(data)
 
     def _attach(self, part, filename):
         if part.get_content_type() == "message/rfc822":
             inner = part.get_payload()
             data = inner[0].as_bytes() if isinstance(inner, list) and inner else b""
+            size = len(data)
         else:
-            data = part.get_payload(decode=True) or b""
+            data, size = self._decoded(part, self.max_bytes)
         cid = normalize_message_id(str(part.get("Content-ID", "") or ""))
         inline = part.get_content_disposition() == "inline" or (bool(cid) and part.get_content_disposition() is None)
-        size = len(data)
         self.attachments.append(Attachment(
             filename=filename or f"attachment-{len(self.attachments) + 1}", content_type=part.get_content_type(),
             size=size, data=data if size <= self.max_bytes else None, content_id=cid, inline=inline,
@@ -358,14 +500,19 @@ class _ParseOncePolicy(policy.EmailPolicy):
 def parse_email(raw: bytes, *, max_attachment_bytes: int = 25 * 1024 * 1024) -> ParsedEmail:
     errors = []
     try:
-        return _parse(raw, max_attachment_bytes, errors)
+        try:
+            return _parse(raw, max_attachment_bytes, errors)
+        except _NotMarkable:  # see LARGE_MESSAGE_BYTES: the same message, parsed the plain way
+            errors = []
+            return _parse(raw, max_attachment_bytes, errors, markers=False)
     except Exception as exc:  # any failure: keep what we can; the raw source is stored by the caller
         logger.warning("email could not be parsed (%s); keeping it raw", exc)
         return _fallback(raw, errors + [f"could not parse the message ({type(exc).__name__}: {exc})"])
 
 
-def _parse(raw: bytes, max_attachment_bytes: int, errors: list) -> ParsedEmail:
-    msg = BytesParser(policy=_ParseOncePolicy()).parsebytes(raw)
+def _parse(raw: bytes, max_attachment_bytes: int, errors: list, markers: bool = True) -> ParsedEmail:
+    msg, runs, prefix = _read(raw, markers)
+    placed = _place_runs(msg, runs, prefix) if runs else {}
     message_id, missing = dedupe_key(normalize_message_id(_header(msg, "Message-ID", errors)), raw)
     senders = _addresses(msg, "From", errors) or _addresses(msg, "Sender", errors)
     if not senders:
@@ -384,7 +531,7 @@ def _parse(raw: bytes, max_attachment_bytes: int, errors: list) -> ParsedEmail:
         parsed.date = _to_utc(date.datetime) if date is not None and getattr(date, "datetime", None) else None
     except Exception:
         parsed.date = None
-    walker = _Walker(max_attachment_bytes, errors)
+    walker = _Walker(max_attachment_bytes, errors, raw, placed)
     walker.walk(msg)
     parsed.text = "\n\n".join(t for t in walker.text if t.strip())
     parsed.html = "\n".join(walker.html)

@@ -1,4 +1,8 @@
 """The parser on its own: the awkward emails real mailboxes contain."""
+import base64
+import hashlib
+import tracemalloc
+
 import pytest
 
 from channels_ingest.email import parser
@@ -105,3 +109,106 @@ def test_plain_address_headers_read_as_the_stdlib_reads_them(value, monkeypatch)
     monkeypatch.setattr(parser, "_plain_addresses", lambda msg, name: None)  # the stdlib alone
     slow = parse_email(raw)
     assert (fast.from_name, fast.from_addr, fast.to, fast.errors) == (slow.from_name, slow.from_addr, slow.to, slow.errors)
+
+
+# Large mail: big base64 bodies are decoded straight from the raw bytes (see parser.LARGE_MESSAGE_BYTES).
+def b64_body(data: bytes, width=76, nl=b"\r\n") -> bytes:
+    text = base64.b64encode(data)
+    return b"".join(text[i:i + width] + nl for i in range(0, len(text), width))
+
+
+def blob(seed: int, size: int) -> bytes:
+    """size bytes that differ per seed, made cheaply (a hashed block, repeated)."""
+    block = hashlib.sha512(b"%d" % seed).digest() * 64  # 4 KiB
+    return (block * (size // len(block) + 1))[:size]
+
+
+def mime(*parts, boundary="B1", head=b"", preamble=b"", nl=b"\r\n", ctype=b"multipart/mixed") -> bytes:
+    out = [b"From: Guest <guest@example.com>", b"To: hello@myhibachi.test", b"Subject: Photos",
+           b"Message-ID: <big@mail.example.com>", b"MIME-Version: 1.0",
+           b'Content-Type: ' + ctype + b'; boundary="' + boundary.encode() + b'"']
+    out = nl.join(out) + nl + head + nl + preamble
+    for part in parts:
+        out += b"--" + boundary.encode() + nl + part
+    return out + b"--" + boundary.encode() + b"--" + nl
+
+
+def part(body: bytes, ctype=b"application/zip", name=b"photos.zip", cte=b"base64", nl=b"\r\n", blank=True) -> bytes:
+    head = [b"Content-Type: " + ctype]
+    if name:
+        head.append(b'Content-Disposition: attachment; filename="' + name + b'"')
+    if cte:
+        head.append(b"Content-Transfer-Encoding: " + cte)
+    return nl.join(head) + nl + (nl if blank else b"") + body
+
+
+TEXT = part(b"Photos of the backyard attached.\r\n", ctype=b"text/plain; charset=utf-8", name=b"", cte=b"")
+DATA = blob(1, 30_000)  # 40,000 characters of base64: a "long run" once MIN_RUN_BYTES is lowered
+
+LARGE_CASES = {  # name: (raw, the run is decoded from the raw bytes (else: parsed the plain way))
+    "padded": (mime(TEXT, part(b64_body(DATA + b"x"))), True),
+    "two-and-nested": (mime(TEXT, part(b64_body(blob(2, 20_000)), name=b"a.zip"),
+                            b'Content-Type: multipart/related; boundary="B2"\r\n\r\n'
+                            + b"--B2\r\n" + part(b64_body(blob(3, 20_001)), ctype=b"image/png", name=b"") +
+                            b"--B2\r\n" + part(b64_body(blob(4, 20_002), nl=b"\n"), name=b"b.bin") + b"--B2--\r\n"), True),
+    "lf-only": (mime(TEXT.replace(b"\r\n", b"\n"),
+                     part(b64_body(DATA, nl=b"\n"), nl=b"\n"), nl=b"\n"), True),
+    "single-part": (b"From: g@example.com\r\nMessage-ID: <one@x.example>\r\nContent-Type: application/pdf\r\n"
+                    b"Content-Transfer-Encoding: base64\r\n\r\n" + b64_body(DATA + b"yz"), True),
+    "odd-line-length": (mime(TEXT, part(b64_body(DATA + b"x", width=77))), True),
+    "html-in-base64": (mime(part(b64_body(("<p>Caf\u00e9 " * 9000 + "</p>").encode()), ctype=b"text/html; charset=utf-8",
+                                 name=b"")), True),
+    "no-padding-no-newline": (mime(TEXT, part(b64_body(DATA + b"x").replace(b"==\r\n", b""))), True),
+    "padding-missing": (mime(TEXT, part(b64_body(DATA + b"x").replace(b"==\r\n", b"\r\n"))), True),
+    "bad-characters-in-tail": (mime(TEXT, part(b64_body(DATA + b"x") + b"QU*JD\r\n")), True),
+    "one-too-many-characters": (mime(TEXT, part(b64_body(DATA) + b"QUJDR\r\n")), False),
+    "space-in-the-middle": (mime(TEXT, part(b64_body(DATA)[:20_000] + b"QUJD QUJD\r\n" + b64_body(DATA))), False),
+    "no-blank-line": (mime(TEXT, part(b64_body(DATA), blank=False)), True),
+    "upper-case-encoding": (mime(TEXT, part(b64_body(DATA), cte=b"BASE64")), True),
+    "headers-in-base64": (mime(TEXT, part(b64_body(DATA), ctype=b"text/rfc822-headers", name=b"")), True),
+    "headers-in-base64-undecodable": (mime(TEXT, part(b64_body(DATA) + b"QUJDR\r\n", ctype=b"text/rfc822-headers")),
+                                      False),
+    "forwarded": (mime(TEXT, b"Content-Type: message/rfc822\r\n\r\n" + mime(part(b64_body(DATA)), boundary="IN")), False),
+    "quoted-printable": (mime(TEXT, part(b"QUJD" * 19 + b"\r\n" * 1 + b64_body(DATA), cte=b"quoted-printable")), False),
+    "in-the-preamble": (mime(TEXT, preamble=b64_body(DATA)), False),
+    "unclosed": (mime(TEXT, part(b64_body(DATA)))[:-len(b"--B1--\r\n")], True),
+}
+
+
+@pytest.mark.parametrize("max_bytes", [25 * 1024 * 1024, 35_000])  # 35,000: some attachments are metadata only
+@pytest.mark.parametrize("case", LARGE_CASES)
+def test_large_mail_parses_as_the_stdlib_parses_it(case, max_bytes, monkeypatch):
+    raw, from_raw = LARGE_CASES[case]
+    monkeypatch.setattr(parser, "LARGE_MESSAGE_BYTES", 10 ** 12)  # the plain stdlib parse, as before
+    expected = parse_email(raw, max_attachment_bytes=max_bytes)
+    monkeypatch.setattr(parser, "LARGE_MESSAGE_BYTES", 0)  # these small messages are "large"...
+    monkeypatch.setattr(parser, "MIN_RUN_BYTES", 10_000)  # ...and their attachments long runs
+    decoded, real = [], parser._run_payload
+
+    def run_payload(*args):
+        result = real(*args)  # raises when a marker cannot stand in for its run: parsed the plain way
+        decoded.append(args)
+        return result
+
+    monkeypatch.setattr(parser, "_run_payload", run_payload)
+    assert parse_email(raw, max_attachment_bytes=max_bytes) == expected
+    assert bool(decoded) == from_raw, "decoded from the raw bytes" if decoded else "parsed the plain way"
+
+
+def test_a_40_mb_message_is_parsed_in_little_more_memory_than_its_attachments():
+    """Was about 7 times the message (a 40 MB mail: 310 MB); now the kept attachments and little else."""
+    stored, oversize = blob(5, 12 * 1024 * 1024), blob(6, 18 * 1024 * 1024)
+    raw = mime(TEXT, part(b64_body(stored), name=b"menu.pdf"), part(b64_body(oversize), name=b"video.mov"))
+    assert len(raw) > 40 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        parsed = parse_email(raw, max_attachment_bytes=15 * 1024 * 1024)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert parsed.text == "Photos of the backyard attached." and parsed.errors == []
+    first, second = parsed.attachments
+    assert (first.filename, first.size, hashlib.sha256(first.data).digest()) == (
+        "menu.pdf", len(stored), hashlib.sha256(stored).digest())
+    assert (second.filename, second.size, second.data) == ("video.mov", len(oversize), None)
+    assert peak < len(stored) + 8 * 1024 * 1024, f"parsing peaked at {peak / 1024 / 1024:.0f} MB above the raw mail"
