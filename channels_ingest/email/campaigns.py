@@ -21,9 +21,9 @@ from django.utils.html import escape, linebreaks
 from crm.models import Booking, Customer, CustomerIdentity, loyalty_tier, loyalty_tier_names
 from inbox.delivery import PermanentSendError, TransientSendError
 
-from ..models import Campaign, CampaignRecipient, Suppression
+from .models import Campaign, CampaignRecipient, Suppression
 from .sender import deliver
-from .suppression import suppress
+from .services import suppress, suppressed_among
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +197,7 @@ def _claim(campaign, size):
                    .order_by("id").values_list("id", flat=True)[:size])
         CampaignRecipient.objects.filter(id__in=ids).update(status=CampaignRecipient.Status.SENDING)
     recipients = list(CampaignRecipient.objects.filter(id__in=ids).order_by("id"))
-    late = Suppression.objects.filter(email__in=[r.email for r in recipients]).values_list("email", flat=True)
-    late = set(late)
+    late = suppressed_among([r.email for r in recipients])
     if late:
         CampaignRecipient.objects.filter(id__in=ids, email__in=late).update(status=CampaignRecipient.Status.SUPPRESSED)
         Campaign.objects.filter(pk=campaign.pk).update(suppressed_count=F("suppressed_count") + len(late))

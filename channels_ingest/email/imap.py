@@ -39,7 +39,8 @@ from django.utils import timezone
 
 from inbox import services
 
-from ..models import Mailbox
+from ..base import count
+from .models import Mailbox
 from .ingest import DUPLICATE, REJECTED, STORED, reject, store_email, store_emails
 from .locks import mailbox_lock
 from .parser import parse_email
@@ -159,7 +160,18 @@ def poll(mailbox: Mailbox, *, progress=None, max_seconds: float | None = None) -
         Mailbox.objects.filter(pk=mailbox.pk).update(
             last_polled_at=timezone.now(), last_poll_stats=stats.as_dict(), last_error=stats.error,
         )
+        _count_outcomes(mailbox, stats)
     return stats
+
+
+def _count_outcomes(mailbox, stats) -> None:
+    """This poll's outcomes in the shared counts (manage.py channel_counts), per mailbox."""
+    source = f"imap-{mailbox.name}"
+    for outcome, n in (("accepted", stats.stored), ("duplicates", stats.duplicates),
+                       ("rejected", stats.rejected), ("flagged", stats.flagged)):
+        count(source, outcome, n)
+    if stats.error:
+        count(source, "failed_polls")
 
 
 def _poll(mailbox, lock, stats, progress, deadline):

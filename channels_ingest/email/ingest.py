@@ -5,13 +5,11 @@ stored as a message is kept raw as a RejectedEmail and counted."""
 import html as html_lib
 import logging
 import re
-from collections import Counter
 from dataclasses import dataclass
 
 import nh3
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from crm.identity import fold_email, normalize_email
@@ -19,11 +17,11 @@ from crm.models import Channel
 from inbox import services
 from inbox.models import Message
 
-from ..models import RejectedEmail, SentEmail
-from . import threads
+from ..base import count
+from .models import SentEmail
+from . import services as email_services, threads
 from .parser import ParsedEmail, parse_email
 from .storage import save_raw, store_attachments
-from .suppression import suppress
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +29,8 @@ STORED, DUPLICATE, REJECTED = "stored", "duplicate", "rejected"
 # A bounce or auto-reply without a readable sender still has to belong to someone.
 SYSTEM_SENDER = "mailer-daemon@unknown.invalid"
 
-# Counted outcomes, readable by ops and tests (delivery reports refused as not about our mail).
-counts = Counter()
+# Where delivery reports refused as not about our mail are counted (manage.py channel_counts).
+BOUNCE_SOURCE = "email-bounces"
 
 
 @dataclass
@@ -206,7 +204,7 @@ def apply_bounce(parsed: ParsedEmail) -> Message | None:
     bounce = parsed.bounce
     outbound = _our_outbound(bounce.original_message_ids)
     if outbound is None:
-        counts["bounce_not_ours"] += 1
+        count(BOUNCE_SOURCE, "not_ours")
         logger.warning("delivery report %s names no email we sent (%s): nothing suppressed or changed",
                        parsed.message_id, ", ".join(bounce.original_message_ids[:5]) or "no Message-ID")
         return None
@@ -216,16 +214,16 @@ def apply_bounce(parsed: ParsedEmail) -> Message | None:
     failed = [r for r in bounce.recipients if to and fold_email(r["email"]) == to
               and (r["action"] == "failed" or r["status"].startswith("5"))]
     if bounce.recipients and not failed:
-        counts["bounce_other_recipients"] += 1
+        count(BOUNCE_SOURCE, "other_recipients")
         logger.warning("delivery report %s is about our message %s but not about its recipient %s: ignored",
                        parsed.message_id, outbound.pk, to or "(unknown)")
         return outbound
     reason = bounce.reason
     if failed:
         reason = " ".join(filter(None, [failed[0]["status"], failed[0]["diagnostic"]])) or reason
-        suppress(to, reason="bounced", detail=reason)
+        email_services.suppress(to, reason="bounced", detail=reason)
     services.update_delivery(message=outbound, status="failed", reason=f"Bounced: {reason}"[:500])
-    SentEmail.objects.filter(message=outbound).update(status="bounced")
+    email_services.set_sent_status(message=outbound, status="bounced")
     return outbound
 
 
@@ -256,13 +254,7 @@ def _sent_to(outbound: Message) -> str:
 
 def reject(raw: bytes, parsed: ParsedEmail, *, source, mailbox, uid, reason: str) -> IngestResult:
     """Keep the raw email once (RejectedEmail's constraints), however often it arrives."""
-    key = {"source": source, "mailbox": mailbox, "message_id": parsed.message_id[:255]}
-    if not RejectedEmail.objects.filter(**key).exists():  # the common repeat: the same mail fetched again
-        raw_path = save_raw(raw)  # named by its digest: the same file for every copy of this email
-        try:
-            with transaction.atomic():
-                RejectedEmail.objects.create(**key, uid=uid, reason=reason, raw_path=raw_path, size=len(raw))
-        except IntegrityError:
-            logger.info("email %s was rejected by another worker at the same time; one row kept", parsed.message_id)
+    email_services.keep_rejected(raw, source=source, mailbox=mailbox, uid=uid, message_id=parsed.message_id,
+                                 reason=reason)
     logger.warning("email %s rejected: %s", parsed.message_id, reason)
     return IngestResult(REJECTED, message_id=parsed.message_id, reason=reason)

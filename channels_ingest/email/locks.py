@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from ..models import Mailbox
+from .models import Mailbox
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from inbox import services
 from inbox.delivery import PermanentSendError, TransientSendError
 from inbox.models import Message
 
-from ..models import SentEmail, Suppression
+from . import services as email_services
 from .threads import outbound_message_id
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def send(message: Message) -> str:
     to = (message.metadata or {}).get("to")
     if not to:
         raise PermanentSendError("This reply has no email address to go to.")
-    suppressed = Suppression.objects.filter(email=to.lower()).first()
+    suppressed = email_services.suppression_for(to)
     if suppressed is not None:
         raise PermanentSendError(
             f"Not sent: {to} is on the do-not-email list ({suppressed.get_reason_display().lower()} "
@@ -68,10 +68,8 @@ def send(message: Message) -> str:
     email = build(message, to=to, message_id=message_id)
     deliver(email)
     esp_id, provider_id = esp_ids(email)
-    SentEmail.objects.update_or_create(
-        message=message, kind=SentEmail.Kind.REPLY,
-        defaults={"to": to, "message_id_header": message_id, "esp_message_id": esp_id, "provider_message_id": provider_id},
-    )
+    email_services.record_reply(message, to=to, message_id_header=message_id, esp_message_id=esp_id,
+                                provider_message_id=provider_id)
     services.update_delivery(message=message, status="queued", metadata={
         "message_id": message_id, "esp_message_id": esp_id, "sendgrid_message_id": provider_id,
         "in_reply_to": email.extra_headers.get("In-Reply-To", ""),

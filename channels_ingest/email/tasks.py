@@ -6,7 +6,7 @@ from django.conf import settings
 
 from inbox.delivery import TransientSendError
 
-from ..models import Campaign, Mailbox
+from .models import Campaign, Mailbox
 
 logger = logging.getLogger(__name__)
 

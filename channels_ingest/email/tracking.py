@@ -9,7 +9,6 @@ count each recipient once per kind.
 import hashlib
 import json
 import logging
-from collections import Counter
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -17,13 +16,14 @@ from django.utils import timezone
 
 from inbox import services
 
-from ..models import Campaign, CampaignRecipient, SentEmail, TrackingEvent
-from .suppression import suppress
+from ..base import count
+from .models import Campaign, CampaignRecipient, SentEmail, TrackingEvent
+from .services import set_sent_status, suppress
 
 logger = logging.getLogger(__name__)
 
-# Counted outcomes, readable by ops and tests.
-counts = Counter()
+# Where its outcomes are counted (manage.py channel_counts).
+SOURCE = "sendgrid-tracking"
 
 MESSAGE_STATUS = {"delivered": "delivered", "opened": "opened", "clicked": "clicked",
                   "bounced": "failed", "rejected": "failed"}
@@ -83,18 +83,18 @@ def handle(event) -> str:
                     campaign_recipient=recipient, payload=event.esp_event if isinstance(event.esp_event, dict) else {},
                 )
         except IntegrityError:
-            counts["duplicate"] += 1
+            count(SOURCE, "duplicates")
             return "duplicate"
         _suppress(event)
         if sent is None and recipient is None:
-            counts["unmatched"] += 1
+            count(SOURCE, "unmatched")
             logger.info("tracking event %s for unknown message %s", event.event_type, esp_id or "(none)")
             return "unmatched"
         if sent is not None and sent.message is not None:
             _apply_to_message(event, sent)
         if recipient is not None:
             _apply_to_recipient(event, recipient, occurred)
-    counts[event.event_type] += 1
+    count(SOURCE, event.event_type)
     return "applied"
 
 
@@ -102,7 +102,7 @@ def _apply_to_message(event, sent):
     status = MESSAGE_STATUS.get(event.event_type)
     if status == "failed":
         services.update_delivery(message=sent.message, status="failed", reason=_reason(event))
-        SentEmail.objects.filter(pk=sent.pk).update(status=event.event_type)
+        set_sent_status(sent=sent, status=event.event_type)
     elif status is not None:
         services.update_delivery(message=sent.message, status=status)
     elif event.event_type in ("complained", "unsubscribed"):

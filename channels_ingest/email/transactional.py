@@ -13,14 +13,14 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from crm.models import Booking, CustomerIdentity
 from inbox.delivery import PermanentSendError, TransientSendError
 
-from ..models import SentEmail, Suppression
+from .models import SentEmail
+from . import services as email_services
 from .campaigns import uses_anymail
 from .sender import deliver, esp_ids
 
@@ -66,28 +66,25 @@ def send_booking_email(booking: Booking, kind: str) -> SentEmail | None:
     if not to:
         logger.info("booking %s: no email address, %s not sent", booking.pk, kind)
         return None
-    if Suppression.objects.filter(email=to, reason__in=["bounced", "complained"]).exists():
+    if email_services.suppression_for(to, reasons=email_services.HARD_REASONS) is not None:
         logger.info("booking %s: %s is suppressed, %s not sent", booking.pk, to, kind)
         return None
-    try:
-        with transaction.atomic():
-            record = SentEmail.objects.create(kind=kind, booking=booking, to=to, status="sending")
-    except IntegrityError:
+    record = email_services.claim_booking_email(kind=kind, booking=booking, to=to)
+    if record is None:
         return None  # already sent (or being sent) for this booking
     email = build(booking, kind, to)
     try:
         deliver(email)
     except TransientSendError:
-        record.delete()  # let the retry claim it again
+        email_services.release_booking_email(record)  # let the retry claim it again
         raise
     except PermanentSendError as exc:
-        record.status = "failed"
-        record.save(update_fields=["status"])
+        email_services.finish_booking_email(record, status="failed")
         logger.warning("booking %s %s failed: %s", booking.pk, kind, exc)
         return record
-    record.esp_message_id, record.provider_message_id = esp_ids(email)
-    record.status = "sent"
-    record.save(update_fields=["esp_message_id", "provider_message_id", "status"])
+    esp_message_id, provider_message_id = esp_ids(email)
+    email_services.finish_booking_email(record, status="sent", esp_message_id=esp_message_id,
+                                        provider_message_id=provider_message_id)
     return record
 
 

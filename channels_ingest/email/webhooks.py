@@ -22,10 +22,10 @@ import base64
 import binascii
 import json
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from io import BytesIO
 
+from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.signals import inbound, tracking
 from anymail.webhooks.sendgrid import SendGridInboundWebhookView, SendGridTrackingWebhookView
 from django.conf import settings
@@ -41,12 +41,12 @@ from django.http.multipartparser import (
 from django.utils.datastructures import MultiValueDict
 from django.utils.encoding import force_str
 
+from ..base import count
 from . import tracking as tracking_events
 from .ingest import store_email
 
 logger = logging.getLogger(__name__)
 
-counts = Counter()
 
 # The esp_name Anymail's SendGrid views send with their signals ("SendGrid").
 ESP_NAME = SendGridTrackingWebhookView.esp_name
@@ -76,18 +76,22 @@ class _Strict:
     def post(self, request, *args, **kwargs):
         self._check_enabled()
         if not self.basic_auth:
-            counts["refused_unconfigured"] += 1
+            count(self.source, "refused_unconfigured")
             logger.warning("SendGrid %s webhook: refused a post, ANYMAIL_WEBHOOK_SECRET is not configured", self.kind)
             return HttpResponseForbidden("This webhook is off until ANYMAIL_WEBHOOK_SECRET is configured.")
         try:
             self.read_request(request)
             return super().post(request, *args, **kwargs)
         except BadPayload as exc:
-            counts["bad_payload"] += 1
+            count(self.source, "bad_payload")
             logger.warning("SendGrid %s webhook: unreadable payload: %s", self.kind, exc)
             return HttpResponseBadRequest(f"Unreadable {self.kind} payload: {exc}")
         except TooLarge as exc:
             return self._too_large(str(exc))
+        except AnymailWebhookValidationFailure as exc:  # wrong basic auth or signature: Django answers 400
+            count(self.source, "refused_auth")
+            logger.warning("SendGrid %s webhook: refused a post that did not authenticate: %s", self.kind, exc)
+            raise
         except RequestDataTooBig:
             return self._too_large(f"over Django's {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,}-byte "
                                    "DATA_UPLOAD_MAX_MEMORY_SIZE")
@@ -97,18 +101,19 @@ class _Strict:
 
     def _check_enabled(self):
         if not settings.EMAIL_WEBHOOKS:
-            counts["refused_disabled"] += 1
+            count(self.source, "refused_disabled")
             logger.warning("SendGrid %s webhook: refused a request, EMAIL_WEBHOOKS is off", self.kind)
             raise Http404("The email webhooks are off (EMAIL_WEBHOOKS).")
 
     def _too_large(self, detail):
-        counts["refused_too_large"] += 1
+        count(self.source, "refused_too_large")
         logger.warning("SendGrid %s webhook: refused a post of %s", self.kind, detail)
         return HttpResponse(f"This {self.kind} post is too large: {detail}.", status=413, content_type="text/plain")
 
 
 class TrackingWebhook(_Strict, SendGridTrackingWebhookView):
     kind = "tracking"
+    source = "sendgrid-tracking"  # its counted outcomes (manage.py channel_counts)
 
     def parse_events(self, request):
         try:
@@ -124,7 +129,7 @@ class TrackingWebhook(_Strict, SendGridTrackingWebhookView):
                     raise ValueError("an event must be an object with an 'event' name")
                 events.append(self.esp_to_anymail_event(esp_event))
             except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
-                counts["bad_event"] += 1
+                count(self.source, "bad_event")
                 logger.warning("SendGrid tracking: skipped an unreadable event (%s): %.200r", exc, esp_event)
         return events
 
@@ -232,6 +237,7 @@ def read_inbound_post(request) -> InboundPost:
 
 class InboundWebhook(_Strict, SendGridInboundWebhookView):
     kind = "inbound"
+    source = "sendgrid-inbound"  # its counted outcomes (manage.py channel_counts)
     form = None
 
     def read_request(self, request):
@@ -249,7 +255,7 @@ def _from_sendgrid(esp_name, kind) -> bool:
     """Only SendGrid's (strict) views are ours: another provider's Anymail event is ignored, logged and counted."""
     if esp_name == ESP_NAME:
         return True
-    counts[f"ignored_{kind}_other_esp"] += 1
+    count(f"sendgrid-{kind}", "ignored_other_esp")
     logger.warning("ignored an Anymail %s event from %r: only SendGrid's webhooks are ours", kind, esp_name)
     return False
 
@@ -265,7 +271,7 @@ def on_inbound(sender, event, esp_name, **kwargs):
     if not _from_sendgrid(esp_name, "inbound"):
         return
     result = store_email(raw_from_inbound(event), source="sendgrid-inbound")
-    counts[f"inbound_{result.status}"] += 1
+    count(InboundWebhook.source, result.status)
 
 
 def raw_from_inbound(event) -> bytes:

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from channels_ingest.email import campaigns
-from channels_ingest.email.suppression import suppress
+from channels_ingest.email.services import suppress
 from channels_ingest.email.transactional import due_reminders, send_booking_email
 from channels_ingest.models import Campaign, CampaignRecipient, SentEmail, Suppression
 from channels_ingest.tasks import send_campaign, send_due_reminders

@@ -1,4 +1,5 @@
 """Polling a real Dovecot mailbox: what staff see in the inbox afterwards."""
+import re
 import threading
 
 import pytest
@@ -150,10 +151,11 @@ def test_a_commit_group_keeps_the_order_of_its_mail_in_a_few_queries(
         *[mails.plain(mid=f"<t{i}@mail.example.com>", frm="Tom <tom@example.com>") for i in range(5)],
     ]
     dovecot_server.append(mailbox.folder, *group)
-    # 51 on PostgreSQL: the group's lookups and writes in three runs around the two messages that
+    # 62 on PostgreSQL: the group's lookups and writes in three runs around the two messages that
     # depend on those before them (the reply, the auto-reply), each stored on its own
-    # (receive_message alone takes nine queries per message, see test_services).
-    with caplog.at_level("INFO"), django_assert_max_num_queries(55):
+    # (receive_message alone takes ten queries per message, see test_services), a history insert
+    # for each run and each of those two, and the poll's counted outcomes at the end.
+    with caplog.at_level("INFO"), django_assert_max_num_queries(62):
         stats = poll(mailbox)
     assert (stats.fetched, stats.stored, stats.duplicates) == (25, 24, 1)
     assert "one by one" not in caplog.text, "the group was stored together, without falling back"
@@ -287,6 +289,9 @@ def test_poll_imap_command_prints_the_figures(mailbox, dovecot_server, capsys):
     out = capsys.readouterr().out
     assert "fetched 3, stored 1, duplicates 1, rejected 1" in out
     assert "3/3" in out  # progress line
+    call_command("channel_counts", "--source", f"imap-{mailbox.name}")
+    counts = capsys.readouterr().out
+    assert re.search(r"accepted\s+1\s+1", counts) and re.search(r"rejected\s+1\s+1", counts)
 
 
 def test_poll_imap_command_with_a_url_remembers_where_it_stopped(db, dovecot_server, capsys):

@@ -6,6 +6,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from channels_ingest.email import ingest
+from channels_ingest.email import services as email_services
 from channels_ingest.email.parser import parse_email
 from channels_ingest.models import Mailbox, RejectedEmail
 from tests.concurrency import race
@@ -48,14 +49,14 @@ def test_the_same_email_in_two_mailboxes_is_kept_for_each():
 def test_a_row_written_by_another_worker_between_check_and_insert_is_not_doubled(monkeypatch):
     """The window the old read-then-write left open: the other worker commits first."""
     raw, mailbox = mails.no_sender(), _mailbox()
-    real_save = ingest.save_raw
+    real_save = email_services.save_raw
 
     def other_worker_wins(data):
         RejectedEmail.objects.create(source="imap", mailbox=mailbox, message_id=parse_email(raw).message_id,
                                      reason="by the other worker")
         return real_save(data)
 
-    monkeypatch.setattr(ingest, "save_raw", other_worker_wins)
+    monkeypatch.setattr(email_services, "save_raw", other_worker_wins)
     result = _reject(raw, mailbox)
     assert result.status == ingest.REJECTED
     assert list(RejectedEmail.objects.values_list("reason", flat=True)) == ["by the other worker"]

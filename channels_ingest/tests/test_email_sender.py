@@ -6,7 +6,7 @@ import pytest
 
 from channels_ingest.email.ingest import store_email
 from channels_ingest.email.threads import conversation_id_from
-from channels_ingest.email.suppression import suppress
+from channels_ingest.email.services import suppress
 from channels_ingest.models import SentEmail
 from inbox import services
 from tests.factories import make_user

@@ -85,6 +85,54 @@ def _check_target(found, relative, node, app, target):
         found.append(f"{relative}:{node.lineno} imports {target}: {app} may not depend on {top}")
 
 
+# Models with one writing module: every create, update or delete of their rows goes through it.
+ONE_WRITER = {
+    "Suppression": "channels_ingest/email/services.py",
+    "RejectedEmail": "channels_ingest/email/services.py",
+    "SentEmail": "channels_ingest/email/services.py",
+    "ConversationActivity": "inbox/history.py",
+    "IngestCount": "channels_ingest/base.py",
+}
+WRITES = {"create", "bulk_create", "update", "update_or_create", "get_or_create", "delete", "bulk_update"}
+
+
+def writes_outside_their_writer(root: Path, apps=APPS) -> list:
+    """Calls like Model.objects...update(...) on a ONE_WRITER model outside its writing module."""
+    found = []
+    for app in apps:
+        for path in sorted((root / app).rglob("*.py")):
+            relative = path.relative_to(root)
+            if "tests" in relative.parts or "migrations" in relative.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in WRITES):
+                    continue
+                chain, current = [], node.func.value
+                while isinstance(current, (ast.Attribute, ast.Call)):
+                    if isinstance(current, ast.Attribute):
+                        chain.append(current.attr)
+                    current = current.value if isinstance(current, ast.Attribute) else current.func
+                if isinstance(current, ast.Name) and current.id in ONE_WRITER and "objects" in chain \
+                        and str(relative) != ONE_WRITER[current.id]:
+                    found.append(f"{relative}:{node.lineno} writes {current.id} ({node.func.attr}); "
+                                 f"only {ONE_WRITER[current.id]} may")
+    return found
+
+
+def test_models_with_one_writer_are_written_only_there():
+    assert writes_outside_their_writer(ROOT) == []
+
+
+def test_the_one_writer_rule_catches_a_direct_write(tmp_path):
+    (tmp_path / "channels_ingest" / "email").mkdir(parents=True)
+    (tmp_path / "channels_ingest" / "email" / "sender.py").write_text(
+        "Suppression.objects.filter(email=e).delete()\nSuppression.objects.filter(email=e).exists()\n")
+    (tmp_path / "channels_ingest" / "email" / "services.py").write_text("Suppression.objects.create(email=e)\n")
+    assert writes_outside_their_writer(tmp_path, apps=("channels_ingest",)) == [
+        "channels_ingest/email/sender.py:1 writes Suppression (delete); only channels_ingest/email/services.py may"]
+
+
 def test_the_product_keeps_the_layering_rule():
     assert violations(ROOT) == []
 
