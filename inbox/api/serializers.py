@@ -1,6 +1,5 @@
 """API shapes. Rows read what the selectors already loaded; no serializer queries."""
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.utils.functional import cached_property
 from rest_framework import serializers
 
 from crm.models import Customer
@@ -8,7 +7,8 @@ from inbox import assignees, channels
 from inbox.models import CannedResponse, Conversation, InboxEvent, Message, Note, RoutingRule
 from inbox.routing import validate_rule
 from inbox.sanitize import clean_html
-from inbox.rows import api_time
+
+from .encoders import primary_identity, tag_names_of
 from myhibachi.ids import BadId, parse_id
 
 
@@ -19,22 +19,6 @@ class UserBriefSerializer(serializers.Serializer):
 
     def get_name(self, user) -> str:
         return user.get_full_name() or user.get_username()
-
-
-def identities_of(customer) -> list:
-    """Primary first: the list loaded with list rows, else the (prefetched) relation."""
-    found = getattr(customer, "identity_list", None)
-    return found if found is not None else list(customer.identities.all())
-
-
-def tag_names_of(conversation) -> list[str]:
-    found = getattr(conversation, "tag_names", None)
-    return found if found is not None else [tag.name for tag in conversation.tags.all()]
-
-
-def primary_identity(customer):
-    identities = identities_of(customer)
-    return identities[0].value if identities else None
 
 
 class CustomerBriefSerializer(serializers.Serializer):
@@ -121,45 +105,13 @@ class NoteSerializer(serializers.ModelSerializer):
 class ThreadItemSerializer(serializers.Serializer):
     """The documented shape of one thread item (OpenAPI schema).
 
-    Responses are built by thread_item_data(), which gives the same output
-    from the selector's plain rows; a test holds the two together.
+    Responses are built by encoders.thread_item_data() from the selector's plain
+    rows; a test holds its output to MessageSerializer / NoteSerializer's.
     """
 
     kind = serializers.ChoiceField(choices=["message", "note"])
     internal = serializers.BooleanField(help_text="Notes are internal: never sent to the customer.")
     item = serializers.DictField()
-
-    @cached_property
-    def bodies(self):
-        # One serializer per kind for the whole list: building a ModelSerializer's
-        # fields costs far more than using them (≈1 ms per item at 50 items).
-        return {"message": MessageSerializer(), "note": NoteSerializer()}
-
-    def to_representation(self, item):
-        """item: .kind and .obj, a Message or Note instance."""
-        return {"kind": item.kind, "internal": item.kind == "note",
-                "item": self.bodies[item.kind].to_representation(item.obj)}
-
-
-def thread_item_data(item) -> dict:
-    """ThreadItemSerializer's output for a selectors.ThreadItem, written directly.
-
-    Plain dict building: running 50 items through MessageSerializer and
-    NoteSerializer field by field was the largest Python cost of the thread API.
-    """
-    row = item.row
-    author = row["author"]
-    author = {"id": author["id"], "username": author["username"], "name": author["name"]} if author else None
-    if item.kind == "note":
-        body = {"id": row["id"], "conversation": row["conversation_id"], "body": row["body"], "author": author,
-                "created_at": api_time(row["created_at"])}
-    else:
-        body = {"id": row["id"], "conversation": row["conversation_id"], "channel": row["channel"],
-                "direction": row["direction"], "subject": row["subject"], "text": row["text"],
-                "html": clean_html(row["html"]), "metadata": row["metadata"], "delivery_status": row["delivery_status"],
-                "status_reason": row["status_reason"], "author": author,
-                "created_at": api_time(row["created_at"])}
-    return {"kind": item.kind, "internal": item.kind == "note", "item": body}
 
 
 class IdRelatedField(serializers.PrimaryKeyRelatedField):
@@ -249,16 +201,6 @@ class CustomerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Customer
         fields = ["id", "name", "first_name", "last_name", "preferred_channel", "identities", "created_at"]
-
-
-def customer_data(customer) -> dict:
-    """CustomerSerializer's output, written directly (the thread API's customer):
-    no ModelSerializer to build per request, identities as loaded (identities_of)."""
-    return {"id": customer.pk, "name": customer.name, "first_name": customer.first_name,
-            "last_name": customer.last_name, "preferred_channel": customer.preferred_channel,
-            "identities": [{"kind": i.kind, "value": i.value, "is_primary": i.is_primary}
-                           for i in identities_of(customer)],
-            "created_at": api_time(customer.created_at)}
 
 
 class EventSerializer(serializers.ModelSerializer):

@@ -20,6 +20,7 @@ from inbox.models import CannedResponse, RoutingRule
 from myhibachi.ids import BadId, parse_id
 from myhibachi.roles import IsManager, IsManagerOrReadOnly, IsStaffMember
 
+from . import encoders
 from . import serializers as s
 from .filters import ConversationFilter
 from .idempotency import idempotent
@@ -141,9 +142,9 @@ class ConversationDetailView(InboxAPIView):
         row = s.ConversationRowSerializer(conversation).data
         return Response({
             "conversation": row,
-            "customer": s.customer_data(conversation.customer),
+            "customer": encoders.customer_data(conversation.customer),
             "profile": s.ProfileSerializer(selectors.customer_profile(conversation.customer)).data,
-            "thread": [s.thread_item_data(item) for item in items],
+            "thread": [encoders.thread_item_data(item) for item in items],
             "older": older,
         })
 
