@@ -25,7 +25,7 @@ from myhibachi.ids import parse_id
 from . import rows
 from .errors import BadCursor  # noqa: F401  (selectors.BadCursor is what callers catch)
 from .sql import table
-from .models import Conversation, InboxEvent, Message, Note
+from .models import Conversation, ConversationActivity, InboxEvent, Message, Note
 
 Status = Conversation.Status
 STATUS_COUNTS_KEY = "inbox:status-counts"
@@ -498,3 +498,19 @@ def latest_event_id() -> int:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT MAX(id) FROM {table(InboxEvent)}")
         return cursor.fetchone()[0] or 0
+
+
+# --- a conversation's history ---------------------------------------------------
+
+HISTORY_KINDS = (ConversationActivity.Kind.STATUS_CHANGED, ConversationActivity.Kind.ASSIGNED,
+                 ConversationActivity.Kind.REOPENED, ConversationActivity.Kind.BOT_HANDOFF)
+
+
+def conversation_history(conversation_id: int, *, limit: int = 10) -> list[dict]:
+    """The newest status and assignment changes of a conversation (who, what, when), newest first; one query."""
+    return list(
+        ConversationActivity.objects.filter(conversation_id=conversation_id, kind__in=HISTORY_KINDS)
+        .order_by("-at", "-id")
+        .values("kind", "from_value", "to_value", "channel", "at", "actor__username", "actor__first_name",
+                "actor__last_name")[:limit]
+    )

@@ -28,6 +28,7 @@ from myhibachi.roles import AGENT, MANAGER, is_manager, is_staff_member
 
 from . import assignees, channels, selectors, services
 from .rows import load as load_rows
+from .templatetags.inbox_ui import history_lines
 from .access import access_conversation
 from .models import CannedResponse, Conversation
 
@@ -207,7 +208,7 @@ def _thread_response(request, conversation, *, composer=None, header_error=None,
         "profile": selectors.customer_profile(customer),
         "identities": customer.identity_list,
         "conversation_ids": list(customer.conversations.values_list("id", flat=True)),
-        "staff": staff_members(),
+        **_header_context(conversation),
         "canned": _canned(),
         "composer": composer,
         "header_error": header_error,
@@ -239,7 +240,7 @@ def thread_live(request, pk):
     """The conversation header and the newest thread items, for live merging."""
     conversation = access_conversation(request.user, pk)
     context = _thread_context(request, conversation, size=LIVE_THREAD_SIZE)
-    context.update({"staff": staff_members(),
+    context.update({**_header_context(conversation),
                     "conversation_ids": list(conversation.customer.conversations.values_list("id", flat=True))})
     return render(request, "inbox/_thread_live.html", context)
 
@@ -330,8 +331,14 @@ def _after_action(request, conversation, error, status):
         return HttpResponse(render_rows(request, [selectors.list_row(conversation.pk)], row_error=error or ""),
                             status=status)
     conversation = access_conversation(request.user, conversation.pk)
-    return render(request, "inbox/_header.html", {"conversation": conversation, "staff": staff_members(),
+    return render(request, "inbox/_header.html", {"conversation": conversation, **_header_context(conversation),
                                                   "header_error": error}, status=status)
+
+
+def _header_context(conversation) -> dict:
+    """The thread header's staff list and history (its assignees named from the same list)."""
+    staff = list(staff_members())
+    return {"staff": staff, "history": history_lines(selectors.conversation_history(conversation.pk), staff)}
 
 
 @staff_screen

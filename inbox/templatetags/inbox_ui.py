@@ -11,7 +11,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 
 from inbox import channels, dates, text as text_rules
-from inbox.models import Message
+from inbox.models import Conversation, Message
 from inbox.remote_images import MARKER as BLOCKED_IMAGE, block_remote_images
 from inbox.sanitize import CLEANER
 
@@ -211,3 +211,34 @@ def thread_items(items, conversation_id):
     writer = _ItemWriter(conversation_id)
     return mark_safe("".join(writer.note(item.row) if item.kind == "note" else writer.message(item.row)
                              for item in items))
+
+
+# --- the conversation's history (its header) -------------------------------------------
+
+def _person(first, last, username) -> str:
+    return f"{first} {last}".strip() or username
+
+
+def history_lines(rows, staff) -> list[dict]:
+    """selectors.conversation_history rows as lines a person reads: who did what, and when."""
+    names = {str(member.pk): display_name(member) for member in staff}
+    statuses = dict(Conversation.Status.choices)
+    words = dates.time_words(get_language())
+    tz = timezone.get_current_timezone()
+    lines = []
+    for row in rows:
+        who = _person(row["actor__first_name"], row["actor__last_name"], row["actor__username"]) \
+            if row["actor__username"] else "A routing rule"
+        kind = row["kind"]
+        if kind == "status_changed":
+            text = f"{who} set it to {statuses.get(row['to_value'], row['to_value'])}"
+        elif kind == "assigned":
+            target = names.get(row["to_value"], "a former staff member") if row["to_value"] else None
+            text = f"{who} assigned it to {target}" if target else f"{who} unassigned it"
+        elif kind == "reopened":
+            text = f"The customer wrote again ({channels.get(row['channel']).label if row['channel'] else 'a message'}) and reopened it"
+        else:
+            text = "The chatbot handed it over"
+        local = row["at"].astimezone(tz)
+        lines.append({"text": text, "at": local.isoformat(), "when": dates.short_time(local, words)})
+    return lines

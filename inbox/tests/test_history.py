@@ -92,3 +92,19 @@ def test_the_migration_backfills_messages_and_notes_already_stored(transactional
     assert rows == [("received", None, "sms", then), ("replied", "old-agent", "sms", then + timedelta(minutes=5)),
                     ("note", "old-agent", "", then + timedelta(minutes=6))]
     assert Conversation.objects.filter(pk=conversation.pk).exists()
+
+
+def test_the_thread_header_shows_who_assigned_and_resolved_and_when(agent_client, agent, manager):
+    from inbox.models import RoutingRule
+
+    RoutingRule.objects.create(name="menus", trigger="conversation_created",
+                               conditions={"keywords": {"words": ["menu"]}}, actions={"set_status": "pending"})
+    conversation = services.receive_message(channel="email", sender="ann@example.com", text="The menu?",
+                                            external_id="h5").message.conversation
+    services.assign(conversation=conversation, assignee=agent, by=manager)
+    agent_client.post(f"/inbox/{conversation.pk}/status", {"status": "resolved"}, HTTP_HX_REQUEST="true")
+    page = agent_client.get(f"/inbox/{conversation.pk}/").content.decode()
+    history = page[page.index('id="conv-history"'):page.index("</details>", page.index('id="conv-history"'))]
+    lines = [line.split(" · ")[0] for line in history.split("<li>")[1:]]
+    assert lines == ["Alice set it to Resolved", "Morgan assigned it to Alice", "A routing rule set it to Pending"]
+    assert "<time datetime=" in history
