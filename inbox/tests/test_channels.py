@@ -48,3 +48,18 @@ def test_the_reply_box_offers_only_channels_staff_can_answer_on(agent_client, re
         set(re.findall(r'<option value="(\w+)"[^>]*>(?:Email|SMS|Chat|Call)<', page))
     assert offered == {name for name, _ in channels.reply_choices()}
     assert "call" not in offered
+
+
+def test_an_anonymous_website_visitor_is_received_by_their_token(agent):
+    from inbox import services
+
+    token = "visitor-7fQ2mZ8kL0pX3sW9dR1tY6"
+    first = services.receive_message(channel="chat", sender=token, text="Do you cater weddings?", external_id="c1")
+    again = services.receive_message(channel="chat", sender=token, text="For 80 guests", external_id="c2")
+    customer = first.message.customer
+    assert again.message.conversation == first.message.conversation
+    identity = customer.identities.get()
+    assert identity.kind == "visitor" and token not in identity.value
+    assert customer.preferred_channel == "chat"
+    reply = services.reply(conversation=first.message.conversation, author=agent, text="We do!")
+    assert reply.channel == "chat" and "to" not in reply.metadata  # answered in the chat session itself
