@@ -11,6 +11,7 @@ urlpatterns = [
     path("inbox/image", image_proxy.image, name="image"),
     path("inbox/<int:pk>/", views.thread_page, name="thread"),
     path("inbox/<int:pk>/live", views.thread_live, name="live"),
+    path("inbox/<int:pk>/history", views.thread_history, name="history"),
     path("inbox/<int:pk>/older", views.thread_older, name="older"),
     path("inbox/<int:pk>/send", views.send, name="send"),
     path("inbox/<int:pk>/status", views.change_status, name="status"),

@@ -336,9 +336,17 @@ def _after_action(request, conversation, error, status):
 
 
 def _header_context(conversation) -> dict:
-    """The thread header's staff list and history (its assignees named from the same list)."""
-    staff = list(staff_members())
-    return {"staff": staff, "history": history_lines(selectors.conversation_history(conversation.pk), staff)}
+    """What the thread header needs besides the conversation (its history loads when opened)."""
+    return {"staff": staff_members()}
+
+
+@staff_screen
+def thread_history(request, pk):
+    """The conversation's history, for the header's History list when it is opened (or as a page)."""
+    conversation = access_conversation(request.user, pk)
+    staff = list(staff_members())  # also names the assignees
+    lines = history_lines(selectors.conversation_history(conversation.pk), staff)
+    return render(request, "inbox/_history.html", {"conversation": conversation, "history": lines})
 
 
 @staff_screen

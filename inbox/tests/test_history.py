@@ -104,7 +104,16 @@ def test_the_thread_header_shows_who_assigned_and_resolved_and_when(agent_client
     services.assign(conversation=conversation, assignee=agent, by=manager)
     agent_client.post(f"/inbox/{conversation.pk}/status", {"status": "resolved"}, HTTP_HX_REQUEST="true")
     page = agent_client.get(f"/inbox/{conversation.pk}/").content.decode()
-    history = page[page.index('id="conv-history"'):page.index("</details>", page.index('id="conv-history"'))]
+    assert f'data-url="/inbox/{conversation.pk}/history"' in page  # loaded when the list is opened
+    history = agent_client.get(f"/inbox/{conversation.pk}/history").content.decode()
     lines = [line.split(" · ")[0] for line in history.split("<li>")[1:]]
     assert lines == ["Alice set it to Resolved", "Morgan assigned it to Alice", "A routing rule set it to Pending"]
     assert "<time datetime=" in history
+
+
+def test_the_history_is_for_staff_and_says_when_there_is_none(agent_client, receive):
+    from django.test import Client
+
+    conversation = receive().message.conversation
+    assert "No status or assignment changes yet" in agent_client.get(f"/inbox/{conversation.pk}/history").content.decode()
+    assert Client().get(f"/inbox/{conversation.pk}/history").status_code == 302  # to the log-in page

@@ -102,6 +102,18 @@
     this.stopped = false;
   }
 
+  // The thread header's History list loads when it is first opened (it costs the page nothing).
+  // "toggle" does not bubble: listen in the capture phase.
+  document.addEventListener("toggle", function (e) {
+    var details = e.target;
+    if (details.id !== "conv-history" || !details.open || details.dataset.loaded) return;
+    details.dataset.loaded = "1";
+    fetch(details.dataset.url, {headers: {"HX-Request": "true"}, credentials: "same-origin"})
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.text(); })
+      .then(function (html) { qs(".history-lines", details).innerHTML = html; })
+      .catch(function () { delete details.dataset.loaded; }); // the link stays; opening again retries
+  }, true);
+
   Live.prototype.status = function (state, text) {
     var el = qs("#live-status");
     if (!el) return;

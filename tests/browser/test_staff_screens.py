@@ -334,3 +334,19 @@ def test_a_page_whose_session_logged_out_stops_its_socket_and_says_so(live, sign
     expect(status).to_have_text(re.compile("Signed out"))
     alice.page.wait_for_timeout(1500)  # longer than the first reconnect delay: it must not try
     expect(status).to_have_attribute("data-state", "ended")
+
+
+def test_the_history_opens_in_the_thread_header(live, sign_in):
+    alice_user = make_user("alice", first_name="Alice")
+    conversation = receive("pat@example.com", "Is Saturday free?").message.conversation
+    in_thread(services.assign, conversation=conversation, assignee=alice_user, by=alice_user)
+    in_thread(services.set_status, conversation=conversation, status="pending", by=alice_user)
+    alice = sign_in("alice")
+    page = alice.page
+    page.goto(f"/inbox/{conversation.pk}/")
+    history = page.locator("#conv-history")
+    expect(history.locator("li")).to_have_count(0)  # nothing loaded until it is opened
+    history.locator("summary").click()
+    expect(history.locator("li")).to_have_count(2)
+    expect(history.locator("li").first).to_contain_text("Alice set it to Pending")
+    expect(history.locator("li").nth(1)).to_contain_text("Alice assigned it to Alice")
