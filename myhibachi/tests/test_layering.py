@@ -45,37 +45,42 @@ def _is_private(name: str) -> bool:
             and name not in DJANGO_MODEL_API)
 
 
-def violations(root: Path, apps=APPS) -> list:
-    """Every breach of the rule under root, as readable lines."""
-    found = []
+def _product_modules(root: Path, apps):
+    """(path, path relative to root, syntax tree) of every product module: no tests, no migrations."""
     for app in apps:
         for path in sorted((root / app).rglob("*.py")):
             relative = path.relative_to(root)
-            if "tests" in relative.parts or "migrations" in relative.parts:
-                continue
-            module = _module_name(root, path)
-            tree = ast.parse(path.read_text(), filename=str(path))
-            bound = {}  # local name -> project module it stands for
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Import):
-                    for alias in node.names:
-                        _check_target(found, relative, node, app, alias.name)
-                        top = alias.name.split(".")[0]
-                        if top in apps:  # "import a.b" binds a; "import a.b as c" binds c to a.b
-                            bound[alias.asname or top] = alias.name if alias.asname else top
-                elif isinstance(node, ast.ImportFrom):
-                    source = _resolve(module, path.name == "__init__.py", node.level, node.module)
-                    _check_target(found, relative, node, app, source)
-                    if source.split(".")[0] not in apps:
-                        continue
-                    for alias in node.names:
-                        if _is_private(alias.name) and source != module:
-                            found.append(f"{relative}:{node.lineno} imports {source}.{alias.name}, a private name")
-                        bound[alias.asname or alias.name] = f"{source}.{alias.name}"
-            for node in ast.walk(tree):
-                if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                        and node.value.id in bound and _is_private(node.attr) and bound[node.value.id] != module):
-                    found.append(f"{relative}:{node.lineno} uses {bound[node.value.id]}.{node.attr}, a private name")
+            if "tests" not in relative.parts and "migrations" not in relative.parts:
+                yield path, relative, ast.parse(path.read_text(), filename=str(path))
+
+
+def violations(root: Path, apps=APPS) -> list:
+    """Every breach of the rule under root, as readable lines."""
+    found = []
+    for path, relative, tree in _product_modules(root, apps):
+        app = relative.parts[0]
+        module = _module_name(root, path)
+        bound = {}  # local name -> project module it stands for
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    _check_target(found, relative, node, app, alias.name)
+                    top = alias.name.split(".")[0]
+                    if top in apps:  # "import a.b" binds a; "import a.b as c" binds c to a.b
+                        bound[alias.asname or top] = alias.name if alias.asname else top
+            elif isinstance(node, ast.ImportFrom):
+                source = _resolve(module, path.name == "__init__.py", node.level, node.module)
+                _check_target(found, relative, node, app, source)
+                if source.split(".")[0] not in apps:
+                    continue
+                for alias in node.names:
+                    if _is_private(alias.name) and source != module:
+                        found.append(f"{relative}:{node.lineno} imports {source}.{alias.name}, a private name")
+                    bound[alias.asname or alias.name] = f"{source}.{alias.name}"
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in bound and _is_private(node.attr) and bound[node.value.id] != module):
+                found.append(f"{relative}:{node.lineno} uses {bound[node.value.id]}.{node.attr}, a private name")
     return found
 
 
@@ -99,24 +104,20 @@ WRITES = {"create", "bulk_create", "update", "update_or_create", "get_or_create"
 def writes_outside_their_writer(root: Path, apps=APPS) -> list:
     """Calls like Model.objects...update(...) on a ONE_WRITER model outside its writing module."""
     found = []
-    for app in apps:
-        for path in sorted((root / app).rglob("*.py")):
-            relative = path.relative_to(root)
-            if "tests" in relative.parts or "migrations" in relative.parts:
+    for _, relative, tree in _product_modules(root, apps):
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in WRITES):
                 continue
-            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                        and node.func.attr in WRITES):
-                    continue
-                chain, current = [], node.func.value
-                while isinstance(current, (ast.Attribute, ast.Call)):
-                    if isinstance(current, ast.Attribute):
-                        chain.append(current.attr)
-                    current = current.value if isinstance(current, ast.Attribute) else current.func
-                if isinstance(current, ast.Name) and current.id in ONE_WRITER and "objects" in chain \
-                        and str(relative) != ONE_WRITER[current.id]:
-                    found.append(f"{relative}:{node.lineno} writes {current.id} ({node.func.attr}); "
-                                 f"only {ONE_WRITER[current.id]} may")
+            chain, current = [], node.func.value
+            while isinstance(current, (ast.Attribute, ast.Call)):
+                if isinstance(current, ast.Attribute):
+                    chain.append(current.attr)
+                current = current.value if isinstance(current, ast.Attribute) else current.func
+            if isinstance(current, ast.Name) and current.id in ONE_WRITER and "objects" in chain \
+                    and str(relative) != ONE_WRITER[current.id]:
+                found.append(f"{relative}:{node.lineno} writes {current.id} ({node.func.attr}); "
+                             f"only {ONE_WRITER[current.id]} may")
     return found
 
 
