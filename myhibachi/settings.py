@@ -6,6 +6,7 @@ folder, the in-memory channel layer, Celery tasks run eagerly, mail printed to
 the console. Production sets DEBUG=0 and the variables documented in
 README.md; a missing DEBUG or SECRET_KEY stops start-up with a clear message.
 """
+import ipaddress
 import os
 from pathlib import Path
 
@@ -229,6 +230,11 @@ LOGIN_FAILURE_WINDOW = int(env("LOGIN_FAILURE_WINDOW", str(15 * 60)))  # seconds
 # names the client. Empty: REMOTE_ADDR is the client. Behind deploy/nginx.conf
 # on the same host: TRUSTED_PROXIES=127.0.0.1,::1.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+for _proxy in TRUSTED_PROXIES:  # a typo here would otherwise fail every log-in at run time
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or network (e.g. 127.0.0.1,::1).")
 # Password-reset links (sent by a manager from the admin) stay valid this long.
 PASSWORD_RESET_TIMEOUT = int(env("PASSWORD_RESET_TIMEOUT", str(3 * 24 * 3600)))
 

@@ -43,11 +43,13 @@ from django.utils.encoding import force_str
 
 from ..base import count
 from . import tracking as tracking_events
-from .ingest import store_email
+from .ingest import DUPLICATE, REJECTED, STORED, store_email
 
 logger = logging.getLogger(__name__)
 
 
+# An inbound email's outcome, in the words every channel source counts with (channels_ingest.base).
+OUTCOMES = {STORED: "accepted", DUPLICATE: "duplicates", REJECTED: "rejected"}
 # The esp_name Anymail's SendGrid views send with their signals ("SendGrid").
 ESP_NAME = SendGridTrackingWebhookView.esp_name
 # Room for the form fields SendGrid posts beside the message itself (envelope, charsets, spam report, ...).
@@ -271,7 +273,7 @@ def on_inbound(sender, event, esp_name, **kwargs):
     if not _from_sendgrid(esp_name, "inbound"):
         return
     result = store_email(raw_from_inbound(event), source="sendgrid-inbound")
-    count(InboundWebhook.source, result.status)
+    count(InboundWebhook.source, OUTCOMES[result.status])
 
 
 def raw_from_inbound(event) -> bytes:

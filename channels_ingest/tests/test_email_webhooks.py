@@ -250,6 +250,9 @@ def test_large_raw_inbound_mail_is_stored_with_its_attachment(client, db, webhoo
     assert attachment["filename"] == "floor plan.pdf" and attachment["size"] == attachment_bytes
     assert "path" in attachment
     assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE == 2621440  # unchanged for everything else
+    assert counted("sendgrid-inbound", "accepted") == 1
+    assert client.post(INBOUND, data=_raw_form(raw), **auth(webhook_secret)).status_code == 200
+    assert counted("sendgrid-inbound", "duplicates") == 1 and Message.objects.count() == 1
 
 
 def test_large_inbound_mail_in_sendgrids_parsed_form_keeps_its_attachment(client, db, webhook_secret):

@@ -64,3 +64,9 @@ def test_development_key_is_random_per_checkout_and_not_in_the_repository():
                              capture_output=True, text=True)
     assert tracked.returncode != 0  # never committed
     assert key not in (ROOT / "myhibachi" / "settings.py").read_text()
+
+
+def test_a_trusted_proxy_that_is_not_an_address_stops_start_up_with_a_clear_message():
+    result = _manage("check", env={**PRODUCTION, "TRUSTED_PROXIES": "127.0.0.1,nginx"})
+    assert result.returncode != 0
+    assert "TRUSTED_PROXIES: 'nginx' is not an IP address" in result.stderr
