@@ -118,8 +118,10 @@ def _target(url: str):
 
 
 def _read(response, deadline: float) -> bytes:
-    length = response.getheader("Content-Length")
-    if length and length.strip().isdigit() and int(length) > MAX_BYTES:
+    length = (response.getheader("Content-Length") or "").strip()
+    if length and not (length.isascii() and length.isdigit()):  # "²" passes isdigit(), not int()
+        raise Failed("The image host sent a length that is not a number.")
+    if length and int(length) > MAX_BYTES:
         raise Failed("The image is larger than the proxy passes on.")
     chunks, size = [], 0
     while True:

@@ -104,6 +104,8 @@ class ImageHost:
             "/svg": (200, {"Content-Type": "image/svg+xml"}, b"<svg onload='alert(1)'/>"),
             "/huge": (200, {"Content-Type": "image/png", "Content-Length": str(50 * 1024 * 1024)}, PNG),
             "/stream": (200, {"Content-Type": "image/png"}, PNG * 2000),  # no length: read until the limit
+            # A length that str.isdigit() accepts and int() does not.
+            "/odd-length": (200, {"Content-Type": "image/png", "Content-Length": "\u00b2"}, PNG),
         }
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -201,7 +203,7 @@ def test_a_redirect_is_checked_like_the_first_address(agent_client, reachable):
         other.close()
 
 
-@pytest.mark.parametrize("path", ["/page", "/svg", "/huge", "/stream", "/missing"])
+@pytest.mark.parametrize("path", ["/page", "/svg", "/huge", "/stream", "/missing", "/odd-length"])
 def test_the_image_proxy_passes_on_only_images_within_the_size_limit(agent_client, reachable, monkeypatch, path):
     monkeypatch.setattr(image_proxy, "MAX_BYTES", len(PNG) * 100)
     response = agent_client.get(proxied(reachable.url(path)))
