@@ -97,6 +97,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so every request is seen: one count and one latency observation per request for /metrics.
+    "myhibachi.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -332,8 +334,8 @@ INBOX_REOPEN_DAYS = int(env("INBOX_REOPEN_DAYS", "7"))
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    # nginx probes health over plain HTTP on the upstream side.
-    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$"]
+    # nginx probes health, and Prometheus scrapes /metrics, over plain HTTP on the upstream side.
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", str(60 * 60 * 24 * 365)))
@@ -350,6 +352,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# /metrics (myhibachi/metrics.py) answers a direct request from loopback, or one carrying
+# "Authorization: Bearer <METRICS_TOKEN>" (compared in constant time); unset: loopback only.
+METRICS_TOKEN = env("METRICS_TOKEN", "")
 
 # Opening hours in BUSINESS_TIME_ZONE, used by routing rules ("outside business
 # hours"). Days missing from the table are closed.
