@@ -71,6 +71,15 @@ def with_server_send(app):
     return app_with_server_send
 
 
+class NodeCounts:
+    """This process's totals over every StaffFanout it ever had (a fanout is replaced when its
+    loop or layer changes), read by /metrics (myhibachi/metrics.py) from another thread."""
+
+    sockets = 0  # open staff sockets handed events by this process
+    events = 0  # staff events received from the layer and handed to local sockets
+    dropped = 0  # events not sent to a socket whose backlog was full (StaffFanout.dropped, summed)
+
+
 class StaffFanout:
     """This node's single member of the staff group; forwards to local sockets."""
 
@@ -96,10 +105,14 @@ class StaffFanout:
                 self.tasks = [asyncio.create_task(self._forward()), asyncio.create_task(self._rejoin())]
             else:
                 await self.layer.group_add(events.STAFF_GROUP, self.channel)  # one ZADD; cheap
-        self.sockets.add(consumer)
+        if consumer not in self.sockets:
+            self.sockets.add(consumer)
+            NodeCounts.sockets += 1
 
     def discard(self, consumer):
-        self.sockets.discard(consumer)
+        if consumer in self.sockets:
+            self.sockets.discard(consumer)
+            NodeCounts.sockets -= 1
         self.backlogs.pop(consumer, None)
 
     async def _forward(self):
@@ -111,6 +124,7 @@ class StaffFanout:
     def deliver(self, event):
         """Hand one event to every local socket; all get event n before any gets n+1."""
         outgoing = {"type": "websocket.send", "text": json.dumps(event)}  # encoded once, shared
+        NodeCounts.events += 1
         for consumer in list(self.sockets):
             backlog = self.backlogs.get(consumer)
             if backlog is not None:
@@ -118,6 +132,7 @@ class StaffFanout:
                     backlog.append(outgoing)
                 else:
                     self.dropped += 1
+                    NodeCounts.dropped += 1
                 continue
             sending = consumer.send_frame(outgoing)
             try:

@@ -35,7 +35,9 @@ CONVERSATION_CREATED = "conversation.created"
 CONVERSATION_UPDATED = "conversation.updated"
 MENTION = "mention"
 
-# Counted rejections, readable by ops and tests.
+# This process's totals, readable by ops (/metrics) and tests: events handed to the
+# channel layer, and events the layer refused (lost broadcasts, recovered by clients).
+published = 0
 publish_failures = 0
 
 # Inside batched(): committed (group, frame) pairs waiting to be published.
@@ -107,7 +109,7 @@ def batched():
 
 def _publish(items: list) -> None:
     """Send (group, frame) pairs in order, in one event-loop round. Never raises."""
-    global publish_failures
+    global published, publish_failures
     layer = get_channel_layer()
     if layer is None:
         return
@@ -118,6 +120,7 @@ def _publish(items: list) -> None:
         # The write is committed; a lost broadcast is recovered by clients
         # through the events API. Log and count, never fail the write.
         logger.exception("could not publish events %s..%s", items[0][1].get("id"), items[-1][1].get("id"))
+    published += len(sent)
     publish_failures += len(items) - len(sent)
 
 

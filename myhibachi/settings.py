@@ -97,6 +97,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so every request and every log line is seen: the request id (X-Request-ID) for the
+    # logs, then one count and one latency observation per request for /metrics.
+    "myhibachi.logs.RequestIdMiddleware",
+    "myhibachi.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -332,8 +336,8 @@ INBOX_REOPEN_DAYS = int(env("INBOX_REOPEN_DAYS", "7"))
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    # nginx probes health over plain HTTP on the upstream side.
-    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$"]
+    # nginx probes health, and Prometheus scrapes /metrics, over plain HTTP on the upstream side.
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", str(60 * 60 * 24 * 365)))
@@ -342,14 +346,29 @@ if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     X_FRAME_OPTIONS = "DENY"
 
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, request_id,
+# exception) for a log collector; plain (the default) for people. Every record carries the
+# request id (X-Request-ID, myhibachi/logs.py).
+LOG_FORMAT = env("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "myhibachi.logs.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "myhibachi.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
+                             "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# /metrics (myhibachi/metrics.py) answers a direct request from loopback, or one carrying
+# "Authorization: Bearer <METRICS_TOKEN>" (compared in constant time); unset: loopback only.
+METRICS_TOKEN = env("METRICS_TOKEN", "")
 
 # Opening hours in BUSINESS_TIME_ZONE, used by routing rules ("outside business
 # hours"). Days missing from the table are closed.

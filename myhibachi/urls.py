@@ -2,11 +2,12 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from . import auth_views as rate_limited, health, views
+from . import auth_views as rate_limited, health, metrics, views
 
 urlpatterns = [
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),
+    path("metrics", metrics.metrics, name="metrics"),  # loopback or METRICS_TOKEN only (myhibachi/metrics.py)
     path("login/", rate_limited.RateLimitedLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     # Links in password-reset emails, which managers send from the admin (myhibachi/admin.py).
