@@ -108,6 +108,13 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Nodes behind nginx (deploy/cluster): NODE_NAME names this node in an X-Node response header
+# (which node answered: tests, rolling restarts); NODE_DRAIN_FILE, while it exists, makes /ready
+# answer 503 "draining" (myhibachi/health.py). Both unset outside a cluster.
+NODE_NAME = env("NODE_NAME", "")
+NODE_DRAIN_FILE = env("NODE_DRAIN_FILE", "")
+if NODE_NAME:
+    MIDDLEWARE.insert(0, "myhibachi.node.node_header")
 
 ROOT_URLCONF = "myhibachi.urls"
 # ModelBackend that reads the staff groups with the user (one query per request, see myhibachi/auth.py).
@@ -248,7 +255,7 @@ BUSINESS_REGION = env("BUSINESS_REGION", "US")  # default region for phone numbe
 
 # --- Static files -----------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env("STATIC_ROOT", str(BASE_DIR / "staticfiles")))  # collectstatic's output; nginx serves it
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "media")))
