@@ -115,6 +115,7 @@ class Cluster:
             email_max_message_bytes or os.environ.get("EMAIL_MAX_MESSAGE_BYTES") or 50 * 1024 * 1024)
         self.nginx_dir = self.state / "nginx"
         self.nginx_conf = self.nginx_dir / "nginx.conf"
+        self.processes = {}  # name -> Popen of what this object started (reaped when stopped)
         self.cert = self.state / "tls" / "cert.pem"
         self.key = self.state / "tls" / "key.pem"
 
@@ -240,6 +241,7 @@ class Cluster:
         finally:
             log.close()
         self.pid_file(name).write_text(f"{process.pid}\n")
+        self.processes[name] = process
         return process
 
     def pid(self, name):
@@ -295,6 +297,7 @@ class Cluster:
             self.pid_file(name).unlink(missing_ok=True)
             return False
         progress(f"stopping {name} (pid {pid})")
+        started_here = self.processes.pop(name, None)
         os.kill(pid, signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while _alive(pid) and time.monotonic() < deadline:
@@ -304,6 +307,8 @@ class Cluster:
             os.kill(pid, signal.SIGKILL)
             while _alive(pid):
                 time.sleep(0.05)
+        if started_here is not None and started_here.pid == pid:
+            started_here.wait()  # no zombie left behind in a long-lived caller (the tests)
         self.pid_file(name).unlink(missing_ok=True)
         return True
 
