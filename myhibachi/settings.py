@@ -234,7 +234,7 @@ LOGIN_MAX_FAILURES = int(env("LOGIN_MAX_FAILURES", "5"))  # per username per win
 LOGIN_MAX_FAILURES_PER_ADDRESS = int(env("LOGIN_MAX_FAILURES_PER_ADDRESS", "20"))  # per client address
 LOGIN_FAILURE_WINDOW = int(env("LOGIN_FAILURE_WINDOW", str(15 * 60)))  # seconds from the first attempt
 # Proxies (addresses or CIDR networks, comma-separated) whose X-Real-IP header
-# names the client. Empty: REMOTE_ADDR is the client. Behind deploy/nginx.conf
+# names the client. Empty: REMOTE_ADDR is the client. Behind deploy/nginx.conf.template
 # on the same host: TRUSTED_PROXIES=127.0.0.1,::1.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 for _proxy in TRUSTED_PROXIES:  # a typo here would otherwise fail every log-in at run time
