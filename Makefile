@@ -10,7 +10,7 @@ PORT ?= 8000
 DEBUG ?= 1
 export DEBUG
 
-.PHONY: run test migrate bench clean
+.PHONY: run test migrate bench clean cluster cluster-stop
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ test: $(STAMP)
 # writes JSON under bench/results/.
 bench: $(STAMP)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+# Two nodes behind nginx on this machine (deploy/cluster.py; docs/operations.md):
+# https://127.0.0.1:8443, node1 on 8001, node2 on 8002, a Celery worker and beat.
+# PostgreSQL and Redis from DATABASE_URL / REDIS_URL, else a myhibachi_cluster
+# database on 127.0.0.1 and Redis database 12. State and pid files in .cluster/.
+cluster: $(STAMP)
+	PYTHON=$(PY) deploy/cluster start
+
+cluster-stop:
+	PYTHON=$(PY) deploy/cluster stop
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache

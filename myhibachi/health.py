@@ -2,8 +2,17 @@
 
 /health answers as long as the process serves requests. /ready also checks
 the database and, when REDIS_URL is set, Redis, and names what is failing.
+
+Draining: while the file named by NODE_DRAIN_FILE exists, /ready answers 503
+with "draining" among the failing parts, and the node goes on serving every
+other request (in-flight and new) as before. A file, not a signal or an
+in-process flag: every worker process of the node sees it at once, it
+survives nothing it should not (deploy/cluster removes it when the node is
+back), an operator can see and remove it, and setting it needs no access to
+the process (deploy/cluster drain / rolling-restart).
 """
 import logging
+import os
 
 from django.conf import settings
 from django.db import connection
@@ -43,6 +52,9 @@ def ready(request):
     if settings.REDIS_URL:
         checks["redis"] = _check_redis
     results, failing = {}, []
+    if settings.NODE_DRAIN_FILE and os.path.exists(settings.NODE_DRAIN_FILE):
+        results["drain"] = "draining"
+        failing.append("draining")
     for name, check in checks.items():
         try:
             check()

@@ -112,6 +112,13 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Nodes behind nginx (deploy/cluster): NODE_NAME names this node in an X-Node response header
+# (which node answered: tests, rolling restarts); NODE_DRAIN_FILE, while it exists, makes /ready
+# answer 503 "draining" (myhibachi/health.py). Both unset outside a cluster.
+NODE_NAME = env("NODE_NAME", "")
+NODE_DRAIN_FILE = env("NODE_DRAIN_FILE", "")
+if NODE_NAME:
+    MIDDLEWARE.insert(0, "myhibachi.node.node_header")
 
 ROOT_URLCONF = "myhibachi.urls"
 # ModelBackend that reads the staff groups with the user (one query per request, see myhibachi/auth.py).
@@ -231,7 +238,7 @@ LOGIN_MAX_FAILURES = int(env("LOGIN_MAX_FAILURES", "5"))  # per username per win
 LOGIN_MAX_FAILURES_PER_ADDRESS = int(env("LOGIN_MAX_FAILURES_PER_ADDRESS", "20"))  # per client address
 LOGIN_FAILURE_WINDOW = int(env("LOGIN_FAILURE_WINDOW", str(15 * 60)))  # seconds from the first attempt
 # Proxies (addresses or CIDR networks, comma-separated) whose X-Real-IP header
-# names the client. Empty: REMOTE_ADDR is the client. Behind deploy/nginx.conf
+# names the client. Empty: REMOTE_ADDR is the client. Behind deploy/nginx.conf.template
 # on the same host: TRUSTED_PROXIES=127.0.0.1,::1.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 for _proxy in TRUSTED_PROXIES:  # a typo here would otherwise fail every log-in at run time
@@ -252,7 +259,7 @@ BUSINESS_REGION = env("BUSINESS_REGION", "US")  # default region for phone numbe
 
 # --- Static files -----------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env("STATIC_ROOT", str(BASE_DIR / "staticfiles")))  # collectstatic's output; nginx serves it
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "media")))
