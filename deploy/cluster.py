@@ -7,10 +7,12 @@
     deploy/cluster drain node1      /ready 503 on node1, nginx stops sending it new work
     deploy/cluster undrain node1    the reverse
     deploy/rolling-restart          drain, restart, put back: node1, then node2
+    python -m deploy.watchdog DIR   (started by `start`) marks a failing node `down` in
+                                    nginx's upstream and puts it back (deploy/watchdog.py)
 
 `make cluster` / `make cluster-stop` call the first two. Everything the cluster
 writes is under .cluster/ (git-ignored): pid files node1.pid, node2.pid,
-worker.pid, beat.pid, nginx.pid, the logs, the rendered nginx.conf, the
+worker.pid, beat.pid, nginx.pid, watchdog.pid, the logs, the rendered nginx.conf, the
 self-signed certificate and the production SECRET_KEY, made once.
 
 Only the standard library here; Django runs in the processes started (the
@@ -18,6 +20,9 @@ same Python: the project's virtualenv). The tests (tests/cluster/) drive the
 same Cluster class on free ports with their own database.
 """
 import argparse
+import contextlib
+import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -44,7 +49,8 @@ UVICORN = ["-m", "uvicorn", "myhibachi.asgi:application", "--host", "127.0.0.1",
            "--http", "httptools", "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
            "--no-access-log", "--timeout-graceful-shutdown", str(GRACEFUL_SECONDS)]
 # What a pid file's process must be running, so a recycled pid is never signalled.
-EXPECTED = {"node": "uvicorn", "worker": "celery", "beat": "celery", "nginx": "nginx"}
+EXPECTED = {"node": "uvicorn", "worker": "celery", "beat": "celery", "nginx": "nginx",
+            "watchdog": "deploy.watchdog"}
 
 
 def progress(message):
@@ -126,8 +132,27 @@ class Cluster:
     def drain_file(self, node):
         return self.state / f"{node}.drain"
 
+    def down_file(self, node):
+        """Set by the watchdog while the node fails its /ready (deploy/watchdog.py)."""
+        return self.state / f"{node}.down"
+
     def log_file(self, name):
         return self.state / f"{name}.log"
+
+    # What another process (the watchdog) needs to render the same nginx.conf.
+    SAVED = ("database_url", "redis_url", "http_port", "https_port", "worker_processes", "pool_size",
+             "email_max_message_bytes")
+
+    def save(self):
+        config = {name: getattr(self, name) for name in self.SAVED}
+        config.update(node_ports=list(self.nodes.values()), static_root=str(self.static_root))
+        (self.state / "cluster.json").write_text(json.dumps(config, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, state_dir):
+        """The Cluster that saved itself into state_dir (cluster.json), without its extra_env."""
+        config = json.loads((Path(state_dir) / "cluster.json").read_text())
+        return cls(state_dir, **config)
 
     @property
     def https_url(self):
@@ -285,6 +310,11 @@ class Cluster:
         self._spawn("worker", [self.python, "-m", "celery", "-A", "myhibachi", "worker", "--loglevel", "INFO",
                                "--concurrency", "2", "--hostname", f"worker@{self.state.name}"], self.env())
 
+    def start_watchdog(self):
+        progress("starting the watchdog (probes each node's /ready every 2 s)")
+        self.save()
+        self._spawn("watchdog", [self.python, "-m", "deploy.watchdog", str(self.state)], self.env())
+
     def start_beat(self):
         progress("starting Celery beat (exactly one)")
         self._spawn("beat", [self.python, "-m", "celery", "-A", "myhibachi", "beat", "--loglevel", "INFO"],
@@ -344,13 +374,25 @@ class Cluster:
     def drained(self):
         return {node for node in self.nodes if self.drain_file(node).exists()}
 
+    def down(self):
+        """The nodes rendered `down`: drained by hand, or failing in the watchdog's eyes."""
+        return self.drained() | {node for node in self.nodes if self.down_file(node).exists()}
+
+    @contextlib.contextmanager
+    def nginx_lock(self):
+        """One writer of nginx.conf at a time (deploy/cluster and the watchdog)."""
+        self.nginx_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.nginx_dir / "render.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
     def write_nginx(self):
         temp = self.nginx_dir / "temp"
         temp.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:  # the workers (nobody) buffer large bodies there
             shutil.chown(temp, "nobody", "nogroup")
         candidate = self.nginx_dir / "nginx.conf.new"
-        candidate.write_text(self.render_nginx(down=self.drained()))
+        candidate.write_text(self.render_nginx(down=self.down()))
         test = subprocess.run(self._nginx("-t", conf=candidate), capture_output=True, text=True)
         if test.returncode:
             raise SystemExit(f"nginx refused the rendered configuration:\n{test.stderr}")
@@ -362,8 +404,9 @@ class Cluster:
 
     def start_nginx(self):
         progress(f"starting nginx: https on {self.https_port}, http (redirect) on {self.http_port}")
-        self.write_nginx()
-        subprocess.run(self._nginx(), check=True)  # the master daemonizes and writes nginx.pid
+        with self.nginx_lock():
+            self.write_nginx()
+            subprocess.run(self._nginx(), check=True)  # the master daemonizes and writes nginx.pid
         self.wait_for(lambda: self.pid("nginx") is not None, "nginx's pid file", 10)
         self.wait_for(self._nginx_answers, "nginx to answer", 20)
 
@@ -374,17 +417,22 @@ class Cluster:
             return False
 
     def reload_nginx(self):
-        """Render again (drained nodes `down`) and reload; returns once new workers serve."""
-        self.write_nginx()
-        pid = self.pid("nginx")
-        if pid is None:
-            raise SystemExit("nginx is not running")
-        before = _children(pid)
-        os.kill(pid, signal.SIGHUP)
-        # The master starts new workers, then tells the old ones to stop accepting;
-        # they finish what they hold (at most worker_shutdown_timeout).
-        self.wait_for(lambda: len(_children(pid) - before) >= self.worker_processes, "nginx's new workers", 10)
-        time.sleep(0.5)
+        """Render again (drained and failing nodes `down`) and reload; returns once new workers serve.
+
+        The one path that writes nginx.conf after start: drain, undrain and the watchdog all come here.
+        """
+        with self.nginx_lock():
+            self.write_nginx()
+            pid = self.pid("nginx")
+            if pid is None:
+                raise SystemExit("nginx is not running")
+            before = _children(pid)
+            os.kill(pid, signal.SIGHUP)
+            # The master starts new workers, then tells the old ones to stop accepting;
+            # they finish what they hold (at most worker_shutdown_timeout).
+            self.wait_for(lambda: len(_children(pid) - before) >= self.worker_processes, "nginx's new workers",
+                          10)
+            time.sleep(0.5)
 
     # --- drain and rolling restart --------------------------------------------------
     def drain(self, node):
@@ -397,6 +445,7 @@ class Cluster:
     def undrain(self, node):
         self.drain_file(node).unlink(missing_ok=True)
         self.wait_for(lambda: self.node_status(node) == 200, f"{node}'s /ready", 30)
+        self.down_file(node).unlink(missing_ok=True)  # ready: the watchdog would agree
         progress(f"{node} is ready and back in nginx's upstream")
         if self.pid("nginx"):
             self.reload_nginx()
@@ -418,7 +467,7 @@ class Cluster:
 
     # --- the whole cluster ------------------------------------------------------------
     def names(self):
-        return [*self.nodes, "worker", "beat", "nginx"]
+        return [*self.nodes, "worker", "beat", "nginx", "watchdog"]
 
     def start(self, *, seed=True, celery=True):
         running = [name for name in self.names() if self.pid(name)]
@@ -428,6 +477,7 @@ class Cluster:
         self.ensure_certificate()
         for node in self.nodes:
             self.drain_file(node).unlink(missing_ok=True)
+            self.down_file(node).unlink(missing_ok=True)
             self.start_node(node)
         if celery:
             self.start_worker()
@@ -435,9 +485,10 @@ class Cluster:
         self.start_nginx()
         for node in self.nodes:
             self.wait_for(lambda node=node: self.node_status(node) == 200, f"{node}'s /ready", 30)
+        self.start_watchdog()
 
     def stop(self):
-        stopped = [name for name in ["nginx", *self.nodes, "worker", "beat"] if self.stop_process(name)]
+        stopped = [name for name in ["watchdog", "nginx", *self.nodes, "worker", "beat"] if self.stop_process(name)]
         progress(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
     def status(self):
@@ -447,7 +498,8 @@ class Cluster:
             if name in self.nodes:
                 state += f", port {self.nodes[name]}, /ready {self.node_status(name)}"
                 state += ", draining" if self.drain_file(name).exists() else ""
-            print(f"{name:7} {state}")
+                state += ", down (watchdog)" if self.down_file(name).exists() else ""
+            print(f"{name:8} {state}")
 
     def summary(self):
         print(f"""

@@ -205,7 +205,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Task time limit < lock TTL < broker visibility timeout (see FIELD-NOTES).
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Exactly one beat schedules in the cluster: with Redis, every beat process
+# takes a lock first and only its holder sends tasks (myhibachi/beat.py).
+CELERY_BEAT_SCHEDULER = (
+    "myhibachi.beat:LockedDatabaseScheduler" if REDIS_URL else "django_celery_beat.schedulers:DatabaseScheduler")
+BEAT_LOCK_KEY = env("BEAT_LOCK_KEY", "myhibachi:celery-beat")
+BEAT_LOCK_TTL = int(env("BEAT_LOCK_TTL", "30"))
 CELERY_BEAT_SCHEDULE = {
     "inbox-prune-events": {
         "task": "inbox.tasks.prune_events",

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import tempfile
@@ -239,3 +240,53 @@ def test_a_rolling_restart_fails_no_request(nodes):
     assert {node for _, node in results} == {"node1", "node2"}
     after = {node: nodes.pid(node) for node in nodes.nodes}
     assert all(after[node] and after[node] != before[node] for node in nodes.nodes)
+
+
+def upstream_down(cluster, node):
+    return f"127.0.0.1:{cluster.nodes[node]} max_fails=3 fail_timeout=10s down;" in cluster.nginx_conf.read_text()
+
+
+def eventually(condition, what, timeout=15):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_the_watchdog_takes_a_failing_node_out_and_puts_it_back(nodes):
+    nodes.start_watchdog()
+    node1 = nodes.pid("node1")
+    try:
+        # A wedged node: its port still accepts, nothing answers (each probe times out).
+        os.kill(node1, signal.SIGSTOP)
+        started = time.monotonic()
+        eventually(lambda: upstream_down(nodes, "node1"), "node1 down in nginx.conf")
+        assert time.monotonic() - started < 10
+        assert nodes.down_file("node1").exists()
+        time.sleep(1.5)  # the reload the watchdog started: new workers serve
+        web = https(nodes)
+        answers = [web.get(f"{nodes.https_url}/login/", timeout=10) for _ in range(20)]
+        assert [(a.status_code, a.headers["X-Node"]) for a in answers] == [(200, "node2")] * 20
+
+        os.kill(node1, signal.SIGCONT)
+        eventually(lambda: not upstream_down(nodes, "node1"), "node1 back in nginx.conf")
+        assert not nodes.down_file("node1").exists()
+        time.sleep(1.5)
+        answered = {https(nodes).get(f"{nodes.https_url}/login/", timeout=10).headers["X-Node"] for _ in range(20)}
+        assert answered == {"node1", "node2"}
+
+        # A manual drain is not the watchdog's to undo, nor a failure of its own.
+        nodes.drain("node2")
+        time.sleep(2 * 2 + 0.5)  # two rounds of probes
+        assert upstream_down(nodes, "node2") and not nodes.down_file("node2").exists()
+        nodes.undrain("node2")
+        time.sleep(2.5)
+        assert not upstream_down(nodes, "node2")
+        assert "marked down" in nodes.log_file("watchdog").read_text()
+    finally:
+        os.kill(node1, signal.SIGCONT)
+        nodes.stop_process("watchdog")
+        for node in nodes.nodes:
+            nodes.down_file(node).unlink(missing_ok=True)
+        if nodes.pid("nginx"):
+            nodes.reload_nginx()
