@@ -123,6 +123,7 @@ class Browser:
         self.seen, self.max = set(), 0
         self.reconnects = []  # seconds from the socket closing to the new one being open
         self.caught_up = 0
+        self.live = []  # (monotonic time, id) of the events that came over a socket
         self.context = ssl.create_default_context(cafile=str(cluster.cert))
 
     async def connect(self):
@@ -168,8 +169,17 @@ class Browser:
                 self.reconnects.append(time.monotonic() - closed)
                 await self.catch_up()
                 continue
-            self.apply(json.loads(message))
+            event = json.loads(message)
+            if isinstance(event.get("id"), int):
+                self.live.append((time.monotonic(), event["id"]))
+                gap = event["id"] > self.max + 1
+                self.apply(event)
+                if gap:  # an event in between never reached this socket
+                    await self.catch_up()
         return ws
+
+    def live_after(self, moment):
+        return [number for at, number in self.live if at >= moment]
 
 
 def test_kill_9_of_a_node_fails_no_read_and_stores_every_reply_once(faulty):
@@ -255,3 +265,87 @@ def test_kill_9_of_a_node_fails_no_read_and_stores_every_reply_once(faulty):
     print(f"kill -9: {len(reads)} reads, {len(replies)} replies "
           f"({sum(len(o) > 1 for o in replies.values())} retried), reconnect {browser.reconnects[0]:.2f} s, "
           f"{len(everything)} events, {browser.caught_up} read on catch-up")
+
+
+def test_http_keeps_working_while_redis_is_down_and_live_updates_resume(faulty, redis_server):
+    from inbox import services
+    from inbox.models import InboxEvent, Message
+
+    agent, token = staff_with_token()
+    conversation = services.receive_message(channel="sms", sender="+14155550123", text="Hello").message.conversation
+    cookie = cookie_for(agent)
+    browser = Browser(faulty, cookie, token)
+    start_event = browser.max = InboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    auth = {"Authorization": f"Token {token}"}
+    reply_url = f"{faulty.https_url}/api/v1/inbox/{conversation.pk}/reply"
+    outage = {}
+
+    def during_outage():
+        web = https(faulty)
+        checks = []
+        deadline = time.monotonic() + 10
+        n = 0
+        while time.monotonic() < deadline:
+            began = time.monotonic()
+            health = web.get(f"{faulty.https_url}/health", timeout=10)
+            read = web.get(f"{faulty.https_url}/api/v1/inbox/{conversation.pk}", headers=auth, timeout=10)
+            page = web.get(f"{faulty.https_url}/", headers={"Cookie": cookie}, timeout=10, allow_redirects=False)
+            reply = web.post(reply_url, json={"text": f"While Redis is down {n}"}, timeout=10,
+                             headers={**auth, "Idempotency-Key": uuid.uuid4().hex})
+            checks.append((health.status_code, read.status_code, page.status_code, reply.status_code,
+                           time.monotonic() - began))
+            n += 1
+            time.sleep(0.2)
+        outage["checks"] = checks
+        outage["ready"] = [faulty.node_status(node) for node in faulty.nodes]
+
+    async def scenario():
+        ws = await browser.connect()
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
+        stop = asyncio.Event()
+        task = asyncio.create_task(browser.listen(ws, stop))
+        stopped = time.monotonic()
+        await asyncio.to_thread(redis_server.stop)
+        await asyncio.to_thread(during_outage)
+        await asyncio.to_thread(redis_server.start)  # the same port, empty: a restart without persistence
+        outage["seconds"] = time.monotonic() - stopped
+        restarted = time.monotonic()
+        # A reply after the restart reaches the page's socket (the old one or its reconnect).
+        web = https(faulty)
+        answer = await asyncio.to_thread(web.post, reply_url, json={"text": "After Redis is back"}, timeout=10,
+                                         headers={**auth, "Idempotency-Key": uuid.uuid4().hex})
+        assert answer.status_code == 201, answer.text[:300]
+        after = answer.json()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            newest = await asyncio.to_thread(
+                lambda: InboxEvent.objects.order_by("-id").values_list("id", flat=True).first())
+            if newest in browser.seen and browser.live_after(restarted):
+                break
+            await asyncio.sleep(0.2)
+        outage["resumed"] = time.monotonic() - restarted
+        outage["after"] = after
+        outage["live"] = browser.live_after(restarted)
+        stop.set()
+        ws = await task
+        await ws.close()
+
+    run(scenario())
+
+    checks = outage["checks"]
+    assert len(checks) >= 5
+    assert all(c[:4] == (200, 200, 200, 201) for c in checks), checks
+    assert max(c[4] for c in checks) < 5, checks  # nothing waits on the absent Redis
+    assert outage["ready"] == [503, 503]  # /ready names Redis; nginx does not retry probes
+    stored = Message.objects.filter(conversation=conversation, text__startswith="While Redis is down").count()
+    assert stored == len(checks)
+    newest = InboxEvent.objects.order_by("-id").values_list("id", flat=True).first()
+    assert outage["live"], "no event reached a socket after Redis came back"
+    assert newest in browser.seen
+    # With the events API, the page misses nothing of the outage.
+    everything = set(InboxEvent.objects.filter(recipient__isnull=True, id__gt=start_event).values_list("id", flat=True))
+    assert everything <= browser.seen, sorted(everything - browser.seen)[:10]
+    print(f"redis down {outage['seconds']:.1f} s: {len(checks)} rounds of health/read/page/reply, slowest "
+          f"{max(c[4] for c in checks):.2f} s; live again {outage['resumed']:.2f} s after the restart; "
+          f"reconnects {[round(r, 2) for r in browser.reconnects]}")
