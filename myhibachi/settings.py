@@ -403,7 +403,8 @@ INBOX_MAX_REPLY_CHARS = 64 * 1024
 # Shared cache: Redis when configured (both nodes see the same status counts),
 # per-process memory otherwise.
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+    # Redis down reads as a cache miss (myhibachi/cache.py): pages keep coming from PostgreSQL.
+    CACHES = {"default": {"BACKEND": "myhibachi.cache.RedisCache", "LOCATION": REDIS_URL,
                           "KEY_PREFIX": "myhibachi"}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
