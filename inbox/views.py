@@ -208,7 +208,7 @@ def _thread_response(request, conversation, *, composer=None, header_error=None,
         "profile": selectors.customer_profile(customer),
         "identities": customer.identity_list,
         "conversation_ids": list(customer.conversations.values_list("id", flat=True)),
-        **_header_context(conversation),
+        "staff": staff_members(),
         "canned": _canned(),
         "composer": composer,
         "header_error": header_error,
@@ -240,7 +240,7 @@ def thread_live(request, pk):
     """The conversation header and the newest thread items, for live merging."""
     conversation = access_conversation(request.user, pk)
     context = _thread_context(request, conversation, size=LIVE_THREAD_SIZE)
-    context.update({**_header_context(conversation),
+    context.update({"staff": staff_members(),
                     "conversation_ids": list(conversation.customer.conversations.values_list("id", flat=True))})
     return render(request, "inbox/_thread_live.html", context)
 
@@ -331,13 +331,8 @@ def _after_action(request, conversation, error, status):
         return HttpResponse(render_rows(request, [selectors.list_row(conversation.pk)], row_error=error or ""),
                             status=status)
     conversation = access_conversation(request.user, conversation.pk)
-    return render(request, "inbox/_header.html", {"conversation": conversation, **_header_context(conversation),
+    return render(request, "inbox/_header.html", {"conversation": conversation, "staff": staff_members(),
                                                   "header_error": error}, status=status)
-
-
-def _header_context(conversation) -> dict:
-    """What the thread header needs besides the conversation (its history loads when opened)."""
-    return {"staff": staff_members()}
 
 
 @staff_screen

@@ -19,7 +19,8 @@ import re
 import uuid
 from datetime import datetime, timezone
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from .middleware import AroundRequest
+
 
 HEADER = "X-Request-ID"
 META_KEY = "HTTP_X_REQUEST_ID"
@@ -35,42 +36,19 @@ def clean_request_id(given) -> str:
     return str(uuid.uuid4())
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(AroundRequest):
     """Outermost middleware: sets the request id for everything below it and echoes it."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        if self.is_async:
-            return self.__acall__(request)
-        token = self._start(request)
-        try:
-            response = self.get_response(request)
-        finally:
-            request_id.reset(token)
-        response[HEADER] = request.request_id
-        return response
-
-    async def __acall__(self, request):
-        token = self._start(request)
-        try:
-            response = await self.get_response(request)
-        finally:
-            request_id.reset(token)
-        response[HEADER] = request.request_id
-        return response
-
-    @staticmethod
-    def _start(request):
+    def before(self, request):
         request.request_id = clean_request_id(request.META.get(META_KEY))
         return request_id.set(request.request_id)
+
+    def cleanup(self, token):
+        request_id.reset(token)
+
+    def after(self, request, response, token):
+        response[HEADER] = request.request_id
+        return response
 
 
 class RequestIdFilter(logging.Filter):

@@ -25,7 +25,6 @@ import ipaddress
 import logging
 import time
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import Http404, HttpResponse
 from django.utils import timezone
@@ -35,6 +34,8 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, disable_created_metrics, generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from .middleware import AroundRequest
 
 logger = logging.getLogger(__name__)
 
@@ -62,29 +63,13 @@ def _record(request, response, started):
     LATENCY.labels(view).observe(time.perf_counter() - started)
 
 
-class MetricsMiddleware:
+class MetricsMiddleware(AroundRequest):
     """Outermost: counts and times every request. No query, one observe."""
 
-    sync_capable = True
-    async_capable = True
+    def before(self, request):
+        return time.perf_counter()
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        if self.is_async:
-            return self.__acall__(request)
-        started = time.perf_counter()
-        response = self.get_response(request)
-        _record(request, response, started)
-        return response
-
-    async def __acall__(self, request):
-        started = time.perf_counter()
-        response = await self.get_response(request)
+    def after(self, request, response, started):
         _record(request, response, started)
         return response
 

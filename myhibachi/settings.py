@@ -118,7 +118,7 @@ MIDDLEWARE = [
 NODE_NAME = env("NODE_NAME", "")
 NODE_DRAIN_FILE = env("NODE_DRAIN_FILE", "")
 if NODE_NAME:
-    MIDDLEWARE.insert(0, "myhibachi.node.node_header")
+    MIDDLEWARE.insert(0, "myhibachi.node.NodeHeaderMiddleware")
 
 ROOT_URLCONF = "myhibachi.urls"
 # ModelBackend that reads the staff groups with the user (one query per request, see myhibachi/auth.py).

@@ -51,7 +51,7 @@ def test_ready_answers_503_draining_while_the_drain_file_exists(client, db, sett
 
 def test_a_named_node_says_which_node_answered(client, db, settings):
     settings.NODE_NAME = "node7"
-    settings.MIDDLEWARE = ["myhibachi.node.node_header", *settings.MIDDLEWARE]
+    settings.MIDDLEWARE = ["myhibachi.node.NodeHeaderMiddleware", *settings.MIDDLEWARE]
     assert client.get("/health")["X-Node"] == "node7"
 
 
@@ -59,10 +59,10 @@ def test_the_node_header_middleware_stays_async_under_asgi(settings):
     # An async chain gets an async middleware: no thread hop per request on a node.
     from asgiref.sync import iscoroutinefunction
 
-    from myhibachi.node import node_header
+    from myhibachi.node import NodeHeaderMiddleware
 
     async def view(request):
         return None
 
-    assert iscoroutinefunction(node_header(view))
-    assert not iscoroutinefunction(node_header(lambda request: None))
+    assert iscoroutinefunction(NodeHeaderMiddleware(view))
+    assert not iscoroutinefunction(NodeHeaderMiddleware(lambda request: None))
