@@ -24,9 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+import requests.adapters
 import websockets
 from django.conf import settings
 from django.test import Client
+from urllib3.util.retry import Retry
 
 from deploy.cluster import Cluster
 from tests.browser.live_server import database_url, free_port
@@ -76,7 +78,18 @@ def nodes(cluster, transactional_db):
 
 
 def https(cluster):
+    """A client that behaves like a browser towards nginx.
+
+    When nginx reloads (the watchdog and the rolling restart do), its old workers close idle
+    keep-alive connections; a request written onto one at that instant sees the connection
+    close with no answer. HTTP/1.1 lets a client resend an idempotent request then (RFC 9112
+    §9.3.1) and browsers do; requests does not, so GET and HEAD get that one resend here.
+    Nothing else is retried: a 502/504 from nginx or a POST still counts as a failure.
+    """
     session = requests.Session()
+    resend_once = Retry(total=1, connect=0, read=1, redirect=0, status=0, other=0,
+                        allowed_methods=frozenset({"GET", "HEAD"}), raise_on_status=False)
+    session.mount("https://", requests.adapters.HTTPAdapter(max_retries=resend_once))
     # Not the environment's CA bundle or proxies: requests lets REQUESTS_CA_BUNDLE
     # override a session's verify. Our self-signed certificate names 127.0.0.1.
     session.trust_env = False
