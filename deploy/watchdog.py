@@ -10,7 +10,10 @@ or at once when its port refuses the connection (the process is gone). Then
 the watchdog creates STATE_DIR/NODE.down and calls Cluster.reload_nginx(),
 the same rendering drain and undrain use: the upstream lists every drained or
 `.down` node as `down`, and nginx reloads gracefully. The first 200 removes
-the file and reloads again.
+the file and reloads again. When every node still running fails at once, a
+part they share is down (PostgreSQL, Redis): none is taken out (and any taken
+out before is put back), so clients get the nodes' own answers, not nginx's
+"no live upstreams".
 
 A drained node (NODE.drain) is left alone: it is `down` for its drain file,
 and stays so until `deploy/cluster undrain` (which also removes a stale
@@ -56,19 +59,29 @@ class Watchdog:
         """One round of probes; reloads nginx (once) when a node goes out or comes back."""
         changed = []
         drained = self.cluster.drained()
-        for node in self.cluster.nodes:
-            if node in drained:  # the operator's; not ours to judge
-                self.failed[node] = 0
-                continue
-            result = probe(self.cluster, node)
+        results = {node: probe(self.cluster, node) for node in self.cluster.nodes if node not in drained}
+        for node in drained:  # the operator's; not ours to judge
+            self.failed[node] = 0
+        for node, result in results.items():
+            self.failed[node] = 0 if result == "ok" else self.failed[node] + 1
+        # Every node that still runs fails /ready at once: a part they share is down (PostgreSQL
+        # restarting, Redis stopped), not the nodes. Taking them all out would turn the nodes'
+        # honest answers (a 503 "try again shortly", or pages served without Redis) into nginx's
+        # "no live upstreams" 502 for everything; so they stay in (docs/operations.md).
+        running = [node for node, result in results.items() if result != "refused"]
+        shared = bool(running) and all(results[node] != "ok" for node in running)
+        if shared and any(self.failed[node] == self.failures for node in running):
+            self.log(f"watchdog: every running node fails /ready ({', '.join(running)}): a shared part is down; "
+                     "keeping them in the upstream")
+        for node, result in results.items():
             marked = self.cluster.down_file(node).exists()
-            if result == "ok":
-                self.failed[node] = 0
+            healthy = result == "ok" or (shared and result != "refused")
+            if healthy:
                 if marked:
                     self.cluster.down_file(node).unlink(missing_ok=True)
-                    changed.append(f"{node} is ready again: back in the upstream")
+                    changed.append(f"{node} is ready again: back in the upstream" if result == "ok" else
+                                   f"{node} back in the upstream: every running node fails alike")
                 continue
-            self.failed[node] += 1
             if not marked and (result == "refused" or self.failed[node] >= self.failures):
                 self.cluster.down_file(node).touch()
                 changed.append(f"{node} failed /ready ({result}, {self.failed[node]} in a row): marked down")

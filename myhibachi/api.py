@@ -1,7 +1,8 @@
 """API-wide error handling: every error is JSON with a message a person can act on.
 
 The one place refusals become API responses: the inbox's own (inbox/errors.py, each with its status
-and code), Django's validation and permission errors, database conflicts, oversized bodies."""
+and code), Django's validation and permission errors, database conflicts, oversized bodies, and the
+database being unreachable (myhibachi/unavailable.py)."""
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -14,12 +15,16 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from inbox.errors import InboxError
 
+from . import unavailable
+
 
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         limit_mb = settings.DATA_UPLOAD_MAX_MEMORY_SIZE / (1024 * 1024)
         return Response({"message": f"The request body is larger than the {limit_mb:.1f} MB limit.",
                          "code": "too_large"}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if unavailable.is_database_unavailable(exc):  # PostgreSQL restarting: 503, try again shortly
+        return unavailable.response_for(context["request"], exc, json=True)
     if isinstance(exc, InboxError):  # a service's refusal: its own status and code
         body = {"message": exc.message, "code": exc.code}
         if exc.field:

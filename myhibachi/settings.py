@@ -101,6 +101,8 @@ MIDDLEWARE = [
     # logs, then one count and one latency observation per request for /metrics.
     "myhibachi.logs.RequestIdMiddleware",
     "myhibachi.metrics.MetricsMiddleware",
+    # A view that cannot reach PostgreSQL answers 503 "try again shortly" (myhibachi/unavailable.py).
+    "myhibachi.unavailable.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -169,12 +171,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Not for transaction-mode PgBouncer, which cannot keep prepared statements.
 # Server-side binding meets PostgreSQL's 65,535-parameter limit, which the
 # backend in myhibachi/postgresql/ makes bulk operations respect.
+# While PostgreSQL is unreachable (a restart) a request waits at most DB_POOL_TIMEOUT seconds
+# for a connection and is then answered 503 "try again shortly" (myhibachi/unavailable.py)
+# instead of hanging; a new connection gives up after DB_CONNECT_TIMEOUT. Each pooled
+# connection is checked before it is lent (CONN_HEALTH_CHECKS: one empty round trip), so the
+# connections a restart broke are dropped and replaced, and the node recovers on its own.
 DB_POOL_SIZE = int(env("DB_POOL_SIZE", "0"))
+DB_POOL_TIMEOUT = float(env("DB_POOL_TIMEOUT", "3"))
+DB_CONNECT_TIMEOUT = int(env("DB_CONNECT_TIMEOUT", "3"))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", DB_CONNECT_TIMEOUT)
 if DB_POOL_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["ENGINE"] = "myhibachi.postgresql"
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        pool={"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 10},
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # Django hands the pool psycopg's check_connection
+    DATABASES["default"]["OPTIONS"].update(
+        pool={"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": DB_POOL_TIMEOUT},
         server_side_binding=True, prepare_threshold=5,
     )
 if env("TEST_DATABASE_NAME"):

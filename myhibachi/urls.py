@@ -20,3 +20,6 @@ urlpatterns = [
     path("", include("inbox.urls")),
     path("", views.home, name="home"),
 ]
+
+# An uncaught database-unreachable error outside a view is a 503 too (myhibachi/unavailable.py).
+handler500 = "myhibachi.unavailable.server_error"
