@@ -22,3 +22,8 @@ if os.environ.get("LIVE_CACHE_PREFIX"):
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 INBOX_SENDERS = {"email": "tests.senders.record", "sms": "tests.senders.record", "chat": "tests.senders.record"}
+
+# The kill -9 fault test (tests/cluster/test_faults.py) makes a node hold each reply it has
+# stored instead of answering, until it is killed (tests/cluster/hold_replies.py).
+if os.environ.get("TEST_HOLD_REPLIES_DIR"):
+    MIDDLEWARE = ["tests.cluster.hold_replies.HoldRepliesMiddleware", *MIDDLEWARE]  # noqa: F405
