@@ -29,7 +29,18 @@ def health(request):
     return JsonResponse({"status": "ok"})
 
 
+READY_DATABASE_TIMEOUT = 1.0  # seconds; under the watchdog's 1.5 s probe timeout
+
+
 def _check_database():
+    pool = getattr(connection, "pool", None)  # pooled nodes (DB_POOL_SIZE)
+    if pool is not None and connection.connection is None:
+        # Borrow from the pool directly with a short wait: while PostgreSQL is down /ready
+        # answers 503 in a second, not after the requests' DB_POOL_TIMEOUT.
+        pool.open()
+        with pool.connection(timeout=READY_DATABASE_TIMEOUT) as conn:
+            conn.execute("SELECT 1").fetchone()
+        return
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         cursor.fetchone()

@@ -442,8 +442,8 @@ def test_postgres_restart_answers_503_fast_and_the_nodes_recover_on_their_own(ow
             thread.start()
         try:
             time.sleep(1.5)
-            own_postgres.stop(mode="fast")  # as a restart does: the nodes' connections are cut
             stopped = time.monotonic()
+            own_postgres.stop(mode="fast")  # as a restart does: the nodes' connections are cut
             web = https(cluster)
             key = uuid.uuid4().hex
             refused = web.post(reply_url, json={"text": "While PostgreSQL restarts"}, timeout=30,
@@ -454,11 +454,11 @@ def test_postgres_restart_answers_503_fast_and_the_nodes_recover_on_their_own(ow
             restarting = time.monotonic()
             own_postgres.start()
             restarted = time.monotonic()
-            # Until the readers have had 4 s of answers after the last failure, at most 30 s.
-            deadline = restarted + 30
+            # Until the readers have had 30 answers begun after the last failure ended, at most 40 s.
+            deadline = restarted + 40
             while time.monotonic() < deadline:
-                failures = [r[0] for r in reads if r[1] != 200]
-                if failures and time.monotonic() - max(failures) > 4:
+                last_failure = max(r[0] + r[2] for r in reads if r[1] != 200)
+                if len([r for r in reads if r[0] > last_failure]) >= 30:
                     break
                 time.sleep(0.2)
         finally:
@@ -486,7 +486,7 @@ def test_postgres_restart_answers_503_fast_and_the_nodes_recover_on_their_own(ow
     assert (retried.status_code, again.status_code) == (201, 201) and stored == 1
 
     during = [r for r in reads if stopped < r[0] and r[0] + r[2] < restarting]
-    assert len(during) >= 3, reads
+    assert len(during) >= 3, [(round(r[0] - stopped, 2), r[1], round(r[2], 2), r[3]) for r in reads][:40]
     # Failing fast: a 503 with Retry-After from the node, after at most the pool's wait
     # (DB_POOL_TIMEOUT, 3 s) and the time to be answered; never a hang, a 500 or nginx's 502.
     assert all(r[1] == 503 and r[4] == "5" and '"code":"unavailable"' in r[5].replace(" ", "") for r in during), \
@@ -494,11 +494,12 @@ def test_postgres_restart_answers_503_fast_and_the_nodes_recover_on_their_own(ow
     assert max(r[2] for r in during) < 6, [round(r[2], 2) for r in during]
     assert {r[1] for r in reads} <= {200, 503}, [r for r in reads if r[1] not in (200, 503)][:5]
     # Recovered without restarting a node: the same processes answer 200 again, both of them.
-    last_failure = max(r[0] for r in reads if r[1] != 200)
+    last_failure = max(r[0] + r[2] for r in reads if r[1] != 200)
     assert last_failure - restarted < 20
     recovered = [r for r in reads if r[0] > last_failure]
-    assert len(recovered) >= 20 and {r[1] for r in recovered} == {200}
+    assert len(recovered) >= 30 and {r[1] for r in recovered} == {200}
     assert {r[3] for r in recovered} == {"node1", "node2"}
     assert after_pids == pids and None not in pids.values()
+    first_ok = min(r[0] + r[2] for r in reads if r[1] == 200 and r[0] > stopped)
     print(f"postgres restart: {len(during)} reads during the outage all 503 (slowest {max(r[2] for r in during):.2f} s),"
-          f" all 200 again {max(0.0, last_failure - restarted):.2f} s after it was back")
+          f" answered 200 again {first_ok - restarted:.2f} s after it was back (no node restarted)")
