@@ -72,3 +72,19 @@ def test_the_example_environment_names_only_documented_variables_and_what_produc
     operations = (ROOT / "docs" / "operations.md").read_text()
     for name in names + ["NODE_NAME", "NODE_DRAIN_FILE", "DB_POOL_SIZE"]:
         assert f"`{name}`" in operations, f"docs/operations.md does not list {name}"
+
+
+def test_the_watchdog_unit_runs_the_clusters_watchdog_on_a_state_directory_it_may_write():
+    parser = unit("watchdog.service")
+    command = argv(parser)
+    assert command[2] == "deploy.watchdog" and importlib.util.find_spec("deploy.watchdog") is not None
+    assert len(command) == 4 and command[3].startswith("/")  # the state dir: cluster.json, nginx.conf
+    service = parser["Service"]
+    # ProtectSystem=strict makes everything read-only but what it rewrites: the rendered nginx.conf.
+    assert service["ProtectSystem"] == "strict"
+    assert service["ReadWritePaths"].split() == [command[3]]
+    # It exits on SIGTERM within a round of probes (deploy/watchdog.py), well inside the stop timeout.
+    from deploy import watchdog
+
+    assert int(service["TimeoutStopSec"]) > watchdog.INTERVAL + 2 * watchdog.PROBE_TIMEOUT
+    assert "watchdog.service" in (ROOT / "docs" / "operations.md").read_text()
