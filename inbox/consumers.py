@@ -27,6 +27,7 @@ and fills from the events API, as it does for channels-redis' own drops.
 """
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import weakref
@@ -78,6 +79,17 @@ class NodeCounts:
     sockets = 0  # open staff sockets handed events by this process
     events = 0  # staff events received from the layer and handed to local sockets
     dropped = 0  # events not sent to a socket whose backlog was full (StaffFanout.dropped, summed)
+    layer_errors = collections.Counter()  # channel-layer calls that raised, by operation (Redis down)
+
+
+@contextlib.contextmanager
+def counted_layer_errors(operation):
+    """Count a channel-layer call that raised (for /metrics), and let the error go on."""
+    try:
+        yield
+    except Exception:
+        NodeCounts.layer_errors[operation] += 1
+        raise
 
 
 class StaffFanout:
@@ -101,10 +113,12 @@ class StaffFanout:
                 # The default prefix matters: channels-redis reads all of a process's
                 # channels with one shared receive loop per prefix.
                 self.channel = await self.layer.new_channel()
-                await self.layer.group_add(events.STAFF_GROUP, self.channel)
+                with counted_layer_errors("group_add"):
+                    await self.layer.group_add(events.STAFF_GROUP, self.channel)
                 self.tasks = [asyncio.create_task(self._forward()), asyncio.create_task(self._rejoin())]
             else:
-                await self.layer.group_add(events.STAFF_GROUP, self.channel)  # one ZADD; cheap
+                with counted_layer_errors("group_add"):
+                    await self.layer.group_add(events.STAFF_GROUP, self.channel)  # one ZADD; cheap
         if consumer not in self.sockets:
             self.sockets.add(consumer)
             NodeCounts.sockets += 1
@@ -117,7 +131,8 @@ class StaffFanout:
 
     async def _forward(self):
         while True:
-            message = await self.layer.receive(self.channel)
+            with counted_layer_errors("receive"):
+                message = await self.layer.receive(self.channel)
             if message.get("type") == "inbox.event" and self.sockets:
                 self.deliver(message["event"])
 
@@ -172,7 +187,8 @@ class StaffFanout:
         while True:
             await asyncio.sleep(REJOIN_SECONDS)
             try:
-                await self.layer.group_add(events.STAFF_GROUP, self.channel)
+                with counted_layer_errors("group_add"):
+                    await self.layer.group_add(events.STAFF_GROUP, self.channel)
                 await self.close_non_staff()
             except Exception:
                 # Keep the loop: the next round tries again.
@@ -217,7 +233,8 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         self.session_key = getattr(session, "session_key", None) if session is not None else None
         # The person's own group: mentions, and the close message when their access ends.
         self.user_group = events.user_group(user.pk)
-        await self.channel_layer.group_add(self.user_group, self.channel_name)
+        with counted_layer_errors("group_add"):
+            await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
         # Frames (never the accept) go straight to the server; without the asgi.py
         # wrapper (a bare consumer in a test) through the middleware chain.
@@ -243,7 +260,8 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         if getattr(self, "fanout", None):
             self.fanout.discard(self)
         if getattr(self, "user_group", None):
-            await self.channel_layer.group_discard(self.user_group, self.channel_name)
+            with counted_layer_errors("group_discard"):
+                await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
         # The socket is one-way; a ping gets a pong so clients can check liveness.

@@ -114,6 +114,13 @@ class NodeCollector:
         yield _counter("myhibachi_events_publish_failures",
                        "Events this process could not hand to the channel layer (clients catch up).",
                        events.publish_failures)
+        errors = CounterMetricFamily("myhibachi_channel_layer_errors",
+                                     "Channel-layer calls of this process that failed, by operation.",
+                                     labels=["operation"])
+        counts = {"publish": events.publish_failures, **NodeCounts.layer_errors}
+        for operation in ("publish", "receive", "group_add", "group_discard"):
+            errors.add_metric([operation], counts.get(operation, 0))
+        yield errors
 
     def _ingest(self):
         from channels_ingest.models import IngestCount

@@ -192,6 +192,32 @@ def test_publish_failures_are_counted(db, monkeypatch, django_capture_on_commit_
     assert events.published == published
 
 
+@pytest.mark.asyncio
+async def test_channel_layer_errors_of_a_socket_are_counted_by_operation():
+    class DownLayer(InMemoryChannelLayer):  # Redis gone: every call raises
+        async def group_add(self, group, channel):
+            raise ConnectionError("layer down")
+
+    fanout = StaffFanout(DownLayer())
+    before = NodeCounts.layer_errors["group_add"]
+    with pytest.raises(ConnectionError):
+        await fanout.add(FakeSocket())  # the socket's connect fails; the error is counted
+    for task in fanout.tasks:
+        task.cancel()
+    assert NodeCounts.layer_errors["group_add"] == before + 1
+
+
+def test_scrape_shows_channel_layer_errors_by_operation(client, db, monkeypatch):
+    import collections as counters
+
+    monkeypatch.setattr(events, "publish_failures", 3)
+    monkeypatch.setattr(NodeCounts, "layer_errors", counters.Counter({"receive": 2, "group_add": 5}))
+    samples = scrape(client)
+    assert {operation: value(samples, "myhibachi_channel_layer_errors_total", operation=operation)
+            for operation in ("publish", "receive", "group_add", "group_discard")} == {
+        "publish": 3, "receive": 2, "group_add": 5, "group_discard": 0}
+
+
 # --- who may scrape -------------------------------------------------------------------
 
 def test_refused_from_outside_without_a_token(client, db):
