@@ -496,6 +496,11 @@ CALL_SYNC_SECONDS = int(env("CALL_SYNC_SECONDS", "300"))
 SMS_FIRST_SYNC_HOURS = int(env("SMS_FIRST_SYNC_HOURS", "24"))  # how far back the first sync (FSync) reads
 RINGCENTRAL_MEDIA_MAX_BYTES = int(env("RINGCENTRAL_MEDIA_MAX_BYTES", str(25 * 1024 * 1024)))
 RINGCENTRAL_SUBSCRIPTION_SECONDS = int(env("RINGCENTRAL_SUBSCRIPTION_SECONDS", str(7 * 24 * 3600)))
+if RINGCENTRAL_CONFIGURED and not DEBUG:
+    for _name in ("RINGCENTRAL_SMS_FROM", "RINGCENTRAL_VERIFICATION_TOKEN"):
+        if not globals()[_name]:
+            raise ImproperlyConfigured(f"RingCentral is configured (RINGCENTRAL_CLIENT_ID/SECRET/JWT) but {_name} "
+                                       "is not set: see docs/sms-calls.md.")
 if RINGCENTRAL_CONFIGURED:
     INBOX_SENDERS["sms"] = "channels_ingest.ringcentral.sender.send"
     CELERY_BEAT_SCHEDULE["ringcentral-sync-sms"] = {

@@ -49,6 +49,8 @@ def media(request, message_id: int, index: str):
 
 
 def _status(text: str, *, status: int = 200, error: bool = False) -> HttpResponse:
+    """The line shown next to the Call button. Refusals are 422, which the screens swap in (base.html's
+    htmx-config), including "RingCentral is not answering": a 503 would show staff nothing."""
     markup = format_html('<span class="ringout-status{}" role="{}">{}</span>', " error" if error else "",
                          "alert" if error else "status", text)
     return HttpResponse(markup, status=status)
@@ -67,16 +69,17 @@ def ring_out(request, pk):
     number, unparsed = identity.phone_or_unparsed(raw) if raw.strip() else ("", True)
     if unparsed or not CustomerIdentity.objects.filter(customer_id=conversation.customer_id, kind=identity.PHONE,
                                                        value=number).exists():
-        return _status("Only this customer's own phone numbers can be called from here.", status=422, error=True)
+        return _status("Only the phone numbers on this customer's record can be called from here.", status=422,
+                       error=True)
     try:
         with rc.client() as api:
             answer = api.post_json(RINGOUT_PATH, {"from": {"phoneNumber": agent.phone_number},
                                                   "to": {"phoneNumber": number}, "playPrompt": False})
     except rc.NotConfigured:
-        return _status("Calling is not set up: RingCentral is not configured.", status=503, error=True)
+        return _status("Calling is not set up: RingCentral is not configured.", status=422, error=True)
     except rc.Unavailable as exc:
         logger.warning("RingOut failed for now: %s", exc.message)
-        return _status("RingCentral is not answering; try again in a minute.", status=503, error=True)
+        return _status("RingCentral is not answering; try again in a minute.", status=422, error=True)
     except rc.Refused as exc:
         return _status(f"RingCentral refused the call: {exc.message}", status=422, error=True)
     services.set_call_back(conversation=conversation, needed=False)
