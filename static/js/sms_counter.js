@@ -1,8 +1,9 @@
 // The composer's SMS counter and opt-out notice (self-contained; the composer markup is in
-// templates/inbox/_composer.html). For the channel chosen in "Send by":
-//  - data-max-units: the limit in UTF-16 units (what RingCentral counts); shows "n / limit characters
+// templates/inbox/_composer.html). For the channel chosen in "Send by" (attributes of the select,
+// named after the channel):
+//  - data-max-units-<channel>: the limit in UTF-16 units (what RingCentral counts); shows "n / limit characters
 //    · s SMS segments" live (GSM-7: 160 per single text, 153 per part; otherwise 70 / 67 UTF-16 units);
-//  - data-refusal: why replies on it are refused (the customer texted STOP), shown before anyone writes.
+//  - data-refusal-<channel>: why replies on it are refused (the customer texted STOP), shown before anyone writes.
 // Listens on the document, so it keeps working when htmx swaps the composer.
 (function () {
   "use strict";
@@ -31,15 +32,14 @@
     var counter = document.getElementById("sms-count");
     var refusal = document.getElementById("channel-refusal");
     if (!select || !box) { return; }
-    var option = select.options[select.selectedIndex];
-    var note = option ? option.getAttribute("data-refusal") : "";
+    var note = select.getAttribute("data-refusal-" + select.value) || "";
     var isReply = (document.querySelector("#composer input[name=mode]:checked") || {}).value !== "note";
     if (refusal) {
       refusal.textContent = note || "";
       refusal.hidden = !note || !isReply;
     }
     if (!counter) { return; }
-    var max = option ? parseInt(option.getAttribute("data-max-units") || "0", 10) : 0;
+    var max = parseInt(select.getAttribute("data-max-units-" + select.value) || "0", 10);
     if (!max || !isReply) { counter.hidden = true; return; }
     var n = units(box.value), s = segments(box.value);
     counter.hidden = false;
