@@ -1,4 +1,5 @@
 """The periodic reads (message-sync, call log), the commands and the subscription, against the stand-in."""
+import json
 from datetime import timedelta
 from io import StringIO
 
@@ -240,3 +241,17 @@ def test_subscribe_fails_clearly_when_ringcentral_cannot_reach_us(ringcentral):
     with pytest.raises(CommandError, match="Validation-Token first: is http://127.0.0.1:9/hook reachable"):
         call_command("ringcentral_subscribe", "--address", "http://127.0.0.1:9/hook")
     assert not Subscription.objects.exists()
+
+
+def test_a_missed_call_notification_reads_the_call_log_at_once(client, ringcentral):
+    ringcentral.add_call(result="Missed")
+    event = {"uuid": "5f1e", "event": "/restapi/v1.0/account/~/extension/~/telephony/sessions?missedCall=true",
+             "timestamp": "2026-11-30T05:00:00.000Z", "subscriptionId": "sub-1",
+             "body": {"telephonySessionId": "s-1", "parties": [{"missedCall": True, "direction": "Inbound"}]}}
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client.post("/ringcentral/webhook/", data=json.dumps(event), content_type="application/json",
+                               HTTP_VERIFICATION_TOKEN=RC_VERIFICATION_TOKEN)
+    assert response.status_code == 200
+    call = Message.objects.get(channel="call")
+    assert call.metadata["call"]["result"] == "Missed"
+    assert call.conversation.tags.filter(name="call-back").exists()
