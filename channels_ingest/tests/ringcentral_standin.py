@@ -29,8 +29,9 @@ import threading
 import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from .loopback import LoopbackServer
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 EXT = "/restapi/v1.0/account/~/extension/~"
@@ -48,7 +49,9 @@ def utf16_units(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-class RingCentralStandIn:
+class RingCentralStandIn(LoopbackServer):
+    methods = ("GET", "POST", "PUT")
+
     def __init__(self, *, client_id="rc-client-id", client_secret="rc-client-secret", jwt="rc.jwt.assertion",
                  token_ttl=3600):
         self.client_id, self.client_secret, self.jwt = client_id, client_secret, jwt
@@ -56,37 +59,8 @@ class RingCentralStandIn:
         self._lock = threading.Lock()
         self._ids = itertools.count(10_000_001)
         self.reset()
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                standin._handle(self, "GET")
-
-            def do_POST(self):
-                standin._handle(self, "POST")
-
-            def do_PUT(self):
-                standin._handle(self, "PUT")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    # --- lifecycle and test controls -------------------------------------------
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__()
+        self.url = self.base_url
 
     def reset(self):
         with self._lock:
@@ -185,22 +159,11 @@ class RingCentralStandIn:
 
     # --- HTTP ---------------------------------------------------------------------
 
-    def _answer(self, handler, status, body=None, headers=None, *, raw=None, content_type="application/json"):
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
-        handler.send_response(status)
-        for name, value in (headers or {}).items():
-            handler.send_header(name, value)
-        if data:
-            handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
-
     def _error(self, handler, status, code, message, headers=None):
-        return self._answer(handler, status, {"errorCode": code, "message": message,
+        return self.answer(handler, status, {"errorCode": code, "message": message,
                                               "errors": [{"errorCode": code, "message": message}]}, headers)
 
-    def _handle(self, handler, method):
+    def handle(self, handler, method):
         url = urlsplit(handler.path)
         path, query = url.path, parse_qs(url.query)
         raw = handler.rfile.read(int(handler.headers.get("Content-Length", 0) or 0))
@@ -236,24 +199,24 @@ class RingCentralStandIn:
             return self._renew(handler, path.rsplit("/", 1)[1], raw)
         if method == "GET" and path in self.content:
             data, content_type = self.content[path]
-            return self._answer(handler, 200, raw=data, content_type=content_type)
+            return self.answer(handler, 200, raw=data, content_type=content_type)
         return self._error(handler, 404, "CMN-102", f"Resource for parameter [{path}] is not found")
 
     def _token(self, handler, raw):
         expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
         if handler.headers.get("Authorization") != f"Basic {expected}":
-            return self._answer(handler, 401, {"error": "invalid_client", "errors": [
+            return self.answer(handler, 401, {"error": "invalid_client", "errors": [
                 {"errorCode": "OAU-123", "message": "Invalid client: " + self.client_id}],
                 "error_description": "Invalid client"})
         form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
         if form.get("grant_type") != JWT_GRANT or form.get("assertion") != self.jwt:
-            return self._answer(handler, 400, {"error": "invalid_grant", "error_description": "Invalid assertion",
+            return self.answer(handler, 400, {"error": "invalid_grant", "error_description": "Invalid assertion",
                                                "errors": [{"errorCode": "OAU-140", "message": "Invalid assertion"}]})
         token = "U1BCMDFUMDRKV1MwMXxhY2Nlc3M" + secrets.token_urlsafe(24)
         with self._lock:
             self.tokens[token] = time.time() + self.token_ttl
             self.token_grants += 1
-        return self._answer(handler, 200, {"access_token": token, "token_type": "bearer",
+        return self.answer(handler, 200, {"access_token": token, "token_type": "bearer",
                                            "expires_in": self.token_ttl, "scope": "SMS ReadMessages ReadCallLog",
                                            "owner_id": "1000", "endpoint_id": "ep-1"})
 
@@ -287,7 +250,7 @@ class RingCentralStandIn:
                                   direction="Outbound", status="Queued")
         with self._lock:
             self.sent.append(body)
-        return self._answer(handler, 200, self.public(record))
+        return self.answer(handler, 200, self.public(record))
 
     def _message_sync(self, handler, query, raw):
         sync_type = query.get("syncType", ["FSync"])[0]
@@ -306,7 +269,7 @@ class RingCentralStandIn:
             records = sorted(records, key=lambda r: r["_seq"])
             token = base64.urlsafe_b64encode(f"sync:{self._seq}".encode()).decode()
             public = [self.public(r) for r in reversed(records)]  # newest first, as RingCentral lists them
-        return self._answer(handler, 200, {"records": public, "syncInfo": {
+        return self.answer(handler, 200, {"records": public, "syncInfo": {
             "syncType": sync_type, "syncToken": token, "syncTime": iso(datetime.now(timezone.utc)),
             "olderRecordsExist": False}})
 
@@ -319,7 +282,7 @@ class RingCentralStandIn:
         navigation = {"firstPage": {"uri": f"{self.url}{path}?page=1&perPage={per_page}"}}
         if page < pages:
             navigation["nextPage"] = {"uri": f"{self.url}{path}?page={page + 1}&perPage={per_page}"}
-        return self._answer(handler, 200, {"uri": f"{self.url}{path}?page={page}", "records": chunk,
+        return self.answer(handler, 200, {"uri": f"{self.url}{path}?page={page}", "records": chunk,
                                            "paging": {"page": page, "totalPages": pages, "perPage": per_page,
                                                       "totalElements": total},
                                            "navigation": navigation})
@@ -357,7 +320,7 @@ class RingCentralStandIn:
         ring_id = str(self._next_id())
         with self._lock:
             self.ringouts.append(body)
-        return self._answer(handler, 200, {
+        return self.answer(handler, 200, {
             "uri": f"{self.url}{EXT}/ring-out/{ring_id}", "id": ring_id,
             "status": {"callStatus": "InProgress", "callerStatus": "InProgress", "calleeStatus": "InProgress"}})
 
@@ -375,7 +338,7 @@ class RingCentralStandIn:
             self.validation_answers.append(answer)
         if answer != (200, validation):
             return self._error(handler, 400, "SUB-521", "Validation-Token header is missing or invalid")
-        return self._answer(handler, 200, self._save_subscription(str(self._next_id()), body))
+        return self.answer(handler, 200, self._save_subscription(str(self._next_id()), body))
 
     def _renew(self, handler, subscription_id, raw):
         with self._lock:
@@ -386,7 +349,7 @@ class RingCentralStandIn:
         if body is None:
             return
         merged = {**self.subscriptions[subscription_id]["_request"], **{k: v for k, v in body.items() if v}}
-        return self._answer(handler, 200, self._save_subscription(subscription_id, merged))
+        return self.answer(handler, 200, self._save_subscription(subscription_id, merged))
 
     def _save_subscription(self, subscription_id, body):
         expires_in = int(body.get("expiresIn") or 604800)
