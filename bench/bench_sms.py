@@ -49,14 +49,19 @@ def node_env(db_url, standin):
 
 
 def bench_webhooks(count, db_url, standin):
+    import logging
+
     import httpx
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     from inbox.models import Message
 
     before = Message.objects.filter(channel="sms").count()
     port = free_port()
+    env = {**node_env(db_url, standin), "DB_POOL_SIZE": "4"}  # as production nodes run (README)
     node = subprocess.Popen([sys.executable, "-m", "uvicorn", "myhibachi.asgi:application", "--port", str(port),
-                             "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=node_env(db_url, standin))
+                             "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}/ringcentral/webhook/"
     try:
         for _ in range(100):
