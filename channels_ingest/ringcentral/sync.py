@@ -37,6 +37,8 @@ CALL_LOG_PATH = f"{rc.EXTENSION}/call-log"
 SYNC_LEASE_SECONDS = 600
 BATCH = 500  # records per transaction
 CALL_OVERLAP = timedelta(hours=1)
+STORE_PAGE = 1000  # message-store records per page of a backfill (RingCentral's most)
+CALL_PAGE = 250  # call-log records per page
 
 
 @dataclass
@@ -146,7 +148,7 @@ def _backfill(api, since, stats, progress):
     page = 1
     while True:
         answer = api.get_json(STORE_PATH, {"messageType": "SMS", "dateFrom": _iso(since), "page": page,
-                                           "perPage": 1000})
+                                           "perPage": STORE_PAGE})
         _store("ringcentral-sync", list(reversed(answer.get("records") or [])), message_events, stats)
         paging = answer.get("paging") or {}
         if progress:
@@ -167,7 +169,7 @@ def sync_calls(*, since: datetime | None = None, progress=None, transport=None) 
         with rc.client(transport=transport) as api:
             while True:
                 answer = api.get_json(CALL_LOG_PATH, {"dateFrom": _iso(start), "view": "Detailed", "page": page,
-                                                      "perPage": 250})
+                                                      "perPage": CALL_PAGE})
                 records = answer.get("records") or []
                 _store("ringcentral-calls", list(reversed(records)), call_events, stats)
                 for record in records:

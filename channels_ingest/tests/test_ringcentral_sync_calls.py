@@ -255,3 +255,24 @@ def test_a_missed_call_notification_reads_the_call_log_at_once(client, ringcentr
     call = Message.objects.get(channel="call")
     assert call.metadata["call"]["result"] == "Missed"
     assert call.conversation.tags.filter(name="call-back").exists()
+
+
+def test_backfill_and_call_log_follow_every_page(ringcentral, monkeypatch):
+    from channels_ingest.ringcentral import sync
+
+    monkeypatch.setattr(sync, "STORE_PAGE", 2)
+    monkeypatch.setattr(sync, "CALL_PAGE", 2)
+    start = timezone.now() - timedelta(days=3)
+    for n in range(5):
+        ringcentral.add_message(text=f"backfill {n}", created=start + timedelta(minutes=n))
+        ringcentral.add_call(result="Accepted", duration=60, start=start + timedelta(minutes=n),
+                             from_number=f"+1415555010{n}")
+    out = StringIO()
+    call_command("sync_sms", "--since", start.strftime("%Y-%m-%dT%H:%M"), "--calls", stdout=out)
+    text = out.getvalue()
+    assert ["2 / 5", "4 / 5", "5 / 5"] == [line.split(" records")[0].strip() for line in text.splitlines()
+                                            if "records read" in line][:3]
+    assert "SMS: fetched 5, stored 5" in text
+    assert "calls: fetched 5, stored 5" in text
+    pages = [p for m, p in ringcentral.requests if p.endswith("/call-log")]
+    assert len(pages) == 3
