@@ -1,5 +1,6 @@
 """Managers' admin for the email channel: mailboxes, rejected emails, the
-do-not-email list, campaigns (compose, send, figures) and tracking records."""
+do-not-email list, campaigns (compose, send, figures) and tracking records; and for
+SMS and calls the agents' RingCentral numbers, the sync state and the webhook subscription."""
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -8,7 +9,10 @@ from django.core.files.storage import default_storage
 from myhibachi.roles import is_manager
 
 from .email import campaigns, passwords
-from .models import Campaign, CampaignRecipient, Mailbox, RejectedEmail, SentEmail, Suppression, TrackingEvent
+from .models import (
+    AgentPhone, Campaign, CampaignRecipient, Mailbox, RejectedEmail, SentEmail, Subscription, Suppression, SyncState,
+    TrackingEvent,
+)
 
 
 class ManagerOnly:
@@ -178,3 +182,32 @@ class TrackingEventAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ("created_at", "event_type", "recipient", "esp_message_id")
     list_filter = ("event_type",)
     search_fields = ("recipient", "esp_message_id", "event_id")
+
+
+# --- SMS and calls (RingCentral) ---------------------------------------------------------
+
+@admin.register(AgentPhone)
+class AgentPhoneAdmin(ManagerOnly, admin.ModelAdmin):
+    """Each agent's own RingCentral number: click to call rings it first."""
+
+    list_display = ("user", "phone_number")
+    search_fields = ("user__username", "phone_number")
+
+
+@admin.register(SyncState)
+class SyncStateAdmin(ManagerOnly, admin.ModelAdmin):
+    list_display = ("feed", "last_run_at", "cursor_at", "last_error", "locked_until")
+    readonly_fields = ("feed", "sync_token", "cursor_at", "last_run_at", "last_error", "locked_until", "lock_owner")
+
+    def has_add_permission(self, request, *args):
+        return False
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ManagerOnly, admin.ModelAdmin):
+    list_display = ("subscription_id", "status", "address", "expires_at", "renewed_at")
+    readonly_fields = ("subscription_id", "status", "address", "event_filters", "expires_at", "created_at",
+                       "renewed_at")
+
+    def has_add_permission(self, request, *args):
+        return False

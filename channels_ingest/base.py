@@ -169,6 +169,9 @@ class WebhookAdapter(View):
     def parse_events(self, request) -> list:
         raise NotImplementedError
 
+    def after_dispatch(self, events: list, outcome: "Outcome") -> None:
+        """What an adapter does once the events are stored (e.g. queue downloads); nothing by default."""
+
     def run_validators(self, request) -> None:
         for cls in reversed(type(self).__mro__):
             validator = cls.__dict__.get("validate_request")
@@ -189,6 +192,7 @@ class WebhookAdapter(View):
             logger.warning("%s webhook: unreadable payload: %s", self.source, exc)
             return HttpResponse(f"Unreadable payload: {exc}", status=400, content_type="text/plain")
         outcome = dispatch(self.source, events)
+        self.after_dispatch(events, outcome)
         return JsonResponse(asdict(outcome))
 
 

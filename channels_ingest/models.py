@@ -6,6 +6,7 @@ from django.db import models
 from .email.models import (  # noqa: F401  (the email channel's tables, registered under this app)
     Campaign, CampaignRecipient, Mailbox, RejectedEmail, SentEmail, Suppression, TrackingEvent,
 )
+from .ringcentral.models import AgentPhone, SyncState, Subscription  # noqa: F401  (SMS and calls)
 
 
 class IngestCount(models.Model):

@@ -6,3 +6,9 @@ from .email.tasks import (  # noqa: F401
     send_campaign,
     send_due_reminders,
 )
+from .ringcentral.tasks import (  # noqa: F401
+    download_media,
+    renew_subscription,
+    sync_calls,
+    sync_sms,
+)

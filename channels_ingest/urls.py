@@ -3,6 +3,8 @@ from django.urls import path
 
 from .email import views as email_views
 from .email import webhooks as email_webhooks
+from .ringcentral import views as ringcentral_views
+from .ringcentral import webhooks as ringcentral_webhooks
 
 urlpatterns = [
     # Email: SendGrid's two webhooks only, on Anymail's views made strict (channels_ingest/email/webhooks.py).
@@ -11,4 +13,8 @@ urlpatterns = [
     path("anymail/sendgrid/tracking/", email_webhooks.tracking_view, name="sendgrid_tracking_webhook"),
     path("anymail/sendgrid/inbound/", email_webhooks.inbound_view, name="sendgrid_inbound_webhook"),
     path("email/unsubscribe/<str:token>/", email_views.unsubscribe, name="email_unsubscribe"),
+    # SMS and calls: RingCentral's webhook (Verification-Token checked), staff-only media and click to call.
+    path("ringcentral/webhook/", ringcentral_webhooks.webhook_view, name="ringcentral_webhook"),
+    path("ringcentral/media/<int:message_id>/<str:index>/", ringcentral_views.media, name="ringcentral_media"),
+    path("ringcentral/ring-out/<str:pk>/", ringcentral_views.ring_out, name="ringcentral_ringout"),
 ]

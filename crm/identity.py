@@ -25,6 +25,9 @@ PREFERRED_CHANNEL = {EMAIL: "email", PHONE: "sms", VISITOR: "chat"}
 # A visitor token as the chat widget makes it: URL-safe random text, long enough not to be guessed.
 VISITOR_TOKEN = re.compile(r"[A-Za-z0-9_-]{22,128}")
 VISITOR_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# A number from a channel (an SMS or call from RingCentral) that cannot be read as a phone number is
+# kept as given behind this prefix, so the message is stored and staff see the flag (never dropped).
+UNPARSED = "unparsed:"
 
 
 def fold_email(raw: str) -> str:
@@ -47,6 +50,8 @@ def normalize_phone(raw: str, region: str | None = None) -> str:
     value = (raw or "").strip()
     if not value:
         raise ValidationError("A phone number is required.", code="empty")
+    if value.startswith(UNPARSED) and len(value) > len(UNPARSED):
+        return value[:80]  # already flagged (see phone_or_unparsed): normalising is idempotent
     if len(value) > 64:
         raise ValidationError("That phone number is too long to be real.", code="invalid_phone")
     try:
@@ -56,6 +61,22 @@ def normalize_phone(raw: str, region: str | None = None) -> str:
     if not phonenumbers.is_possible_number(number) or not phonenumbers.is_valid_number(number):
         raise ValidationError(f"{value!r} is not a valid phone number.", code="invalid_phone")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_or_unparsed(raw: str, region: str | None = None) -> tuple[str, bool]:
+    """(E.164 number, False), or for a number that cannot be read ("call me", "Anonymous") the text as
+    given behind UNPARSED and True: a channel stores the message under it, flagged, instead of dropping it."""
+    try:
+        return normalize_phone(raw, region), False
+    except ValidationError:
+        text = " ".join("".join(ch for ch in (raw or "") if ch.isprintable()).split())[:64]
+        if not text:
+            raise
+        return UNPARSED + text, True
+
+
+def is_unparsed(value: str) -> bool:
+    return (value or "").startswith(UNPARSED)
 
 
 def normalize_visitor(raw: str) -> str:

@@ -99,6 +99,10 @@ class CustomerIdentity(models.Model):
     value = models.CharField(max_length=254)
     is_primary = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
+    # The customer asked us to stop writing to this address or number (texted STOP): staff replies
+    # to it are refused until they opt back in (START). Set by crm.services.set_opt_out.
+    opted_out_at = models.DateTimeField(null=True, blank=True)
+    opt_out_keyword = models.CharField(max_length=20, blank=True)
 
     class Meta:
         verbose_name_plural = "customer identities"

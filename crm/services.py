@@ -1,5 +1,6 @@
 """Writes for customers. Every path that meets a new email or phone comes here."""
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from . import identity
 from .models import Customer, CustomerIdentity
@@ -35,3 +36,16 @@ def split_name(display_name: str) -> tuple[str, str]:
     if not parts:
         return "", ""
     return parts[0], parts[1] if len(parts) > 1 else ""
+
+
+def set_opt_out(*, kind: str, value: str, opted_out: bool, keyword: str = "", at=None) -> bool:
+    """Mark the identity opted out of messages (STOP) or back in (START); returns whether it changed.
+
+    An identity nobody has yet changes nothing (the inbound message that carried
+    the keyword creates it first)."""
+    value = identity.normalize(kind, value)
+    found = CustomerIdentity.objects.filter(kind=kind, value=value)
+    if opted_out:
+        return bool(found.filter(opted_out_at__isnull=True).update(
+            opted_out_at=at or timezone.now(), opt_out_keyword=keyword.upper()[:20]))
+    return bool(found.filter(opted_out_at__isnull=False).update(opted_out_at=None, opt_out_keyword=""))

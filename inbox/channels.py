@@ -27,6 +27,7 @@ class ChannelSpec:
     reply_to_kind: str | None = None  # the identity kind a reply is addressed to; None: the channel's own session
     has_subject: bool = False  # replies carry a subject (email)
     icon: str = ""  # the sprite symbol in templates/base.html (#i-<icon>); default: the name
+    max_reply_units: int | None = None  # longest reply, in UTF-16 code units (SMS: 1,000); None: the inbox's limit
 
     @property
     def icon_id(self) -> str:
@@ -67,6 +68,11 @@ def get(name: str) -> ChannelSpec:
         raise ValidationError(f"Unknown channel {name!r}; use one of {', '.join(_registry)}.", code="invalid_channel")
 
 
+def utf16_units(text: str) -> int:
+    """The length carriers and RingCentral count: UTF-16 code units (an emoji is two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 def all_channels() -> list[ChannelSpec]:
     return list(_registry.values())
 
@@ -83,6 +89,7 @@ def reply_choices() -> list[tuple[str, str]]:
 
 register(ChannelSpec("email", "Email", identity_kind=identity.EMAIL, can_reply=True, reply_to_kind=identity.EMAIL,
                      has_subject=True))
-register(ChannelSpec("sms", "SMS", identity_kind=identity.PHONE, can_reply=True, reply_to_kind=identity.PHONE))
+register(ChannelSpec("sms", "SMS", identity_kind=identity.PHONE, can_reply=True, reply_to_kind=identity.PHONE,
+                     max_reply_units=1000))
 register(ChannelSpec("chat", "Chat", identity_kind=identity.VISITOR, can_reply=True))
 register(ChannelSpec("call", "Call", identity_kind=identity.PHONE, can_reply=False))

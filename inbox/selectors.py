@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
-from django.db.models.fields.json import KT
+from django.db.models.fields.json import KT, KeyTransform
 from django.utils.dateparse import parse_datetime
 
 from crm import identity
@@ -399,6 +399,11 @@ MESSAGE_COLUMNS = ("id", "conversation_id", "channel", "direction", "subject", "
 # customer's primary email identity (None without one): the thread names the
 # sender whenever the two differ.
 NOTE_COLUMNS = ("id", "conversation_id", "body", "created_at")
+# And what the thread shows of SMS/MMS and calls (channels_ingest/ringcentral): "attachments"
+# (stored MMS files), "call" (direction, numbers, duration, result, recording) and "unparsed"
+# (a number that could not be read), None when absent.
+MEDIA_COLUMNS = {"attachments": KeyTransform("attachments", "metadata"), "call": KeyTransform("call", "metadata"),
+                 "unparsed": KT("metadata__unparsed_number")}
 AUTHOR_COLUMNS = ("author_id", "author__username", "author__first_name", "author__last_name")
 
 
@@ -469,7 +474,8 @@ def customer_thread(customer_id: int, *, size: int = 50, before: str | None = No
                                                      is_primary=True).order_by("id").values("value")[:1])
     newest_messages = _with_authors(messages.order_by("-created_at", "-id")
                                     .values(*message_columns, *AUTHOR_COLUMNS, sender=KT("metadata__from"),
-                                            primary_email=Subquery(primary_email))[: size + 1], authors)
+                                            primary_email=Subquery(primary_email), **MEDIA_COLUMNS)[: size + 1],
+                                    authors)
     newest_notes = _with_authors(notes.order_by("-created_at", "-id")
                                  .values(*NOTE_COLUMNS, *AUTHOR_COLUMNS)[: size + 1], authors)
     items = [ThreadItem("message", m) for m in newest_messages] + [ThreadItem("note", n) for n in newest_notes]

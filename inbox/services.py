@@ -24,7 +24,7 @@ from . import canned, channels, events, history, receiving
 from .changes import TRANSITIONS, assign, locked, set_status
 from .delivery import DELIVERY_RANK, update_delivery
 from .errors import CannotReply, InboxError, InvalidTransition, ReplyTooLarge
-from .models import CannedResponse, Conversation, Message, Note
+from .models import CannedResponse, Conversation, Message, Note, Tag
 from .payloads import conversation_summary, mention, message_summary, note_summary
 from .receiving import Received
 from .receiving import in_bulk as receiving_in_bulk
@@ -32,7 +32,7 @@ from .tasks import deliver_message
 
 __all__ = [
     "receive_message", "receive_many", "receiving_in_bulk", "Received",
-    "reply", "default_reply_channel", "render_canned", "add_note", "mark_read",
+    "reply", "default_reply_channel", "reply_refusals", "annotate_message", "set_call_back", "CALL_BACK_TAG", "render_canned", "add_note", "mark_read",
     "set_status", "assign", "locked", "TRANSITIONS", "update_delivery", "DELIVERY_RANK",
     "InboxError", "InvalidTransition", "ReplyTooLarge", "CannotReply",
     "conversation_summary", "message_summary", "note_summary",
@@ -101,8 +101,13 @@ def reply(*, conversation: Conversation, author, text: str = "", channel: str | 
         if conversation.status == Status.CLOSED:
             raise InvalidTransition("This conversation is closed. Reopen it before replying.")
         channel = channel or default_reply_channel(conversation.customer)
-        recipient = _reply_address(conversation.customer, channel)
         spec = channels.get(channel)
+        if spec.max_reply_units is not None and channels.utf16_units(text) > spec.max_reply_units:
+            raise ReplyTooLarge(
+                f"{spec.label} text is limited to {spec.max_reply_units:,} characters (emoji count as two); "
+                f"this reply is {channels.utf16_units(text):,}. Shorten it or send it in parts."
+            )
+        recipient = _reply_address(conversation.customer, channel)
         now = timezone.now()
         message = Message.objects.create(
             conversation=conversation, customer=conversation.customer, channel=channel,
@@ -119,11 +124,40 @@ def reply(*, conversation: Conversation, author, text: str = "", channel: str | 
             conversation.first_response_at = now
             fields.append("first_response_at")
         conversation.save(update_fields=fields)
+        # Answered: no longer waiting for a call back (one DELETE).
+        Conversation.tags.through.objects.filter(conversation=conversation, tag__name=CALL_BACK_TAG).delete()
         history.record(history.Kind.REPLIED, conversation, at=now, actor=author, channel=channel, message=message)
         events.record(events.MESSAGE_CREATED, conversation=conversation, payload=message_summary(message))
         events.record(events.CONVERSATION_UPDATED, conversation=conversation,
                       payload=conversation_summary(conversation))
         transaction.on_commit(lambda: deliver_message.delay(message.pk))
+    return message
+
+
+# The tag on a conversation with a missed call or voicemail nobody has answered yet (a reply or a call clears it).
+CALL_BACK_TAG = "call-back"
+
+
+def set_call_back(*, conversation: Conversation, needed: bool) -> None:
+    """Mark the conversation "call back" (a missed call or voicemail) or clear the mark."""
+    with transaction.atomic():
+        tag, _ = Tag.objects.get_or_create(name=CALL_BACK_TAG)
+        has = conversation.tags.filter(pk=tag.pk).exists()
+        if has == needed:
+            return
+        (conversation.tags.add if needed else conversation.tags.remove)(tag)
+        events.record(events.CONVERSATION_UPDATED, conversation=conversation,
+                      payload=conversation_summary(conversation))
+
+
+def annotate_message(*, message: Message, metadata: dict) -> Message:
+    """Merge channel facts learnt after a message was stored (a downloaded MMS image, a call recording)
+    into its metadata, and tell open threads it changed."""
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message.pk)
+        message.metadata = {**message.metadata, **metadata}
+        message.save(update_fields=["metadata"])
+        events.record(events.MESSAGE_UPDATED, conversation=message.conversation, payload=message_summary(message))
     return message
 
 
@@ -156,16 +190,44 @@ def _reply_address(customer, channel) -> str | None:
         raise CannotReply(f"A {spec.label.lower()} cannot be answered in writing; reply by {writable}.")
     if spec.reply_to_kind is None:
         return None  # answered in the channel's own session (the chat)
-    found = (
-        CustomerIdentity.objects.filter(customer=customer, kind=spec.reply_to_kind)
-        .order_by("-is_primary", "id")
-        .values_list("value", flat=True)
-        .first()
-    )
+    found = _reply_identity(customer, spec)
     if not found:
         noun = IDENTITY_NOUNS.get(spec.reply_to_kind, spec.reply_to_kind)
         raise CannotReply(f"{customer.name} has no {noun} on file, so this reply cannot go out by {spec.label}.")
-    return found
+    refusal = opt_out_refusal(found, spec)
+    if refusal:
+        raise CannotReply(refusal)
+    return found["value"]
+
+
+def opt_out_refusal(found: dict, spec) -> str:
+    """Why a reply to this identity (value, opted_out_at, opt_out_keyword) is refused, or ""."""
+    if found["opted_out_at"] is None:
+        return ""
+    when = timezone.localtime(found["opted_out_at"]).strftime("%b %-d, %Y")
+    return (f"{found['value']} opted out of {spec.label} by texting {found['opt_out_keyword'] or 'STOP'} on {when}; "
+            f"{spec.label} replies are not sent until they text START. Reply by another channel.")
+
+
+def reply_refusals(customer) -> dict:
+    """What the composer shows before staff write: {channel: why a reply on it would be refused}, for the
+    channels whose address the customer has opted out of (one query)."""
+    identities = list(CustomerIdentity.objects.filter(customer=customer).exclude(value__startswith=identity.UNPARSED)
+                      .order_by("-is_primary", "id").values("kind", "value", "opted_out_at", "opt_out_keyword"))
+    refusals = {}
+    for spec in channels.all_channels():
+        if spec.can_reply and spec.reply_to_kind is not None:
+            found = next((i for i in identities if i["kind"] == spec.reply_to_kind), None)
+            if found and opt_out_refusal(found, spec):
+                refusals[spec.name] = opt_out_refusal(found, spec)
+    return refusals
+
+
+def _reply_identity(customer, spec) -> dict | None:
+    """The identity a reply on this channel goes to: the primary readable one (an unparsed number is no address)."""
+    return (CustomerIdentity.objects.filter(customer=customer, kind=spec.reply_to_kind)
+            .exclude(value__startswith=identity.UNPARSED).order_by("-is_primary", "id")
+            .values("value", "opted_out_at", "opt_out_keyword").first())
 
 
 def _reply_subject(conversation) -> str:

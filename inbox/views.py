@@ -259,8 +259,13 @@ def _composer(conversation, *, mode="reply", text="", channel=None, error=None, 
     reply_channels = channels.reply_choices()
     if channel is None:
         channel = services.default_reply_channel(conversation.customer)
+    # Per channel: its length limit (SMS: UTF-16 units, counted live by static/js/sms_counter.js) and why
+    # a reply on it would be refused (the customer texted STOP), shown before anyone writes.
+    refusals = services.reply_refusals(conversation.customer)
+    options = [(value, label, channels.get(value).max_reply_units, refusals.get(value, ""))
+               for value, label in reply_channels]
     return {"mode": mode, "text": text, "channel": channel, "error": error, "notice": notice,
-            "channels": reply_channels}
+            "channels": reply_channels, "options": options, "refusal": refusals.get(channel, "")}
 
 
 def _post_only(view):

@@ -487,3 +487,43 @@ CELERY_BEAT_SCHEDULE["email-booking-reminders"] = {
     "schedule": 900.0,
     "options": {"expires": 900},
 }
+
+# --- SMS and calls (channels_ingest.ringcentral; docs/sms-calls.md) ---
+# Configured when the app's client id, secret and JWT are set; then staff SMS replies go out through it.
+RINGCENTRAL_SERVER_URL = env("RINGCENTRAL_SERVER_URL", "https://platform.ringcentral.com").rstrip("/")
+RINGCENTRAL_CLIENT_ID = env("RINGCENTRAL_CLIENT_ID", "")
+RINGCENTRAL_CLIENT_SECRET = env("RINGCENTRAL_CLIENT_SECRET", "")
+RINGCENTRAL_JWT = env("RINGCENTRAL_JWT", "")
+RINGCENTRAL_CONFIGURED = bool(RINGCENTRAL_CLIENT_ID and RINGCENTRAL_CLIENT_SECRET and RINGCENTRAL_JWT)
+RINGCENTRAL_SMS_FROM = env("RINGCENTRAL_SMS_FROM", "")  # the business number SMS replies come from (E.164)
+# Every webhook notification must carry this Verification-Token (set on the subscription); empty: all refused.
+RINGCENTRAL_VERIFICATION_TOKEN = env("RINGCENTRAL_VERIFICATION_TOKEN", "")
+RINGCENTRAL_WEBHOOK_URL = env("RINGCENTRAL_WEBHOOK_URL", "")  # our public /ringcentral/webhook/ address
+RINGCENTRAL_WEBHOOK_MAX_BYTES = int(env("RINGCENTRAL_WEBHOOK_MAX_BYTES", str(256 * 1024)))
+RINGCENTRAL_TIMEOUT_SECONDS = float(env("RINGCENTRAL_TIMEOUT_SECONDS", "20"))
+# A 429 whose Retry-After is at most this long is waited out in process; longer: the task retries later.
+RINGCENTRAL_MAX_WAIT_SECONDS = float(env("RINGCENTRAL_MAX_WAIT_SECONDS", "5"))
+SMS_SYNC_SECONDS = int(env("SMS_SYNC_SECONDS", "120"))
+CALL_SYNC_SECONDS = int(env("CALL_SYNC_SECONDS", "300"))
+SMS_FIRST_SYNC_HOURS = int(env("SMS_FIRST_SYNC_HOURS", "24"))  # how far back the first sync (FSync) reads
+RINGCENTRAL_MEDIA_MAX_BYTES = int(env("RINGCENTRAL_MEDIA_MAX_BYTES", str(25 * 1024 * 1024)))
+RINGCENTRAL_SUBSCRIPTION_SECONDS = int(env("RINGCENTRAL_SUBSCRIPTION_SECONDS", str(7 * 24 * 3600)))
+if RINGCENTRAL_CONFIGURED and not DEBUG:
+    for _name in ("RINGCENTRAL_SMS_FROM", "RINGCENTRAL_VERIFICATION_TOKEN"):
+        if not globals()[_name]:
+            raise ImproperlyConfigured(f"RingCentral is configured (RINGCENTRAL_CLIENT_ID/SECRET/JWT) but {_name} "
+                                       "is not set: see docs/sms-calls.md.")
+if RINGCENTRAL_CONFIGURED:
+    INBOX_SENDERS["sms"] = "channels_ingest.ringcentral.sender.send"
+    CELERY_BEAT_SCHEDULE["ringcentral-sync-sms"] = {
+        "task": "channels_ingest.ringcentral.sync_sms", "schedule": float(SMS_SYNC_SECONDS),
+        "options": {"expires": SMS_SYNC_SECONDS},
+    }
+    CELERY_BEAT_SCHEDULE["ringcentral-sync-calls"] = {
+        "task": "channels_ingest.ringcentral.sync_calls", "schedule": float(CALL_SYNC_SECONDS),
+        "options": {"expires": CALL_SYNC_SECONDS},
+    }
+    CELERY_BEAT_SCHEDULE["ringcentral-renew-subscription"] = {
+        "task": "channels_ingest.ringcentral.renew_subscription", "schedule": 3600.0,
+        "options": {"expires": 3600},
+    }

@@ -74,3 +74,33 @@ def sendgrid(settings, sendgrid_server):
 def webhook_secret(settings):
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": WEBHOOK_SECRET}
     return WEBHOOK_SECRET
+
+
+# --- RingCentral (SMS and calls) -------------------------------------------------------
+
+RC_VERIFICATION_TOKEN = "rc-verification-token-for-tests"
+RC_BUSINESS_NUMBER = "+14155550199"
+
+
+@pytest.fixture(scope="session")
+def ringcentral_server():
+    from .ringcentral_standin import RingCentralStandIn
+
+    server = RingCentralStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ringcentral(settings, ringcentral_server, db):
+    """RingCentral configured against the stand-in: SMS replies go out through it."""
+    ringcentral_server.reset()
+    settings.RINGCENTRAL_SERVER_URL = ringcentral_server.url
+    settings.RINGCENTRAL_CLIENT_ID = ringcentral_server.client_id
+    settings.RINGCENTRAL_CLIENT_SECRET = ringcentral_server.client_secret
+    settings.RINGCENTRAL_JWT = ringcentral_server.jwt
+    settings.RINGCENTRAL_CONFIGURED = True
+    settings.RINGCENTRAL_SMS_FROM = RC_BUSINESS_NUMBER
+    settings.RINGCENTRAL_VERIFICATION_TOKEN = RC_VERIFICATION_TOKEN
+    settings.INBOX_SENDERS = {**settings.INBOX_SENDERS, "sms": "channels_ingest.ringcentral.sender.send"}
+    return ringcentral_server

@@ -11,7 +11,8 @@ import json
 import re
 import secrets
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .loopback import LoopbackServer
 
 RESERVED_HEADERS = {"x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type", "content-transfer-encoding",
                     "to", "from", "subject", "reply-to", "cc", "bcc"}
@@ -70,7 +71,7 @@ def validate(body) -> list:
     return errors
 
 
-class SendGridStandIn:
+class SendGridStandIn(LoopbackServer):
     def __init__(self, api_key="SG.test-key"):
         self.api_key = api_key
         self.requests = []
@@ -78,29 +79,8 @@ class SendGridStandIn:
         self.recipients = 0
         self._failures = []
         self._lock = threading.Lock()
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                standin._handle(self)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v3/"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__()
+        self.url = f"{self.base_url}/v3/"
 
     def reset(self):
         with self._lock:
@@ -117,24 +97,13 @@ class SendGridStandIn:
         """Bodies of the accepted requests."""
         return [r["json"] for r in self.requests if r["status"] == 202]
 
-    def _answer(self, handler, status, body=None, headers=None):
-        data = json.dumps(body).encode() if body is not None else b""
-        handler.send_response(status)
-        for name, value in (headers or {}).items():
-            handler.send_header(name, value)
-        if data:
-            handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
-
-    def _handle(self, handler):
+    def handle(self, handler, method):
         length = int(handler.headers.get("Content-Length", 0))
         raw = handler.rfile.read(length)
         if handler.path.rstrip("/") != "/v3/mail/send":
-            return self._answer(handler, 404, {"errors": [{"message": "Not found", "field": None, "help": None}]})
+            return self.answer(handler, 404, {"errors": [{"message": "Not found", "field": None, "help": None}]})
         if handler.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return self._answer(handler, 401, {"errors": [{
+            return self.answer(handler, 401, {"errors": [{
                 "message": "The provided authorization grant is invalid, expired, or revoked",
                 "field": None, "help": None}]})
         with self._lock:
@@ -144,12 +113,12 @@ class SendGridStandIn:
             with self._lock:
                 self.requests.append(record)
             extra = {"Retry-After": "1"} if failure == 429 else {}
-            return self._answer(handler, failure, {"errors": [{"message": "standin failure", "field": None,
+            return self.answer(handler, failure, {"errors": [{"message": "standin failure", "field": None,
                                                                "help": None}]}, extra)
         try:
             body = json.loads(raw)
         except ValueError:
-            return self._answer(handler, 400, {"errors": [{"message": "Bad Request", "field": None, "help": None}]})
+            return self.answer(handler, 400, {"errors": [{"message": "Bad Request", "field": None, "help": None}]})
         problems = validate(body)
         status = 400 if problems else 202
         with self._lock:
@@ -158,5 +127,5 @@ class SendGridStandIn:
             if not problems:
                 self.recipients += sum(len(p["to"]) for p in body["personalizations"])
         if problems:
-            return self._answer(handler, 400, {"errors": problems})
-        self._answer(handler, 202, headers={"X-Message-Id": secrets.token_urlsafe(16)[:22]})
+            return self.answer(handler, 400, {"errors": problems})
+        self.answer(handler, 202, headers={"X-Message-Id": secrets.token_urlsafe(16)[:22]})

@@ -104,3 +104,19 @@ def test_a_malformed_visitor_token_is_refused_with_a_message(token):
     with pytest.raises(ValidationError) as info:
         identity.normalize(identity.VISITOR, token)
     assert "visitor token" in info.value.messages[0]
+
+
+@pytest.mark.parametrize("raw, stored, unparsed", [
+    ("(415) 555-0100", "+14155550100", False),
+    ("+44 20 7946 0958", "+442079460958", False),
+    ("call me", "unparsed:call me", True),
+    ("  Anonymous\x00 ", "unparsed:Anonymous", True),
+])
+def test_a_channels_number_is_e164_or_kept_as_given_and_flagged(raw, stored, unparsed):
+    assert identity.phone_or_unparsed(raw) == (stored, unparsed)
+    assert identity.normalize_phone(stored) == stored  # normalising again changes nothing
+
+
+def test_an_empty_number_is_still_refused():
+    with pytest.raises(ValidationError):
+        identity.phone_or_unparsed("  \x00 ")

@@ -119,9 +119,20 @@ MESSAGE_ITEM = """<li class="item msg {direction}" id="m-{id}" data-at="{at}">
     <span class="dir">{who}</span>
     <time datetime="{at}">{when}</time>{delivery}{elsewhere}
   </div>{subject}{images}
-  {body}
+  {body}{media}
 </li>
 """
+# SMS/MMS and calls: stored files are served to staff by channels_ingest.ringcentral.views.media.
+MEDIA_URL = "/ringcentral/media/{}/{}/"
+MMS_IMAGE = '<a href="{url}"><img src="{url}" alt="{name}" class="mms-image" loading="lazy"></a>'
+MMS_FILE = '<a href="{url}" class="mms-file">{name}</a>'
+MMS_WAITING = '<span class="mms-file muted">{name} ({state})</span>'
+CALL_FACTS = """
+  <p class="call-facts">{direction} call · {result} · from {frm} to {to}{duration}</p>"""
+RECORDING = """
+  <audio controls preload="none" src="{}" class="recording">Recording</audio>"""
+UNPARSED = """
+  <p class="flag" role="note">The number this came from could not be read as a phone number; it is kept as given.</p>"""
 SENT_BY = "Sent by <strong>{}</strong>"
 RECEIVED_FROM = 'Received from <strong class="sender">{}</strong>'
 IMAGES_BLOCKED = """
@@ -200,8 +211,40 @@ class _ItemWriter:
         return MESSAGE_ITEM.format(
             **self.common(row), direction=_html(row["direction"]), channel=_channel_icon(row["channel"]), who=who,
             delivery=delivery, subject=SUBJECT.format(_html(row["subject"])) if row["subject"] else "", body=body,
-            images=images,
+            images=images, media=_media(row),
         )
+
+
+def _media(row) -> str:
+    """MMS pictures inline and other files as links, a call's facts and recording, the unreadable-number flag."""
+    parts = []
+    if row.get("unparsed") in (True, "true", "1", 1):
+        parts.append(UNPARSED)
+    attachments = row.get("attachments")
+    if isinstance(attachments, list) and attachments:
+        links = []
+        for index, item in enumerate(attachments):
+            if not isinstance(item, dict):
+                continue
+            name = _html(item.get("filename") or "attachment")
+            url = MEDIA_URL.format(row["id"], index)
+            if not item.get("path"):
+                links.append(MMS_WAITING.format(name=name, state="not downloaded" if item.get("refused") else "downloading…"))
+            elif str(item.get("content_type", "")).startswith("image/"):
+                links.append(MMS_IMAGE.format(url=url, name=name))
+            else:
+                links.append(MMS_FILE.format(url=url, name=name))
+        parts.append('\n  <div class="mms">' + " ".join(links) + "</div>")
+    call = row.get("call")
+    if isinstance(call, dict):
+        minutes, seconds = divmod(int(call.get("duration") or 0), 60)
+        parts.append(CALL_FACTS.format(
+            direction="Incoming" if call.get("direction") == "inbound" else "Outgoing", result=_html(call.get("result", "")),
+            frm=_html(call.get("from") or "unknown"), to=_html(call.get("to") or "unknown"),
+            duration=f" · {minutes}:{seconds:02d}" if minutes or seconds else ""))
+        if isinstance(call.get("recording"), dict) and call["recording"].get("path"):
+            parts.append(RECORDING.format(MEDIA_URL.format(row["id"], "recording")))
+    return "".join(parts)
 
 
 @register.simple_tag
