@@ -105,7 +105,7 @@ def get(url, timeout=2.0):
 class Cluster:
     def __init__(self, state_dir, *, database_url, redis_url, node_ports=(8001, 8002), http_port=8080,
                  https_port=8443, static_root=None, extra_env=None, python=sys.executable,
-                 worker_processes=2, pool_size=8, email_max_message_bytes=None):
+                 worker_processes=2, pool_size=8, email_max_message_bytes=None, worker_connections=4096):
         self.state = Path(state_dir).resolve()
         self.database_url = database_url
         self.redis_url = redis_url
@@ -116,6 +116,7 @@ class Cluster:
         self.extra_env = dict(extra_env or {})
         self.python = python
         self.worker_processes = worker_processes
+        self.worker_connections = worker_connections
         self.pool_size = pool_size
         self.email_max_message_bytes = int(
             email_max_message_bytes or os.environ.get("EMAIL_MAX_MESSAGE_BYTES") or 50 * 1024 * 1024)
@@ -141,7 +142,7 @@ class Cluster:
 
     # What another process (the watchdog) needs to render the same nginx.conf.
     SAVED = ("database_url", "redis_url", "http_port", "https_port", "worker_processes", "pool_size",
-             "email_max_message_bytes")
+             "email_max_message_bytes", "worker_connections")
 
     def save(self):
         config = {name: getattr(self, name) for name in self.SAVED}
@@ -350,6 +351,8 @@ class Cluster:
         values = {
             "USER_LINE": "user nobody nogroup;" if os.geteuid() == 0 else "",
             "WORKER_PROCESSES": str(self.worker_processes),
+            "WORKER_CONNECTIONS": str(self.worker_connections),
+            "WORKER_RLIMIT_NOFILE": str(2 * self.worker_connections + 1024),
             "PID_FILE": str(self.pid_file("nginx")),
             "ERROR_LOG": str(self.nginx_dir / "error.log"),
             "ACCESS_LOG": str(self.nginx_dir / "access.log"),
