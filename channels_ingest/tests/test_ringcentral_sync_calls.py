@@ -276,3 +276,16 @@ def test_backfill_and_call_log_follow_every_page(ringcentral, monkeypatch):
     assert "calls: fetched 5, stored 5" in text
     pages = [p for m, p in ringcentral.requests if p.endswith("/call-log")]
     assert len(pages) == 3
+
+
+def test_a_burst_of_store_notifications_queues_one_sync(client, ringcentral):
+    ringcentral.add_message(text="status changed")
+    event = {"uuid": "a1", "event": "/restapi/v1.0/account/~/extension/~/message-store",
+             "body": {"changes": [{"type": "SMS", "newCount": 1, "updatedCount": 0}]}}
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        for _ in range(3):
+            response = client.post("/ringcentral/webhook/", data=json.dumps(event), content_type="application/json",
+                                   HTTP_VERIFICATION_TOKEN=RC_VERIFICATION_TOKEN)
+            assert response.status_code == 200
+    assert len([p for m, p in ringcentral.requests if p.endswith("/message-sync")]) == 1
+    assert Message.objects.filter(text="status changed").count() == 1
