@@ -157,7 +157,8 @@ def main():
     finally:
         standin.stop()
         connection.creation.destroy_test_db(name, verbosity=0)
-    results = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+    results = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                           "load_average_1m_at_end": round(os.getloadavg()[0], 1)},
                "webhooks": webhooks, "sync": sync, "targets": TARGETS}
     rows = [("webhooks stored", f"{webhooks['webhook_stored_per_s']:,}/s", f">= {TARGETS['webhook_stored_per_s']}"),
             ("slowest ack", f"{webhooks['webhook_max_ack_s']} s (p99 {webhooks['p99_ack_s']} s)",

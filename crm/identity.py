@@ -8,6 +8,7 @@ browser speak as that visitor (not to staff, the API or another visitor).
 Anything that cannot be normalised raises ValidationError with a message a
 person can act on.
 """
+import functools
 import hashlib
 import re
 
@@ -54,13 +55,23 @@ def normalize_phone(raw: str, region: str | None = None) -> str:
         return value[:80]  # already flagged (see phone_or_unparsed): normalising is idempotent
     if len(value) > 64:
         raise ValidationError("That phone number is too long to be real.", code="invalid_phone")
+    e164, problem = _parse_phone(value, region or settings.BUSINESS_REGION)
+    if problem:
+        raise ValidationError(f"{value!r} {problem}", code="invalid_phone")
+    return e164
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_phone(value: str, region: str) -> tuple[str, str]:
+    """(E.164, "") or ("", what is wrong). Cached: a sync or a batch meets the same numbers again and
+    again, and phonenumbers' parse and validation are most of the cost of storing an SMS."""
     try:
-        number = phonenumbers.parse(value, region or settings.BUSINESS_REGION)
+        number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
-        raise ValidationError(f"{value!r} is not a phone number we can read.", code="invalid_phone")
+        return "", "is not a phone number we can read."
     if not phonenumbers.is_possible_number(number) or not phonenumbers.is_valid_number(number):
-        raise ValidationError(f"{value!r} is not a valid phone number.", code="invalid_phone")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return "", "is not a valid phone number."
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), ""
 
 
 def phone_or_unparsed(raw: str, region: str | None = None) -> tuple[str, bool]:

@@ -1,5 +1,6 @@
 """Tables of the RingCentral channel (registered under the channels_ingest app label)."""
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -52,6 +53,12 @@ class AgentPhone(models.Model):
 
     def __str__(self):
         return f"{self.user}: {self.phone_number}"
+
+    def clean(self):
+        try:
+            self.phone_number = identity.normalize_phone(self.phone_number)
+        except ValidationError as exc:
+            raise ValidationError({"phone_number": exc.messages})
 
     def save(self, *args, **kwargs):
         self.phone_number = identity.normalize_phone(self.phone_number)

@@ -52,8 +52,8 @@ def message_events(record) -> list:
     """One message-store record (a webhook body, a sync or list record) as events."""
     if not isinstance(record, dict) or record.get("id") in (None, ""):
         raise BadPayload("a message record needs an id")
-    if record.get("type", "SMS") not in ("SMS", "Pager"):
-        return []  # voicemail and fax records come through the call log
+    if record.get("type", "SMS") != "SMS":
+        return []  # voicemail and fax come through the call log; Pager is staff-to-staff
     external_id = str(record["id"])[:255]
     if record.get("direction") == "Outbound":
         status = DELIVERY.get(record.get("messageStatus", ""))

@@ -41,6 +41,9 @@ def download_media(self, message_id: int):
         return "nothing to do"
     try:
         download(message)
+    except rc.NotConfigured as exc:
+        logger.warning("media of message %s not downloaded: %s", message_id, exc.message)
+        return "not configured"
     except rc.Unavailable as exc:
         if self.request.is_eager or self.request.retries >= self.max_retries:
             logger.warning("media of message %s not downloaded for now: %s", message_id, exc.message)

@@ -36,7 +36,7 @@ def media(request, message_id: int, index: str):
         items = message.metadata.get("attachments") or []
         item = items[int(index)] if index.isdigit() and int(index) < len(items) else {}
         filename = item.get("filename") or "attachment"
-    if not item.get("path"):
+    if not item.get("path") or not default_storage.exists(item["path"]):
         raise Http404("That file has not been downloaded from RingCentral (yet).")
     content_type = item.get("content_type") or "application/octet-stream"
     inline = content_type in INLINE_TYPES

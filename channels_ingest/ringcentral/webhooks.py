@@ -9,13 +9,15 @@
 - Bodies over RINGCENTRAL_WEBHOOK_MAX_BYTES: 413, counted. Unreadable JSON: 400, counted.
 - An instant SMS event stores the message (its RingCentral id dedupes replays
   and the sync); any other message-store event queues an SMS sync (delivery
-  statuses), a telephony event a call-log sync.
+  statuses), a telephony event a call-log sync: at most one queued per feed every
+  SYNC_DEBOUNCE_SECONDS, so a burst of notifications does not queue a burst of syncs.
 """
 import json
 import logging
 import re
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.http import JsonResponse
 
@@ -24,6 +26,7 @@ from .records import after_ingest, message_events
 
 logger = logging.getLogger(__name__)
 TOKEN_SHAPE = re.compile(r"[\x21-\x7e]{1,200}")
+SYNC_DEBOUNCE_SECONDS = 10
 
 
 class RingCentralWebhook(WebhookAdapter):
@@ -66,16 +69,22 @@ class RingCentralWebhook(WebhookAdapter):
 
         if "/telephony/sessions" in event:
             count(self.source, "call_event")
-            transaction.on_commit(tasks.sync_calls.delay)
+            _soon(tasks.sync_calls, "calls")
         elif "/message-store" in event:
             count(self.source, "store_event")
-            transaction.on_commit(tasks.sync_sms.delay)
+            _soon(tasks.sync_sms, "sms")
         else:
             count(self.source, "ignored_event")
         return []
 
     def after_dispatch(self, events, outcome) -> None:
         after_ingest(events)
+
+
+def _soon(task, feed: str) -> None:
+    """Queue one sync of the feed; a burst of notifications within SYNC_DEBOUNCE_SECONDS queues one."""
+    if cache.add(f"ringcentral:sync-queued:{feed}", 1, timeout=SYNC_DEBOUNCE_SECONDS):
+        transaction.on_commit(task.delay)
 
 
 webhook_view = RingCentralWebhook.as_view()

@@ -244,3 +244,20 @@ def test_a_stop_after_the_reply_was_queued_still_stops_it(client, ringcentral, d
     assert message.delivery_status == "failed"
     assert "opted out of SMS" in message.status_reason
     assert ringcentral.sent == []
+
+
+def test_an_mms_picture_missed_in_an_outage_is_fetched_after_the_next_sync(client, ringcentral, agent):
+    ringcentral.fail_next(503, path_contains="/content/")
+    message = text_in(client, ringcentral, "Cake idea", attachments=[(b"GIF89a-cake", "image/gif", "cake.gif")])
+    message.refresh_from_db()
+    assert message.metadata["media_pending"] is True
+    client.force_login(agent)
+    page = client.get(reverse("inbox:thread", args=[message.conversation_id])).content.decode()
+    assert "cake.gif (downloading…)" in page
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        stats = sync_messages()
+    assert (stats.stored, stats.duplicates) == (0, 1)
+    message.refresh_from_db()
+    assert message.metadata["media_pending"] is False
+    assert message.metadata["attachments"][0]["path"]

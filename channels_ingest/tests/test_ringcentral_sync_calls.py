@@ -276,3 +276,40 @@ def test_backfill_and_call_log_follow_every_page(ringcentral, monkeypatch):
     assert "calls: fetched 5, stored 5" in text
     pages = [p for m, p in ringcentral.requests if p.endswith("/call-log")]
     assert len(pages) == 3
+
+
+def test_a_burst_of_store_notifications_queues_one_sync(client, ringcentral):
+    ringcentral.add_message(text="status changed")
+    event = {"uuid": "a1", "event": "/restapi/v1.0/account/~/extension/~/message-store",
+             "body": {"changes": [{"type": "SMS", "newCount": 1, "updatedCount": 0}]}}
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        for _ in range(3):
+            response = client.post("/ringcentral/webhook/", data=json.dumps(event), content_type="application/json",
+                                   HTTP_VERIFICATION_TOKEN=RC_VERIFICATION_TOKEN)
+            assert response.status_code == 200
+    assert len([p for m, p in ringcentral.requests if p.endswith("/message-sync")]) == 1
+    assert Message.objects.filter(text="status changed").count() == 1
+
+
+@pytest.mark.parametrize("model", ["agentphone", "syncstate", "subscription"])
+def test_ringcentral_admin_lists_open_for_managers_only(manager_client, manager, model, ringcentral):
+    sync_messages()  # a SyncState row to list
+    response = manager_client.get(f"/admin/channels_ingest/{model}/")
+    assert response.status_code == 200
+    manager_client.force_login(make_user("agent-in-admin", role="Agent", is_staff=True))
+    assert manager_client.get(f"/admin/channels_ingest/{model}/").status_code in (302, 403)
+
+
+def test_a_manager_sets_an_agents_number_in_e164(manager_client, agent):
+    response = manager_client.post("/admin/channels_ingest/agentphone/add/",
+                                   {"user": agent.pk, "phone_number": "(415) 555-0142"})
+    assert response.status_code == 302
+    assert AgentPhone.objects.get(user=agent).phone_number == "+14155550142"
+
+
+def test_an_unreadable_agent_number_is_refused_in_the_admin_form(manager_client, agent):
+    response = manager_client.post("/admin/channels_ingest/agentphone/add/", {"user": agent.pk,
+                                                                              "phone_number": "call me"})
+    assert response.status_code == 200
+    assert "is not a phone number we can read" in response.content.decode()
+    assert not AgentPhone.objects.exists()
