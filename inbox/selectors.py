@@ -503,7 +503,8 @@ def latest_event_id() -> int:
 # --- a conversation's history ---------------------------------------------------
 
 HISTORY_KINDS = (ConversationActivity.Kind.STATUS_CHANGED, ConversationActivity.Kind.ASSIGNED,
-                 ConversationActivity.Kind.REOPENED, ConversationActivity.Kind.BOT_HANDOFF)
+                 ConversationActivity.Kind.REOPENED, ConversationActivity.Kind.BOT_HANDOFF,
+                 ConversationActivity.Kind.MERGED)
 
 
 def conversation_history(conversation_id: int, *, limit: int = 10) -> list[dict]:

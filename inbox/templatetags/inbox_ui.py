@@ -237,6 +237,9 @@ def history_lines(rows, staff) -> list[dict]:
             text = f"{who} assigned it to {target}" if target else f"{who} unassigned it"
         elif kind == "reopened":
             text = f"The customer wrote again ({channels.get(row['channel']).label if row['channel'] else 'a message'}) and reopened it"
+        elif kind == "merged":
+            text = f"{who if row['actor__username'] else 'The website chat'} merged customer #{row['from_value']} " \
+                   f"into customer #{row['to_value']}"
         else:
             text = "The chatbot handed it over"
         local = row["at"].astimezone(tz)
