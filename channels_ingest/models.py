@@ -8,6 +8,9 @@ from .email.models import (  # noqa: F401  (the email channel's tables, register
 )
 
 
+from .chat.models import ChatbotSession  # noqa: F401,E402  (the website chat's table)
+
+
 class IngestCount(models.Model):
     """How many payloads each source accepted, found already stored, or refused, per day.
 

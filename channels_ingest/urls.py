@@ -1,6 +1,7 @@
 """Webhook endpoints of the channel adapters."""
 from django.urls import path
 
+from .chat import views as chat_views
 from .email import views as email_views
 from .email import webhooks as email_webhooks
 
@@ -11,4 +12,6 @@ urlpatterns = [
     path("anymail/sendgrid/tracking/", email_webhooks.tracking_view, name="sendgrid_tracking_webhook"),
     path("anymail/sendgrid/inbound/", email_webhooks.inbound_view, name="sendgrid_inbound_webhook"),
     path("email/unsubscribe/<str:token>/", email_views.unsubscribe, name="email_unsubscribe"),
+    # The staff composer's "typing…" signal to a website chat visitor (staff only).
+    path("chat/typing/<str:pk>", chat_views.staff_typing, name="chat_staff_typing"),
 ]

@@ -469,7 +469,7 @@ def customer_thread(customer_id: int, *, size: int = 50, before: str | None = No
                                                      is_primary=True).order_by("id").values("value")[:1])
     newest_messages = _with_authors(messages.order_by("-created_at", "-id")
                                     .values(*message_columns, *AUTHOR_COLUMNS, sender=KT("metadata__from"),
-                                            primary_email=Subquery(primary_email))[: size + 1], authors)
+                                            item_kind=KT("metadata__kind"), primary_email=Subquery(primary_email))[: size + 1], authors)
     newest_notes = _with_authors(notes.order_by("-created_at", "-id")
                                  .values(*NOTE_COLUMNS, *AUTHOR_COLUMNS)[: size + 1], authors)
     items = [ThreadItem("message", m) for m in newest_messages] + [ThreadItem("note", n) for n in newest_notes]
