@@ -43,7 +43,7 @@ from .models import ChatbotSession
 MAX_LINES = 500
 MAX_LINE_CHARS = 8000
 ROLES = ("visitor", "bot", "agent", "system")
-SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+SESSION_ID = re.compile(r"\A[A-Za-z0-9_.:-]{1,100}\Z")  # RegexField searches: anchored
 
 
 class CanPostChatbotSessions(BasePermission):
@@ -65,7 +65,8 @@ class ContactSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     email = serializers.CharField(max_length=254, required=False, allow_blank=True)
     phone = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    visitor_token = serializers.RegexField(identity.VISITOR_TOKEN, required=False, allow_blank=True)
+    visitor_token = serializers.RegexField(r"\A" + identity.VISITOR_TOKEN.pattern + r"\Z", required=False,
+                                           allow_blank=True)
 
     def validate(self, data):
         try:
