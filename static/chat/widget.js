@@ -10,7 +10,7 @@
   var base = new URL(script.src, location.href).origin;
   var title = script.getAttribute("data-title") || "Chat with My Hibachi";
   var KEY = "myhibachi-chat-token", MAX_BYTES = 4096;
-  var socket = null, retry = 1000, pinger = null, typingTimer = null, seen = {}, pending = {};
+  var socket = null, retry = 1000, opened = false, failures = 0, pinger = null, typingTimer = null, seen = {}, pending = {};
 
   function token() {
     var value = null;
@@ -91,6 +91,8 @@
     socket = new WebSocket(url);
     socket.onopen = function () {
       retry = 1000;
+      opened = true;
+      failures = 0;
       status.textContent = "";
       root.setAttribute("data-state", "live");
       Object.keys(pending).forEach(function (id) { transmit(pending[id].dataset.text, id); });
@@ -114,7 +116,10 @@
     socket.onclose = function (event) {
       root.setAttribute("data-state", "offline");
       clearInterval(pinger);
-      if (event.code === 4403 || event.code === 4400) { status.textContent = "Chat is not available on this page."; return; }
+      // A refused handshake (origin not allowed, rate limit) reaches a page as a bare failure (1006):
+      // after three in a row without ever opening, say so and stop.
+      failures += 1;
+      if (!opened && failures >= 3) { status.textContent = "Chat is not available right now."; return; }
       status.textContent = "Reconnecting…";
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 30000);
