@@ -1,5 +1,4 @@
 """The website chat's services, sender and staff typing signal (channels_ingest/chat/)."""
-import uuid
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -14,6 +13,7 @@ from inbox import services as inbox_services
 from inbox.models import ConversationActivity, Message
 from inbox.tasks import deliver_message
 from tests.factories import make_customer, make_user
+from tests.layers import use_own_channel_layer
 
 TOKEN = "Tok_" + "a1B2" * 8
 OTHER = "Oth_" + "z9Y8" * 8
@@ -21,10 +21,7 @@ OTHER = "Oth_" + "z9Y8" * 8
 
 @pytest.fixture(autouse=True)
 def fresh(settings):
-    layer = dict(settings.CHANNEL_LAYERS["default"])
-    if "CONFIG" in layer:
-        layer["CONFIG"] = {**layer["CONFIG"], "prefix": f"t{uuid.uuid4().hex[:8]}"}
-    settings.CHANNEL_LAYERS = {"default": layer}
+    use_own_channel_layer(settings)
     settings.INBOX_SENDERS = {**settings.INBOX_SENDERS, "chat": "channels_ingest.chat.sender.send"}
     cache.clear()
 

@@ -1,6 +1,5 @@
 """The visitor socket /ws/chat/<token> through the whole ASGI stack, hostile input included."""
 import json
-import uuid
 
 import pytest
 from channels.db import database_sync_to_async
@@ -13,6 +12,7 @@ from inbox import services as inbox_services
 from inbox.models import Message
 from inbox.tasks import deliver_message
 from tests.factories import make_user
+from tests.layers import use_own_channel_layer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -22,10 +22,7 @@ SITE = b"https://www.myhibachi.example"
 
 @pytest.fixture(autouse=True)
 def chat_settings(settings):
-    layer = dict(settings.CHANNEL_LAYERS["default"])
-    if "CONFIG" in layer:
-        layer["CONFIG"] = {**layer["CONFIG"], "prefix": f"t{uuid.uuid4().hex[:8]}"}
-    settings.CHANNEL_LAYERS = {"default": layer}
+    use_own_channel_layer(settings)
     settings.CHAT_ALLOWED_ORIGINS = [SITE.decode()]
     settings.INBOX_SENDERS = {**settings.INBOX_SENDERS, "chat": "channels_ingest.chat.sender.send"}
     cache.clear()
