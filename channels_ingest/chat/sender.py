@@ -33,9 +33,6 @@ def send(message: Message) -> str:
     if not present:
         email = (CustomerIdentity.objects.filter(customer_id=message.customer_id, kind=identity.EMAIL)
                  .order_by("-is_primary", "id").values_list("value", flat=True).first())
-    # Recorded first: the visitor's history shows the reply from now on, whatever happens next.
-    inbox_services.update_delivery(message=message, status=Message.DeliveryStatus.QUEUED,
-                                   metadata={"visitor": digest, **({"emailed_to": email} if email else {})})
     message.metadata = {**(message.metadata or {}), "visitor": digest}
     frame = services.visitor_frame(message)
     layer = get_channel_layer()
@@ -47,6 +44,11 @@ def send(message: Message) -> str:
                 raise TransientSendError(f"The live connection to the visitor failed: {exc}"[:500])
             logger.warning("chat reply %s: channel layer unavailable (%r); the visitor gets it in history",
                            message.pk, exc)
+    # Then recorded (the live frame goes first: it is what the visitor waits for); from here on
+    # the visitor's history shows it too. A retry after a failure below sends the frame again,
+    # which the widget shows once (it keys lines by id).
+    inbox_services.update_delivery(message=message, status=Message.DeliveryStatus.QUEUED,
+                                   metadata={"visitor": digest, **({"emailed_to": email} if email else {})})
     if email:
         mail = email_sender.build(message, to=email,
                                   message_id=outbound_message_id(conversation_id=message.conversation_id,
