@@ -186,3 +186,15 @@ def test_the_staff_thread_shows_a_script_tag_name_and_line_as_text(agent_client)
     assert "<script>alert(1)</script>" not in page and "<img src=x" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_history_reads_a_constant_number_of_queries(db, django_assert_num_queries):
+    agent = make_user("alice", first_name="Alice")
+    conversation = services.visitor_says(token=TOKEN, text="first").message.conversation
+    for n in range(5):
+        services.visitor_says(token=TOKEN, text=f"line {n}")
+        reply = inbox_services.reply(conversation=conversation, author=agent, text=f"answer {n}", channel="chat")
+        deliver_message.apply(args=[reply.pk])
+    with django_assert_num_queries(2):  # the visitor's customer, then their lines with the agents' names
+        lines = services.history(services.digest_of(TOKEN))
+    assert len(lines) == 11

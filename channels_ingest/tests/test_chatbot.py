@@ -145,3 +145,11 @@ def test_the_staff_thread_shows_the_transcript_folded(bot, agent_client):
     page = agent_client.get(f"/inbox/{conversation.pk}/").content.decode()
     assert '<details class="body transcript"><summary>Chatbot conversation (3 lines)</summary>' in page
     assert "Bot: About $60 per person." in page
+
+
+def test_queries_of_a_post_do_not_grow_with_the_transcript(bot, django_assert_max_num_queries):
+    long = [{"role": "visitor" if n % 2 else "bot", "text": f"line {n}"} for n in range(400)]
+    with django_assert_max_num_queries(40) as short_run:
+        post(bot, session(session_id="short"))
+    with django_assert_max_num_queries(len(short_run.captured_queries)):
+        post(bot, session(session_id="long", transcript=long, contact={"email": "other@example.com"}))

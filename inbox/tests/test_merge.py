@@ -161,3 +161,20 @@ def test_admin_action_merges_into_the_oldest(manager_client):
     assert response.status_code == 302
     assert list(Customer.objects.values_list("pk", flat=True)) == [oldest.pk]
     assert CustomerIdentity.objects.filter(customer=oldest).count() == 2
+
+
+def _customer_with_threads(email, n):
+    for k in range(n):
+        received = services.receive_message(channel="email", sender=email, text=f"t{k}", external_id=f"{email}-{k}")
+        services.set_status(conversation=received.message.conversation, status="closed")  # the next one starts anew
+    return Customer.objects.get(identities__value=email)
+
+
+def test_merge_queries_do_not_grow_with_the_threads(db, django_assert_max_num_queries):
+    small_into, small = _customer_with_threads("a@example.com", 1), _customer_with_threads("b@example.com", 1)
+    with django_assert_max_num_queries(60) as small_run:
+        merge_customers(source=small, into=small_into)
+    big_into, big = _customer_with_threads("c@example.com", 8), _customer_with_threads("d@example.com", 8)
+    with django_assert_max_num_queries(len(small_run.captured_queries)):
+        merge_customers(source=big, into=big_into)
+    assert Conversation.objects.filter(customer=big_into).count() == 16
