@@ -8,7 +8,8 @@ from django.core.files.storage import default_storage
 from myhibachi.roles import is_manager
 
 from .email import campaigns, passwords
-from .models import Campaign, CampaignRecipient, Mailbox, RejectedEmail, SentEmail, Suppression, TrackingEvent
+from .models import (Campaign, CampaignRecipient, ChatbotSession, Mailbox, RejectedEmail, SentEmail, Suppression,
+                     TrackingEvent)
 
 
 class ManagerOnly:
@@ -178,3 +179,15 @@ class TrackingEventAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ("created_at", "event_type", "recipient", "esp_message_id")
     list_filter = ("event_type",)
     search_fields = ("recipient", "esp_message_id", "event_id")
+
+
+@admin.register(ChatbotSession)
+class ChatbotSessionAdmin(ReadOnly, admin.ModelAdmin):
+    """What the website chatbot posted (POST /api/v1/chatbot/sessions); written by the API only."""
+
+    list_display = ("session_id", "customer", "handed_off", "rating", "model", "prompt_tokens", "completion_tokens",
+                    "cost", "created_at")
+    list_filter = ("handed_off", "rating", "model")
+    search_fields = ("session_id", "customer__first_name", "customer__last_name")
+    list_select_related = ("customer",)
+    date_hierarchy = "created_at"

@@ -122,7 +122,9 @@ class VisitorConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None):
         limit = settings.CHAT_MAX_MESSAGE_BYTES
-        if text_data is None or len(text_data) > 2 * limit + 1024:
+        if text_data is None:
+            return await self.refuse("bad_frame", "Send text frames.")
+        if len(text_data) > 2 * limit + 1024:
             # Longer than any allowed line could be as JSON: not even parsed.
             return await self.refuse("too_large", f"A message can be at most {limit // 1024} KB; split it in two.")
         try:

@@ -177,3 +177,12 @@ async def test_contact_errors_name_the_field_and_a_good_one_is_saved():
         lambda: services.CustomerIdentity.objects.get(kind="email").customer.first_name)()
     assert customer == "Kim"
     await socket.disconnect()
+
+
+async def test_a_binary_frame_is_refused():
+    socket, _, _ = await connect()
+    await socket.receive_from(timeout=5)
+    await socket.send_to(bytes_data=b"\x00\x01")
+    frame = json.loads(await socket.receive_from(timeout=5))
+    assert frame["code"] == "bad_frame"
+    await socket.disconnect()

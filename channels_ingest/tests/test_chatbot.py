@@ -153,3 +153,11 @@ def test_queries_of_a_post_do_not_grow_with_the_transcript(bot, django_assert_ma
         post(bot, session(session_id="short"))
     with django_assert_max_num_queries(len(short_run.captured_queries)):
         post(bot, session(session_id="long", transcript=long, contact={"email": "other@example.com"}))
+
+
+def test_managers_see_sessions_in_the_admin_and_agents_do_not(bot, manager_client, agent):
+    post(bot, session())
+    page = manager_client.get("/admin/channels_ingest/chatbotsession/")
+    assert page.status_code == 200 and "sess-001" in page.content.decode()
+    manager_client.force_login(agent)
+    assert manager_client.get("/admin/channels_ingest/chatbotsession/").status_code in (302, 403)
