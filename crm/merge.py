@@ -41,7 +41,8 @@ def merge_customers(*, source: Customer, into: Customer, by=None) -> Customer:
     with transaction.atomic():
         # Both rows locked in id order: a message being received for either waits,
         # then finds the identity (moved) on the target.
-        rows = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=[source.pk, into.pk]).order_by("pk")}
+        rows = {c.pk: c for c in
+                Customer.objects.select_for_update().filter(pk__in=[source.pk, into.pk]).order_by("pk")}
         if len(rows) != 2:
             raise Customer.DoesNotExist("One of these customers no longer exists (merged or deleted meanwhile).")
         source, into = rows[source.pk], rows[into.pk]
