@@ -67,8 +67,9 @@ def merge_customers(*, source: Customer, into: Customer, by=None) -> Customer:
 def _move_related(source: Customer, into: Customer) -> dict:
     """Point every row of every model that refers to `source` at `into`; {model label: rows moved}."""
     moved = {}
-    for relation in Customer._meta.related_objects:
-        if relation.many_to_many:
+    # include_hidden: a ForeignKey with related_name="+" (e.g. a campaign's recipients) moves too.
+    for relation in Customer._meta.get_fields(include_hidden=True):
+        if not (relation.is_relation and relation.auto_created and not relation.concrete) or relation.many_to_many:
             continue
         model, field = relation.related_model, relation.field
         rows = model._default_manager.filter(**{field.name: source})

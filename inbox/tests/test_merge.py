@@ -178,3 +178,15 @@ def test_merge_queries_do_not_grow_with_the_threads(db, django_assert_max_num_qu
     with django_assert_max_num_queries(len(small_run.captured_queries)):
         merge_customers(source=big, into=big_into)
     assert Conversation.objects.filter(customer=big_into).count() == 16
+
+
+def test_rows_without_a_reverse_accessor_move_too(db):
+    from channels_ingest.models import Campaign, CampaignRecipient
+
+    known = make_customer("john@example.com")
+    other = make_customer("johnny@example.com")
+    campaign = Campaign.objects.create(name="Spring", subject="Spring menu", body="Hi")
+    recipient = CampaignRecipient.objects.create(campaign=campaign, customer=other, email="johnny@example.com")
+    merge_customers(source=other, into=known)
+    recipient.refresh_from_db()
+    assert recipient.customer_id == known.pk
