@@ -172,8 +172,9 @@ def kernel_stamp(ancillary):
     return None
 
 
-def open_socket(host, port, cookie):
-    """A connected, handshaken, pong-confirmed socket: (socket, protocol)."""
+def open_socket(host, port, cookie, path="/ws/inbox"):
+    """A connected, handshaken, pong-confirmed socket: (socket, protocol). No cookie: none sent
+    (bench_chat.py's visitor sockets)."""
     from websockets.client import ClientProtocol
     from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
     from websockets.frames import Frame, Opcode
@@ -187,10 +188,11 @@ def open_socket(host, port, cookie):
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     # Offer permessage-deflate as browsers do, so a server that would compress
     # every frame for every socket pays for it here too.
-    protocol = ClientProtocol(parse_uri(f"ws://{host}:{port}/ws/inbox"), origin=Origin("http://127.0.0.1"),
+    protocol = ClientProtocol(parse_uri(f"ws://{host}:{port}{path}"), origin=Origin("http://127.0.0.1"),
                               extensions=[ClientPerMessageDeflateFactory()])
     request = protocol.connect()
-    request.headers["Cookie"] = cookie
+    if cookie:
+        request.headers["Cookie"] = cookie
     protocol.send_request(request)
     sock.sendall(b"".join(protocol.data_to_send()))
     pinged = False
@@ -230,7 +232,7 @@ def frame_length(header):
     return 2 + size
 
 
-def client_process(host, port, cookie, count, probe_type, batch_seconds):
+def client_process(host, port, cookie, count, probe_type, batch_seconds, paths=None):
     """Run by `bench_screens.py --socket-client`: hold `count` sockets, print
     "ready", stamp every `probe_type` frame until "stop" arrives on stdin, then
     print one JSON line with [event id, kernel arrival time, time the client code read it]."""
@@ -239,7 +241,7 @@ def client_process(host, port, cookie, count, probe_type, batch_seconds):
     # The clients stand for browsers on other machines: they run only on CPU time
     # the server, PostgreSQL, Redis and the sending process leave over.
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    sockets = [open_socket(host, port, cookie) for _ in range(count)]
+    sockets = [open_socket(host, port, cookie, path) for path in paths or ["/ws/inbox"] * count]
     by_fd = {sock.fileno(): (sock, protocol) for sock, protocol in sockets}
     poller = select.epoll()
     for fd in by_fd:
@@ -289,17 +291,26 @@ def client_process(host, port, cookie, count, probe_type, batch_seconds):
                     sock.sendall(b"".join(pending))
 
 
-def start_clients(server, cookie, sockets, processes, probe_type, batch_seconds):
+def start_clients(server, cookie, sockets, processes, probe_type, batch_seconds, paths=None):
+    """paths: one WebSocket path per socket (default: /ws/inbox for all), shared out among the processes."""
+    import tempfile
     from urllib.parse import urlsplit
 
     where = urlsplit(server.url)
     clients = []
+    start = 0
     for n in range(processes):
         share = sockets // processes + (1 if n < sockets % processes else 0)
+        env = {**os.environ, "BENCH_COOKIE": cookie}
+        if paths is not None:
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as listing:
+                json.dump(paths[start:start + share], listing)
+            env["BENCH_SOCKET_PATHS"] = listing.name
+        start += share
         clients.append(subprocess.Popen(
             [sys.executable, __file__, "--socket-client", where.hostname, str(where.port), str(share), probe_type,
              str(batch_seconds)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, "BENCH_COOKIE": cookie}))
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env))
     for client in clients:
         line = client.stdout.readline()
         if line.strip() != "ready":
@@ -319,9 +330,9 @@ def stop_clients(clients):
     return stamps, closed
 
 
-def start_server(kind, prefix, log_path):
+def start_server(kind, prefix, log_path, extra_env=None):
     """The ASGI node under test, in its own process (tests.browser.live_server):
-    uvicorn as production runs it, or daphne."""
+    uvicorn as production runs it, or daphne. extra_env: settings for this bench's node."""
     from django.db import connection
 
     from tests.browser.live_server import LiveServer, database_url
@@ -330,6 +341,7 @@ def start_server(kind, prefix, log_path):
                         prefix=prefix.removesuffix(":asgi"), log_path=log_path, server=kind)
     server.env["LIVE_CHANNEL_PREFIX"] = os.environ["LIVE_CHANNEL_PREFIX"]
     server.env["LIVE_CACHE_PREFIX"] = os.environ["LIVE_CACHE_PREFIX"]
+    server.env.update(extra_env or {})
     return server.start()
 
 
@@ -410,7 +422,12 @@ def report_latency(lat, args):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--socket-client":
         host, port, count, probe_type, batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
-        client_process(host, port, os.environ["BENCH_COOKIE"], count, probe_type, float(batch))
+        paths = None
+        if os.environ.get("BENCH_SOCKET_PATHS"):
+            listing = Path(os.environ["BENCH_SOCKET_PATHS"])
+            paths = json.loads(listing.read_text())
+            listing.unlink()
+        client_process(host, port, os.environ["BENCH_COOKIE"], count, probe_type, float(batch), paths)
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=100_000)

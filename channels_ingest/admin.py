@@ -10,8 +10,8 @@ from myhibachi.roles import is_manager
 
 from .email import campaigns, passwords
 from .models import (
-    AgentPhone, Campaign, CampaignRecipient, Mailbox, RejectedEmail, SentEmail, Subscription, Suppression, SyncState,
-    TrackingEvent,
+    AgentPhone, Campaign, CampaignRecipient, ChatbotSession, Mailbox, RejectedEmail, SentEmail, Subscription,
+    Suppression, SyncState, TrackingEvent,
 )
 
 
@@ -211,3 +211,13 @@ class SubscriptionAdmin(ManagerOnly, admin.ModelAdmin):
 
     def has_add_permission(self, request, *args):
         return False
+@admin.register(ChatbotSession)
+class ChatbotSessionAdmin(ReadOnly, admin.ModelAdmin):
+    """What the website chatbot posted (POST /api/v1/chatbot/sessions); written by the API only."""
+
+    list_display = ("session_id", "customer", "handed_off", "rating", "model", "prompt_tokens", "completion_tokens",
+                    "cost", "created_at")
+    list_filter = ("handed_off", "rating", "model")
+    search_fields = ("session_id", "customer__first_name", "customer__last_name")
+    list_select_related = ("customer",)
+    date_hierarchy = "created_at"

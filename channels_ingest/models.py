@@ -9,6 +9,9 @@ from .email.models import (  # noqa: F401  (the email channel's tables, register
 from .ringcentral.models import AgentPhone, SyncState, Subscription  # noqa: F401  (SMS and calls)
 
 
+from .chat.models import ChatbotSession  # noqa: F401,E402  (the website chat's table)
+
+
 class IngestCount(models.Model):
     """How many payloads each source accepted, found already stored, or refused, per day.
 

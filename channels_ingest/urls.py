@@ -1,6 +1,7 @@
 """Webhook endpoints of the channel adapters."""
 from django.urls import path
 
+from .chat import views as chat_views
 from .email import views as email_views
 from .email import webhooks as email_webhooks
 from .ringcentral import views as ringcentral_views
@@ -17,4 +18,6 @@ urlpatterns = [
     path("ringcentral/webhook/", ringcentral_webhooks.webhook_view, name="ringcentral_webhook"),
     path("ringcentral/media/<int:message_id>/<str:index>/", ringcentral_views.media, name="ringcentral_media"),
     path("ringcentral/ring-out/<str:pk>/", ringcentral_views.ring_out, name="ringcentral_ringout"),
+    # The staff composer's "typing…" signal to a website chat visitor (staff only).
+    path("chat/typing/<str:pk>", chat_views.staff_typing, name="chat_staff_typing"),
 ]

@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 
 from myhibachi.admin_site import export_as_csv
 
+from .merge import MergeRefused, merge_customers
 from .models import Booking, Customer, CustomerIdentity, Lead, MarketingSpend
 
 
@@ -18,10 +19,27 @@ class CustomerAdmin(admin.ModelAdmin):
     search_fields = ("first_name", "last_name", "identities__value")
     date_hierarchy = "created_at"
     inlines = [CustomerIdentityInline]
-    actions = [export_as_csv]
+    actions = [export_as_csv, "merge_into_oldest"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("identities")
+
+    @admin.action(description="Merge the selected customers into the oldest of them", permissions=["change"])
+    def merge_into_oldest(self, request, queryset):
+        """The same service as POST /api/v1/customers/{id}/merge (crm/merge.py), once per merged customer."""
+        chosen = list(queryset.order_by("pk"))
+        if len(chosen) < 2:
+            self.message_user(request, "Select at least two customers to merge.", messages.WARNING)
+            return
+        into = chosen[0]
+        try:
+            for source in chosen[1:]:
+                merge_customers(source=source, into=into, by=request.user)
+        except (MergeRefused, Customer.DoesNotExist) as exc:
+            self.message_user(request, f"Not merged: {' '.join(getattr(exc, 'messages', [str(exc)]))}", messages.ERROR)
+            return
+        self.message_user(request, f"Merged {len(chosen) - 1} customer(s) into {into.name} (#{into.pk}).",
+                          messages.SUCCESS)
 
     @admin.display(description="Email / phone")
     def primary_identity(self, obj):

@@ -6,7 +6,9 @@ class InboxConfig(AppConfig):
     verbose_name = "Unified inbox"
 
     def ready(self):
-        from . import socket_access
+        from . import merging, socket_access
 
         # Live sockets close when their person's access ends (log-out, groups, deactivation).
         socket_access.connect()
+        # A customer merge (crm/merge.py) keeps one active conversation and writes both threads' history.
+        merging.connect()

@@ -257,12 +257,13 @@ class ConversationActivity(models.Model):
         REOPENED = "reopened", "Reopened by the customer"
         NOTE = "note", "Note added"
         BOT_HANDOFF = "bot_handoff", "Handed over by the chatbot"
+        MERGED = "merged", "Customers merged"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="activity")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="+", help_text="The staff member; empty: the customer or the system.")
-    # Status names for status changes, user ids for assignments; empty otherwise.
+    # Status names for status changes, user ids for assignments, customer ids for a merge; empty otherwise.
     from_value = models.CharField(max_length=40, blank=True)
     to_value = models.CharField(max_length=40, blank=True)
     channel = models.CharField(max_length=10, blank=True)

@@ -9,6 +9,7 @@ conditions (all given conditions must hold; an empty object always matches)
     loyalty_tier         list of tiers, e.g. ["gold", "platinum"]
     business_hours       "inside" | "outside"  (settings.BUSINESS_HOURS, business time zone)
     has_upcoming_booking true | false
+    handed_off           true | false  (the message is a chatbot transcript that handed the visitor over)
 
 actions
     assign_user          a username
@@ -36,7 +37,7 @@ from crm.models import Booking, Channel, loyalty_tier, loyalty_tier_names
 from . import changes
 from .models import Conversation, RoutingRule, Tag
 
-CONDITION_KEYS = {"channel", "keywords", "loyalty_tier", "business_hours", "has_upcoming_booking"}
+CONDITION_KEYS = {"channel", "keywords", "loyalty_tier", "business_hours", "has_upcoming_booking", "handed_off"}
 ACTION_KEYS = {"assign_user", "assign_round_robin", "set_status", "add_tags"}
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -76,6 +77,8 @@ def validate_rule(conditions, actions) -> None:
         errors.append("'business_hours' must be \"inside\" or \"outside\".")
     if "has_upcoming_booking" in conditions and not isinstance(conditions["has_upcoming_booking"], bool):
         errors.append("'has_upcoming_booking' must be true or false.")
+    if "handed_off" in conditions and not isinstance(conditions["handed_off"], bool):
+        errors.append("'handed_off' must be true or false.")
 
     if "assign_user" in actions:
         username = actions["assign_user"]
@@ -162,7 +165,14 @@ def matches(conditions: dict, facts: _Facts) -> bool:
         return False
     if "has_upcoming_booking" in conditions and facts.has_upcoming_booking != conditions["has_upcoming_booking"]:
         return False
+    if "handed_off" in conditions and handed_off(message) != conditions["handed_off"]:
+        return False
     return True
+
+
+def handed_off(message) -> bool:
+    """A chatbot transcript whose bot handed the visitor over to staff (channels_ingest/chat/chatbot.py)."""
+    return bool((message.metadata or {}).get("handed_off"))
 
 
 def _next_in_turn(rule, group_name):

@@ -474,7 +474,8 @@ def customer_thread(customer_id: int, *, size: int = 50, before: str | None = No
                                                      is_primary=True).order_by("id").values("value")[:1])
     newest_messages = _with_authors(messages.order_by("-created_at", "-id")
                                     .values(*message_columns, *AUTHOR_COLUMNS, sender=KT("metadata__from"),
-                                            primary_email=Subquery(primary_email), **MEDIA_COLUMNS)[: size + 1],
+                                            item_kind=KT("metadata__kind"), primary_email=Subquery(primary_email),
+                                            **MEDIA_COLUMNS)[: size + 1],
                                     authors)
     newest_notes = _with_authors(notes.order_by("-created_at", "-id")
                                  .values(*NOTE_COLUMNS, *AUTHOR_COLUMNS)[: size + 1], authors)
@@ -509,7 +510,8 @@ def latest_event_id() -> int:
 # --- a conversation's history ---------------------------------------------------
 
 HISTORY_KINDS = (ConversationActivity.Kind.STATUS_CHANGED, ConversationActivity.Kind.ASSIGNED,
-                 ConversationActivity.Kind.REOPENED, ConversationActivity.Kind.BOT_HANDOFF)
+                 ConversationActivity.Kind.REOPENED, ConversationActivity.Kind.BOT_HANDOFF,
+                 ConversationActivity.Kind.MERGED)
 
 
 def conversation_history(conversation_id: int, *, limit: int = 10) -> list[dict]:

@@ -32,7 +32,8 @@ from .tasks import deliver_message
 
 __all__ = [
     "receive_message", "receive_many", "receiving_in_bulk", "Received",
-    "reply", "default_reply_channel", "reply_refusals", "annotate_message", "set_call_back", "CALL_BACK_TAG", "render_canned", "add_note", "mark_read",
+    "reply", "default_reply_channel", "reply_refusals", "annotate_message", "set_call_back", "CALL_BACK_TAG",
+    "render_canned", "add_note", "mark_read", "record_bot_handoff",
     "set_status", "assign", "locked", "TRANSITIONS", "update_delivery", "DELIVERY_RANK",
     "InboxError", "InvalidTransition", "ReplyTooLarge", "CannotReply",
     "conversation_summary", "message_summary", "note_summary",
@@ -81,6 +82,15 @@ def receive_many(items: list[dict]) -> list[Received]:
     receive_message. See inbox/receiving.py.
     """
     return receiving.receive_batch([receiving.prepare(**item) for item in items])
+
+
+def record_bot_handoff(*, message: Message, at=None) -> None:
+    """History: the chatbot handed the visitor of this (received) transcript over to staff.
+
+    Call inside the transaction that received the transcript: analytics start the first-response
+    clock of a handed-off conversation here, not at the bot's first line."""
+    history.record(history.Kind.BOT_HANDOFF, message.conversation, at=at or timezone.now(), channel=message.channel,
+                   message=message)
 
 
 # --- staff actions ---------------------------------------------------------

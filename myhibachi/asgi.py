@@ -25,16 +25,26 @@ from channels.auth import AuthMiddleware  # noqa: E402
 
 from inbox.consumers import with_server_send  # noqa: E402
 
-from .ws_routing import websocket_urlpatterns  # noqa: E402
+from .ws_routing import chat_urlpatterns, websocket_urlpatterns  # noqa: E402
+
+# Staff sockets: the page must come from one of our hosts, the session cookie says who.
+staff_sockets = AllowedHostsOriginValidator(
+    CookieMiddleware(SessionMiddleware(AuthMiddleware(URLRouter(websocket_urlpatterns))))
+)
+# Website chat visitors: pages on the business's website (another origin), never a session or a log-in;
+# the consumer checks the origin against CHAT_ALLOWED_ORIGINS itself (channels_ingest/chat/consumers.py).
+chat_sockets = URLRouter(chat_urlpatterns)
+
+
+async def websocket_app(scope, receive, send):
+    app = chat_sockets if scope.get("path", "").startswith("/ws/chat/") else staff_sockets
+    return await app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": with_server_send(
-            AllowedHostsOriginValidator(
-                CookieMiddleware(SessionMiddleware(AuthMiddleware(URLRouter(websocket_urlpatterns))))
-            )
-        ),
+        "websocket": with_server_send(websocket_app),
     }
 )
 

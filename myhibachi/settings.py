@@ -527,3 +527,16 @@ if RINGCENTRAL_CONFIGURED:
         "task": "channels_ingest.ringcentral.renew_subscription", "schedule": 3600.0,
         "options": {"expires": 3600},
     }
+# --- Website chat (channels_ingest.chat) ---
+INBOX_SENDERS["chat"] = "channels_ingest.chat.sender.send"
+# Origins (scheme://host[:port]) of the websites whose pages may open the visitor socket /ws/chat/<token>;
+# empty: only this app's own hosts (ALLOWED_HOSTS, any scheme), e.g. the demo page.
+CHAT_ALLOWED_ORIGINS = env_list("CHAT_ALLOWED_ORIGINS", "")
+CHAT_MAX_MESSAGE_BYTES = int(env("CHAT_MAX_MESSAGE_BYTES", "4096"))  # one visitor message, UTF-8
+CHAT_MESSAGES_PER_MINUTE = int(env("CHAT_MESSAGES_PER_MINUTE", "20"))  # per visitor token
+CHAT_MESSAGES_PER_MINUTE_PER_IP = int(env("CHAT_MESSAGES_PER_MINUTE_PER_IP", "60"))
+CHAT_CONNECTIONS_PER_MINUTE_PER_IP = int(env("CHAT_CONNECTIONS_PER_MINUTE_PER_IP", "30"))
+CHAT_HISTORY_LIMIT = 50  # messages a visitor's page gets back on (re)connecting
+# A visitor counts as present while a socket of theirs pinged within this many seconds (the widget pings
+# every 20 s); a staff reply to a visitor who is not present also goes by email when they left one.
+CHAT_PRESENCE_SECONDS = int(env("CHAT_PRESENCE_SECONDS", "60"))

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from channels_ingest.chat.chatbot import ChatbotSessionView
+
 from . import auth_views as rate_limited, health, metrics, views
 
 urlpatterns = [
@@ -15,6 +17,8 @@ urlpatterns = [
          name="password_reset_confirm"),
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("admin/", admin.site.urls),
+    # The website chatbot's integration (channels_ingest/chat/chatbot.py), before the inbox API's catch-all.
+    path("api/v1/chatbot/sessions", ChatbotSessionView.as_view(), name="api-chatbot-sessions"),
     path("api/v1/", include("inbox.api.urls")),
     path("", include("channels_ingest.urls")),
     path("", include("inbox.urls")),

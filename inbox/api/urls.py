@@ -18,6 +18,7 @@ urlpatterns = [
     path("inbox/<int:pk>/read", views.ReadView.as_view(), name="api-read"),
     path("events", views.EventsView.as_view(), name="api-events"),
     path("customers", views.CustomerListView.as_view(), name="api-customers"),
+    path("customers/<str:pk>/merge", views.CustomerMergeView.as_view(), name="api-customer-merge"),
     path("schema/", views.SchemaView.as_view(), name="api-schema"),
     path("docs/", views.DocsView.as_view(url_name="api-schema"), name="api-docs"),
     *router.urls,

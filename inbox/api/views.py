@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crm import identity
+from crm.merge import MergeRefused, merge_customers
 from crm.models import Customer, CustomerIdentity
 from inbox import selectors, services
 from inbox.access import access_conversation
@@ -289,6 +290,47 @@ class CustomerListView(ListAPIView):
         if len(parts) == 2:
             match |= Q(first_name__iexact=parts[0], last_name__icontains=parts[1])
         return qs.filter(match).distinct()
+
+
+def _customer(raw, *, field=None):
+    """The customer with this id (a plain id), else 404 naming it."""
+    try:
+        pk = parse_id(raw)
+    except BadId:
+        if field:
+            raise ValidationError({field: ["Give the id of a customer (a whole number)."]})
+        raise NotFound(f"There is no customer {raw}.")
+    found = Customer.objects.filter(pk=pk).first()
+    if found is None:
+        raise NotFound(f"There is no customer {pk}.")
+    return found
+
+
+class CustomerMergeView(InboxAPIView):
+    """Merge this customer into another (crm/merge.py): every conversation, message, identity,
+    booking and lead moves to `into`, this customer is deleted, both threads' history says so."""
+
+    @extend_schema(request=inline_serializer("CustomerMerge", {"into": serializers.IntegerField()}),
+                   responses=s.CustomerSerializer)
+    @idempotent
+    def post(self, request, pk):
+        source = _customer(pk)
+        data = request.data if isinstance(request.data, dict) else {}
+        if data.get("into") in (None, ""):
+            raise ValidationError({"into": ["Give the id of the customer to merge into."]})
+        into = _customer(data["into"], field="into")
+        try:
+            merged = merge_customers(source=source, into=into, by=request.user)
+        except Customer.DoesNotExist as exc:
+            raise NotFound(str(exc))
+        except MergeRefused as exc:
+            message = " ".join(exc.messages)
+            return Response({"message": message, "code": exc.code or "refused", "errors": {"into": [message]}},
+                            status=status.HTTP_400_BAD_REQUEST)
+        merged = Customer.objects.prefetch_related(
+            Prefetch("identities", queryset=CustomerIdentity.objects.order_by("-is_primary", "kind", "id"))
+        ).get(pk=merged.pk)
+        return Response(s.CustomerSerializer(merged).data)
 
 
 class RoutingRuleViewSet(IdLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,

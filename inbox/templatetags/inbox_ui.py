@@ -145,6 +145,8 @@ ELSEWHERE = ' <span class="muted">· conversation #{}</span>'
 SUBJECT = """
   <div class="subject">{}</div>"""
 BODY = '<div class="body {}">{}</div>'
+TRANSCRIPT = """<details class="body transcript"><summary>Chatbot conversation ({lines} lines)</summary>
+  <div class="text">{text}</div></details>"""
 QUOTED = """
   <details class="quoted"><summary>Show quoted history</summary><div class="{}">{}</div></details>"""
 
@@ -205,6 +207,10 @@ class _ItemWriter:
             body = BODY.format("html", new) + (QUOTED.format("html", quoted) if quoted else "")
             if BLOCKED_IMAGE in new or BLOCKED_IMAGE in quoted:
                 images = IMAGES_BLOCKED
+        elif row.get("item_kind") == "chatbot_transcript":
+            # A chatbot session (channels_ingest/chat/chatbot.py): one item, folded.
+            lines = row["text"].count("\n") + 1 if row["text"] else 0
+            body = TRANSCRIPT.format(lines=lines, text=_text_html(row["text"]))
         else:
             new, quoted = split_quoted_text(row["text"])
             body = BODY.format("text", _text_html(new)) + (QUOTED.format("text", _text_html(quoted)) if quoted else "")
@@ -280,6 +286,9 @@ def history_lines(rows, staff) -> list[dict]:
             text = f"{who} assigned it to {target}" if target else f"{who} unassigned it"
         elif kind == "reopened":
             text = f"The customer wrote again ({channels.get(row['channel']).label if row['channel'] else 'a message'}) and reopened it"
+        elif kind == "merged":
+            text = f"{who if row['actor__username'] else 'The website chat'} merged customer #{row['from_value']} " \
+                   f"into customer #{row['to_value']}"
         else:
             text = "The chatbot handed it over"
         local = row["at"].astimezone(tz)

@@ -1,6 +1,5 @@
 """The staff socket /ws/inbox through the whole ASGI stack (origin check,
 session cookie, auth), with Channels' WebsocketCommunicator."""
-import uuid
 
 import pytest
 from channels.db import database_sync_to_async
@@ -11,6 +10,7 @@ from django.test import Client
 
 from inbox import events, services
 from tests.factories import make_user
+from tests.layers import use_own_channel_layer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -20,10 +20,7 @@ ORIGIN = b"http://127.0.0.1"
 @pytest.fixture(autouse=True)
 def own_channel_layer(settings):
     """A channel layer no other test run shares (full mode uses a shared Redis)."""
-    layer = dict(settings.CHANNEL_LAYERS["default"])
-    if "CONFIG" in layer:
-        layer["CONFIG"] = {**layer["CONFIG"], "prefix": f"t{uuid.uuid4().hex[:8]}"}
-    settings.CHANNEL_LAYERS = {"default": layer}
+    use_own_channel_layer(settings)
     yield
 
 

@@ -166,3 +166,14 @@ def test_bulk_receiving_reads_the_rules_once_and_sees_changes_in_the_next_block(
     with services.receiving_in_bulk():
         third = receive(sender="c@example.com").message.conversation
     assert tags_of(third) == {"seen", "more"}
+
+
+def test_handed_off_condition_must_be_true_or_false(db):
+    from django.core.exceptions import ValidationError
+
+    from inbox.routing import validate_rule
+
+    validate_rule({"handed_off": True}, {"set_status": "pending"})
+    with pytest.raises(ValidationError) as refused:
+        validate_rule({"handed_off": "yes"}, {"set_status": "pending"})
+    assert "'handed_off' must be true or false." in refused.value.messages

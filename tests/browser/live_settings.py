@@ -21,7 +21,10 @@ if os.environ.get("LIVE_CACHE_PREFIX"):
 # delivery-status code runs), so the thread shows them moving to "sent".
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
-INBOX_SENDERS = {"email": "tests.senders.record", "sms": "tests.senders.record", "chat": "tests.senders.record"}
+INBOX_SENDERS = {"email": "tests.senders.record", "sms": "tests.senders.record",
+                 "chat": "channels_ingest.chat.sender.send"}  # the real one: replies reach the visitor's page
+# CHAT_ALLOWED_ORIGINS stays empty: the chat widget's browser test (tests/browser/test_chat_widget.py)
+# embeds the widget in a page served on http://localhost:<another port>, allowed as one of ALLOWED_HOSTS.
 
 # The kill -9 fault test (tests/cluster/test_faults.py) makes a node hold each reply it has
 # stored instead of answering, until it is killed (tests/cluster/hold_replies.py).
