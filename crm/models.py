@@ -191,6 +191,8 @@ class Booking(models.Model):
     deposit = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
     source = models.CharField(max_length=12, choices=Source.choices, default=Source.WEBSITE)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Analytics refreshes the days of bookings saved since its last run (analytics/refresh.py).
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:
         ordering = ["-event_at"]
@@ -309,6 +311,7 @@ class Payment(models.Model):
     paid_at = models.DateTimeField(default=timezone.now)
     method = models.CharField(max_length=10, choices=Method.choices, default=Method.CARD)
     created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:
         ordering = ["-paid_at"]

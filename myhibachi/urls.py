@@ -15,6 +15,7 @@ urlpatterns = [
          name="password_reset_confirm"),
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("admin/", admin.site.urls),
+    path("api/v1/analytics/", include("analytics.urls")),  # before inbox's catch-all 404
     path("api/v1/", include("inbox.api.urls")),
     path("", include("channels_ingest.urls")),
     path("", include("inbox.urls")),

@@ -47,6 +47,7 @@ class Migration(migrations.Migration):
                 ('paid_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('method', models.CharField(choices=[('card', 'Card'), ('cash', 'Cash'), ('check', 'Check'), ('transfer', 'Bank transfer'), ('other', 'Other')], default='card', max_length=10)),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('updated_at', models.DateTimeField(auto_now=True, db_index=True)),
             ],
             options={
                 'ordering': ['-paid_at'],
@@ -89,6 +90,12 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name='booking',
             index=models.Index(fields=['inquiry_at'], name='crm_booking_inquiry_idx'),
+        ),
+        migrations.AddField(
+            model_name='booking',
+            name='updated_at',
+            field=models.DateTimeField(auto_now=True, db_index=True, default=django.utils.timezone.now),
+            preserve_default=False,
         ),
         migrations.RunPython(add_default_reasons, migrations.RunPython.noop),
         migrations.AddConstraint(

@@ -363,6 +363,8 @@ class Command(BaseCommand):
                     tagged.extend(Conversation.tags.through(conversation_id=conversation_id, tag=tag) for tag in tags)
         Conversation.tags.through.objects.bulk_create(tagged, batch_size=5000)
         Note.objects.bulk_create(notes, batch_size=2000)
+        history.record_many([history.activity(history.Kind.NOTE, n.conversation, actor=n.author, at=n.created_at)
+                             for n in notes])
         ids = [c.pk for c in conversations]
         latest = Message.objects.filter(conversation=OuterRef("pk")).order_by("-created_at", "-id").values("pk")[:1]
         first_reply = (Message.objects.filter(conversation=OuterRef("pk"), direction="outbound")
