@@ -2,6 +2,7 @@
 (one per booking, payment or response wait) streamed straight from the database."""
 import csv
 from datetime import date, datetime
+from decimal import Decimal
 
 from crm.models import Booking, Payment
 
@@ -33,6 +34,10 @@ def cell(value):
         return value.astimezone(timebase.zone()).isoformat()
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return f"{value:.2f}"  # money: the same two decimals on every database
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value  # text typed by people never runs as a spreadsheet formula
     return value
 
 
