@@ -17,6 +17,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/analytics/", include("analytics.urls")),  # before inbox's catch-all 404
     path("api/v1/", include("inbox.api.urls")),
+    path("analytics/", include("analytics.screens")),
     path("", include("channels_ingest.urls")),
     path("", include("inbox.urls")),
     path("", views.home, name="home"),

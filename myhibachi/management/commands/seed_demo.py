@@ -236,8 +236,8 @@ class Command(BaseCommand):
 
     def _booking(self, customer, rng):
         inquiry = customer.created_at + timedelta(days=rng.randrange(0, 400))
-        if inquiry > self.now:
-            inquiry = self.now - timedelta(days=rng.randrange(1, 30))
+        if inquiry > self.now:  # anywhere between the customer's arrival and now, not bunched at the end
+            inquiry = customer.created_at + (self.now - customer.created_at) * rng.random()
         for _ in range(6):  # seasonality: redraw the date while its month is quiet
             event = inquiry + timedelta(days=rng.randrange(7, 120), hours=rng.randrange(0, 6))
             if rng.random() < SEASON[event.month - 1]:
