@@ -134,3 +134,16 @@ def test_csv_text_cannot_become_a_spreadsheet_formula(manager_client):
     rows = rows_of(manager_client.get(
         "/api/v1/analytics/bookings?start=2026-03-01&end=2026-03-31&format=csv&table=entities"))
     assert rows[1][5] == "'=HYPERLINK(\"http://evil\")"
+
+
+@pytest.mark.parametrize("metric, queries", [("revenue", 5), ("staff", 15), ("bookings", 5)])
+def test_queries_per_request_do_not_grow_with_the_data(manager_client, settings, django_assert_num_queries,
+                                                       metric, queries):
+    settings.ANALYTICS_REFRESH_SECONDS = 3600
+    url = f"/api/v1/analytics/{metric}?start=2026-03-01&end=2026-03-31&interval=week"
+    for n in range(3):
+        booking(make_customer(f"q{n}@example.com"), status="completed", confirmed_at=local(2026, 3, 10 + n, 12),
+                event_at=local(2026, 3, 20, 18), total=1000, inquiry_at=local(2026, 3, 2, 12))
+        refresh.refresh_all()
+        with django_assert_num_queries(queries):
+            assert manager_client.get(url).status_code == 200

@@ -201,3 +201,30 @@ def test_chatbot_reports_zeros_until_the_chatbot_exists():
     assert result["totals"]["available"] is False
     assert [r["sessions"] for r in result["series"]] == [0, 0, 0]
     assert result["totals"]["handoff_rate"] is None
+
+
+def test_email_rates_per_campaign_and_for_transactional_mail():
+    from channels_ingest.email.models import Campaign, SentEmail, TrackingEvent
+
+    Campaign.objects.create(name="Summer", subject="s", body="b", started_at=local(2026, 6, 2, 9), sent_count=200,
+                            delivered_count=190, opened_count=95, clicked_count=19, bounced_count=10,
+                            unsubscribed_count=2)
+    Campaign.objects.create(name="Old", subject="s", body="b", started_at=local(2026, 5, 2, 9), sent_count=50)
+    mails = [SentEmail.objects.create(kind="confirmation", to=f"c{n}@example.com", esp_message_id=f"m{n}",
+                                      created_at=local(2026, 6, 3, 9)) for n in range(4)]
+    for n, (mail, types) in enumerate(zip(mails, [["delivered", "opened", "opened"], ["delivered"], ["bounced"], []])):
+        for k, event_type in enumerate(types):  # two "opened" events for one message count once
+            TrackingEvent.objects.create(event_id=f"e{n}-{k}", event_type=event_type, sent_email=mail)
+
+    result = metrics.email(Range(date(2026, 6, 1), date(2026, 6, 30), "month"))
+    (summer,) = result["campaigns"]
+    assert (summer["campaign"], summer["delivery_rate"], summer["open_rate"], summer["click_rate"]) == (
+        "Summer", 0.95, 0.5, 0.1)
+    assert (summer["bounce_rate"], summer["unsubscribe_rate"]) == (0.05, 0.0105)
+    (confirmations,) = result["transactional"]
+    assert (confirmations["sent"], confirmations["delivered"], confirmations["opened"],
+            confirmations["bounced"]) == (4, 2, 1, 1)
+    assert (confirmations["delivery_rate"], confirmations["open_rate"], confirmations["bounce_rate"]) == (
+        0.5, 0.5, 0.25)
+    assert result["totals"]["sent"] == 204
+    assert result["series"][0]["sent"] == 4  # campaign recipients add theirs by their own sent time
