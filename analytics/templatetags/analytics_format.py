@@ -18,6 +18,8 @@ def figure(value, kind="count"):
         return f"{float(value):.2f}×"
     if kind == "duration":
         seconds = float(value)
+        if seconds < 60:
+            return f"{seconds:.0f} s"
         if seconds < 3600:
             return f"{seconds / 60:.1f} min"
         return f"{seconds / 3600:.1f} h"

@@ -1,5 +1,6 @@
 """The analytics dashboard in headless Chromium: charts drawn, cards and tables agree,
 presets move the range, and an agent's page shows only their own figures."""
+import re
 from datetime import timedelta
 
 import pytest
@@ -9,7 +10,9 @@ from playwright.sync_api import expect
 from analytics.tests.helpers import booking
 from tests.factories import make_customer, make_user
 
-from .conftest import screenshot
+from inbox import services
+
+from .conftest import in_thread, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis]
 
@@ -38,3 +41,18 @@ def test_an_agent_sees_only_their_own_figures(live, sign_in):
     expect(agent.page.get_by_role("heading", name="My performance")).to_be_visible()
     expect(agent.page.locator(".figure-card")).to_have_count(0)
     expect(agent.page.locator("section.area#revenue")).to_have_count(0)
+
+
+def test_the_dashboard_follows_a_new_conversation_live(live, sign_in):
+    morgan = make_user("morgan", role="Manager", first_name="Morgan")
+    page = sign_in("morgan").page
+    page.goto("/analytics/?preset=this_month")
+    expect(page.locator(".analytics")).to_have_attribute("data-live", "live")
+    card = page.locator('[data-card="First response (median)"] .card-value')
+    expect(card).to_have_text("—")
+    received = in_thread(services.receive_message, channel="sms", sender="+14155550123", text="Party for 12?",
+                         external_id="live-analytics-1")
+    in_thread(services.reply, conversation=received.message.conversation, author=morgan, text="Yes!", channel="sms")
+    # Within seconds, without a reload by the person: the wait was answered in well under a minute.
+    expect(card).to_have_text(re.compile(r"^\d+ s$"), timeout=15_000)
+    assert page.evaluate("window.analyticsLive.reloads") >= 1
