@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from myhibachi.admin_site import export_as_csv
 
 from .merge import MergeRefused, merge_customers
-from .models import Booking, Customer, CustomerIdentity, Lead, MarketingSpend
+from .models import Booking, Customer, CustomerIdentity, Lead, LostReason, MarketingSpend, Payment
 
 
 class CustomerIdentityInline(admin.TabularInline):
@@ -71,21 +71,30 @@ def _booking_status_action(status):
     return action
 
 
+class PaymentInline(admin.TabularInline):
+    model = Payment
+    extra = 0
+    fields = ("kind", "amount", "paid_at", "method")
+
+
 @admin.register(Booking)
 class BookingAdmin(admin.ModelAdmin):
-    list_display = ("customer", "event_at", "guest_count", "status", "total", "deposit", "source")
-    list_filter = ("status", "source", "event_at")
+    list_display = ("customer", "event_at", "guest_count", "status", "event_type", "location", "total", "deposit",
+                    "source", "lost_reason")
+    list_filter = ("status", "source", "event_type", "lost_reason", "event_at")
+    inlines = [PaymentInline]
     search_fields = ("customer__first_name", "customer__last_name", "customer__identities__value")
     date_hierarchy = "event_at"
     list_select_related = ("customer",)
     autocomplete_fields = ("customer",)
-    actions = [_booking_status_action(s) for s in Booking.Status.values] + [export_as_csv]
+    # "Lost" needs a reason, so it is set on the booking's own page, not in bulk.
+    actions = [_booking_status_action(s) for s in Booking.Status.values if s != Booking.Status.LOST] + [export_as_csv]
 
 
 @admin.register(Lead)
 class LeadAdmin(admin.ModelAdmin):
-    list_display = ("id", "source", "status", "customer", "booking", "created_at")
-    list_filter = ("source", "status", "created_at")
+    list_display = ("id", "source", "status", "lost_reason", "customer", "booking", "created_at")
+    list_filter = ("source", "status", "lost_reason", "created_at")
     search_fields = ("customer__first_name", "customer__last_name")
     date_hierarchy = "created_at"
     list_select_related = ("customer", "booking")
@@ -98,4 +107,21 @@ class MarketingSpendAdmin(admin.ModelAdmin):
     list_display = ("month", "source", "amount")
     list_filter = ("source",)
     date_hierarchy = "month"
+    actions = [export_as_csv]
+
+
+@admin.register(LostReason)
+class LostReasonAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "order", "is_active")
+    list_editable = ("order", "is_active")
+    prepopulated_fields = {"slug": ("name",)}
+
+
+@admin.register(Payment)
+class PaymentAdmin(admin.ModelAdmin):
+    list_display = ("booking", "kind", "amount", "method", "paid_at")
+    list_filter = ("kind", "method", "paid_at")
+    date_hierarchy = "paid_at"
+    list_select_related = ("booking__customer",)
+    autocomplete_fields = ("booking",)
     actions = [export_as_csv]

@@ -28,6 +28,38 @@ class Source(models.TextChoices):
     OTHER = "other", "Other"
 
 
+class EventType(models.TextChoices):
+    BIRTHDAY = "birthday", "Birthday"
+    WEDDING = "wedding", "Wedding"
+    CORPORATE = "corporate", "Corporate"
+    HOLIDAY = "holiday", "Holiday"
+    OTHER = "other", "Other"
+
+
+class LostReason(models.Model):
+    """Why a booking or lead was lost (not a cancellation): an editable list.
+
+    The five defaults come from a data migration; their slugs are stable
+    (analytics reads "date_unavailable" for turned-away demand), their names
+    can be edited and more reasons added in the admin.
+    """
+
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    order = models.PositiveIntegerField(default=0)
+    is_active = models.BooleanField(default=True, help_text="Inactive reasons stay on old records but are not offered.")
+
+    DATE_UNAVAILABLE = "date_unavailable"
+    DEFAULTS = [("date_unavailable", "Date unavailable"), ("price", "Price"), ("no_response", "No response"),
+                ("chose_competitor", "Chose a competitor"), ("other", "Other")]
+
+    class Meta:
+        ordering = ["order", "name"]
+
+    def __str__(self):
+        return self.name
+
+
 def loyalty_tier(completed_bookings: int) -> str:
     """The tier for a number of completed bookings (thresholds in settings.LOYALTY_TIERS)."""
     tier = "none"
@@ -141,6 +173,9 @@ class Booking(models.Model):
         CONFIRMED = "confirmed", "Confirmed"
         COMPLETED = "completed", "Completed"
         CANCELLED = "cancelled", "Cancelled"
+        # Never confirmed: the customer went elsewhere (a reason is required).
+        # A cancellation, by contrast, undoes a booking that was made.
+        LOST = "lost", "Lost"
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="bookings")
     event_at = models.DateTimeField("event date and time")
@@ -151,10 +186,17 @@ class Booking(models.Model):
     confirmed_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
+    lost_at = models.DateTimeField(null=True, blank=True)
+    lost_reason = models.ForeignKey(LostReason, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    event_type = models.CharField(max_length=12, choices=EventType.choices, default=EventType.OTHER)
+    location = models.CharField("location / area", max_length=80, blank=True, db_index=True,
+                                help_text="The service area or city of the event, e.g. \"San Jose\".")
     total = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
     deposit = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
     source = models.CharField(max_length=12, choices=Source.choices, default=Source.WEBSITE)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Analytics refreshes the days of bookings saved since its last run (analytics/refresh.py).
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:
         ordering = ["-event_at"]
@@ -173,11 +215,18 @@ class Booking(models.Model):
                 condition=~Q(status="cancelled") | Q(cancelled_at__isnull=False),
                 name="crm_booking_cancelled_has_time",
             ),
+            models.CheckConstraint(
+                condition=~Q(status="lost") | (Q(lost_at__isnull=False) & Q(lost_reason__isnull=False)),
+                name="crm_booking_lost_has_reason",
+                violation_error_message="A lost booking needs a reason.",
+            ),
         ]
         indexes = [
             models.Index(fields=["customer", "status", "event_at"], name="crm_booking_customer_idx"),
             models.Index(fields=["status", "event_at"], name="crm_booking_status_idx"),
             models.Index(fields=["source", "created_at"], name="crm_booking_source_idx"),
+            models.Index(fields=["confirmed_at"], name="crm_booking_confirmed_idx"),
+            models.Index(fields=["inquiry_at"], name="crm_booking_inquiry_idx"),
         ]
 
     def __str__(self):
@@ -189,7 +238,12 @@ class Booking(models.Model):
         Status.CONFIRMED: "confirmed_at",
         Status.COMPLETED: "completed_at",
         Status.CANCELLED: "cancelled_at",
+        Status.LOST: "lost_at",
     }
+
+    def clean(self):
+        if self.status == self.Status.LOST and self.lost_reason_id is None:
+            raise ValidationError({"lost_reason": "A lost booking needs a reason."})
 
     def save(self, *args, **kwargs):
         # Each step keeps the time it was first reached. reached_step tells
@@ -216,14 +270,70 @@ class Lead(models.Model):
     booking = models.OneToOneField(
         Booking, null=True, blank=True, on_delete=models.SET_NULL, related_name="lead", verbose_name="converted booking"
     )
+    lost_reason = models.ForeignKey(LostReason, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["source", "created_at"], name="crm_lead_source_idx")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(status="lost") | Q(lost_reason__isnull=False),
+                                   name="crm_lead_lost_has_reason",
+                                   violation_error_message="A lost lead needs a reason."),
+        ]
+
+    def clean(self):
+        if self.status == self.Status.LOST and self.lost_reason_id is None:
+            raise ValidationError({"lost_reason": "A lost lead needs a reason."})
 
     def __str__(self):
         return f"{self.get_source_display()} lead · {self.get_status_display()}"
+
+
+class Payment(models.Model):
+    """Money that moved for a booking: a deposit, a balance payment, or a refund.
+
+    The amount is always positive; a refund's kind says it went out. Cash
+    figures sum deposits and balances minus refunds by paid_at.
+    """
+
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit", "Deposit"
+        BALANCE = "balance", "Balance"
+        REFUND = "refund", "Refund"
+
+    class Method(models.TextChoices):
+        CARD = "card", "Card"
+        CASH = "cash", "Cash"
+        CHECK = "check", "Check"
+        TRANSFER = "transfer", "Bank transfer"
+        OTHER = "other", "Other"
+
+    booking = models.ForeignKey(Booking, on_delete=models.PROTECT, related_name="payments")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    paid_at = models.DateTimeField(default=timezone.now)
+    method = models.CharField(max_length=10, choices=Method.choices, default=Method.CARD)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["-paid_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="crm_payment_amount_positive"),
+            models.CheckConstraint(condition=Q(kind__in=["deposit", "balance", "refund"]), name="crm_payment_kind_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["paid_at"], name="crm_payment_paid_at_idx"),
+            models.Index(fields=["booking", "kind"], name="crm_payment_booking_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.amount} · booking {self.booking_id}"
+
+    @property
+    def signed_amount(self) -> Decimal:
+        return -self.amount if self.kind == self.Kind.REFUND else self.amount
 
 
 class MarketingSpend(models.Model):

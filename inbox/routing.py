@@ -105,13 +105,24 @@ def validate_rule(conditions, actions) -> None:
         raise ValidationError(errors)
 
 
+def business_intervals(local_date) -> list:
+    """The opening intervals [(open, close) as datetime.time] of a date in the business time zone.
+
+    settings.BUSINESS_HOURS maps "mon".."sun" to one ("09:00", "21:00") pair or
+    a list of pairs (a lunch break); a missing day and a date listed in
+    settings.BUSINESS_HOLIDAYS are closed.
+    """
+    if local_date.isoformat() in settings.BUSINESS_HOLIDAYS:
+        return []
+    hours = settings.BUSINESS_HOURS.get(DAYS[local_date.weekday()]) or []
+    if hours and isinstance(hours[0], str):
+        hours = [hours]
+    return [(time.fromisoformat(start), time.fromisoformat(end)) for start, end in hours]
+
+
 def within_business_hours(moment: datetime) -> bool:
     local = timezone.localtime(moment, ZoneInfo(settings.BUSINESS_TIME_ZONE))
-    hours = settings.BUSINESS_HOURS.get(DAYS[local.weekday()])
-    if not hours:
-        return False
-    start, end = (time.fromisoformat(h) for h in hours)
-    return start <= local.time() < end
+    return any(start <= local.time() < end for start, end in business_intervals(local.date()))
 
 
 def has_words(text: str, words, match: str) -> bool:

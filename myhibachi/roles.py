@@ -70,7 +70,8 @@ class IsManagerOrReadOnly(BasePermission):
 
 # What each group may do, by app and model: v=view a=add c=change d=delete.
 AGENT_PERMISSIONS = {
-    "crm": {"customer": "v", "customeridentity": "v", "booking": "v", "lead": "v", "marketingspend": "v"},
+    "crm": {"customer": "v", "customeridentity": "v", "booking": "v", "lead": "v", "marketingspend": "v",
+            "payment": "v", "lostreason": "v"},
     "inbox": {"conversation": "vc", "message": "vac", "note": "vac", "cannedresponse": "v", "routingrule": "v",
               "tag": "va"},
 }

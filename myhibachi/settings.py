@@ -9,6 +9,7 @@ README.md; a missing DEBUG or SECRET_KEY stops start-up with a clear message.
 import ipaddress
 import os
 from pathlib import Path
+from datetime import time
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -395,8 +396,30 @@ LOGGING = {
 METRICS_TOKEN = env("METRICS_TOKEN", "")
 
 # Opening hours in BUSINESS_TIME_ZONE, used by routing rules ("outside business
-# hours"). Days missing from the table are closed.
-BUSINESS_HOURS = {
+# hours") and by analytics (response times in business hours). Days missing from
+# the table are closed; a day may have several intervals. The environment can
+# replace the table: BUSINESS_HOURS="mon=09:00-12:00/13:00-21:00;sat=10:00-22:00"
+# (days not named are closed), or "off" for none (analytics then reports wall time only).
+def _business_hours(raw):
+    if raw.strip().lower() == "off":
+        return {}
+    table = {}
+    for part in filter(None, (p.strip() for p in raw.split(";"))):
+        day, _, spans = part.partition("=")
+        day = day.strip().lower()
+        if day not in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"):
+            raise ImproperlyConfigured(f"BUSINESS_HOURS: unknown day {day!r} (use mon..sun)")
+        table[day] = [tuple(span.strip().split("-", 1)) for span in spans.split("/") if span.strip()]
+        for span in table[day]:
+            try:
+                if len(span) != 2 or time.fromisoformat(span[0]) >= time.fromisoformat(span[1]):
+                    raise ValueError
+            except ValueError:
+                raise ImproperlyConfigured(f"BUSINESS_HOURS: {day} needs HH:MM-HH:MM intervals, got {spans!r}")
+    return table
+
+
+BUSINESS_HOURS = _business_hours(os.environ["BUSINESS_HOURS"]) if os.environ.get("BUSINESS_HOURS") else {
     "mon": ("09:00", "21:00"),
     "tue": ("09:00", "21:00"),
     "wed": ("09:00", "21:00"),
@@ -405,6 +428,18 @@ BUSINESS_HOURS = {
     "sat": ("10:00", "22:00"),
     "sun": ("10:00", "20:00"),
 }
+# Closed dates (YYYY-MM-DD, comma-separated), e.g. "2026-12-25,2027-01-01".
+BUSINESS_HOLIDAYS = frozenset(d.strip() for d in env("BUSINESS_HOLIDAYS", "").split(",") if d.strip())
+
+# --- Analytics (analytics/, docs/analytics.md) ---------------------------------
+# A customer with no booking for this many days counts as churned (548 = 18 months).
+CHURN_DAYS = int(env("CHURN_DAYS", "548"))
+# First responses within this many minutes count as "within target".
+FIRST_RESPONSE_TARGET_MINUTES = int(env("FIRST_RESPONSE_TARGET_MINUTES", "60"))
+# A conversation "converted" when its customer confirmed a booking within this many days of it starting.
+ANALYTICS_CONVERSION_WINDOW_DAYS = int(env("ANALYTICS_CONVERSION_WINDOW_DAYS", "30"))
+# A booking follows a chatbot session when confirmed within this many days of it.
+CHATBOT_ATTRIBUTION_DAYS = int(env("CHATBOT_ATTRIBUTION_DAYS", "14"))
 # Where inbox.tasks.deliver_message hands an outbound message, per channel.
 # Each is a dotted path to a callable taking the Message; channel adapters
 # provide them. A channel without one marks replies failed with a reason.
@@ -540,3 +575,16 @@ CHAT_HISTORY_LIMIT = 50  # messages a visitor's page gets back on (re)connecting
 # A visitor counts as present while a socket of theirs pinged within this many seconds (the widget pings
 # every 20 s); a staff reply to a visitor who is not present also goes by email when they left one.
 CHAT_PRESENCE_SECONDS = int(env("CHAT_PRESENCE_SECONDS", "60"))
+# Analytics rollups: the changes since the last tick (new history rows, bookings and payments
+# saved) every 30 s, so today's figures trail by under a minute; everything again at night.
+ANALYTICS_REFRESH_SECONDS = int(env("ANALYTICS_REFRESH_SECONDS", "30"))
+CELERY_BEAT_SCHEDULE["analytics-refresh-recent"] = {
+    "task": "analytics.refresh_recent",
+    "schedule": float(ANALYTICS_REFRESH_SECONDS),
+    "options": {"expires": ANALYTICS_REFRESH_SECONDS},
+}
+CELERY_BEAT_SCHEDULE["analytics-refresh-all"] = {
+    "task": "analytics.refresh_all",
+    "schedule": 86400.0,
+    "options": {"expires": 3600},
+}

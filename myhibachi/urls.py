@@ -19,7 +19,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # The website chatbot's integration (channels_ingest/chat/chatbot.py), before the inbox API's catch-all.
     path("api/v1/chatbot/sessions", ChatbotSessionView.as_view(), name="api-chatbot-sessions"),
+    path("api/v1/analytics/", include("analytics.urls")),  # before inbox's catch-all 404
     path("api/v1/", include("inbox.api.urls")),
+    path("analytics/", include("analytics.screens")),
     path("", include("channels_ingest.urls")),
     path("", include("inbox.urls")),
     path("", views.home, name="home"),

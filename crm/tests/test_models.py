@@ -55,3 +55,40 @@ def test_marketing_spend_is_one_row_per_source_and_month(db):
     MarketingSpend.objects.create(source="yelp", month=timezone.now().date(), amount=Decimal("100"))
     with pytest.raises(IntegrityError), transaction.atomic():
         MarketingSpend.objects.create(source="yelp", month=timezone.now().date().replace(day=1), amount=Decimal("5"))
+
+
+def test_the_five_default_lost_reasons_exist_after_migrating(db):
+    from crm.models import LostReason
+
+    assert list(LostReason.objects.values_list("slug", flat=True)) == [
+        "date_unavailable", "price", "no_response", "chose_competitor", "other"]
+
+
+def test_a_booking_or_lead_marked_lost_needs_a_reason(db):
+    from django.core.exceptions import ValidationError
+
+    from crm.models import Lead, LostReason
+
+    customer = make_customer()
+    booking = Booking(customer=customer, event_at=timezone.now(), guest_count=10, status="lost", total=600)
+    with pytest.raises(ValidationError, match="needs a reason"):
+        booking.full_clean()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        booking.save()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Lead.objects.create(source="yelp", status="lost")
+    price = LostReason.objects.get(slug="price")
+    booking.lost_reason = price
+    booking.save()
+    assert booking.lost_at is not None and booking.cancelled_at is None  # lost is not a cancellation
+    assert Lead.objects.create(source="yelp", status="lost", lost_reason=price).lost_reason == price
+
+
+def test_payments_are_positive_and_a_refund_counts_against_cash(db):
+    from crm.models import Payment
+
+    booking = _booking(make_customer())
+    refund = Payment.objects.create(booking=booking, kind="refund", amount=Decimal("40"))
+    assert refund.signed_amount == Decimal("-40")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Payment.objects.create(booking=booking, kind="deposit", amount=Decimal("-5"))

@@ -21,8 +21,9 @@ from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from crm.models import Booking, Channel, Customer, CustomerIdentity, Lead, MarketingSpend, Source
-from inbox import routing
+from crm.models import (Booking, Channel, Customer, CustomerIdentity, EventType, Lead, LostReason, MarketingSpend,
+                        Payment, Source)
+from inbox import history, routing
 from inbox.models import CannedResponse, Conversation, Message, Note, RoutingRule, Tag
 
 EMAIL_DOMAIN = "demo.myhibachi.test"
@@ -55,6 +56,13 @@ AGENTS = [("sarah", "Sarah", "Lee"), ("mike", "Mike", "Ortiz"), ("lena", "Lena",
 DEMO_LOGINS = {"manager": "hibachi-manager-demo", "agent": "hibachi-agent-demo"}
 SOURCES = [Source.WEBSITE, Source.PHONE, Source.REFERRAL, Source.YELP, Source.GOOGLE, Source.INSTAGRAM]
 CHANNELS = [Channel.EMAIL, Channel.SMS, Channel.CHAT, Channel.CALL]
+LOCATIONS = ["San Jose", "San Francisco", "Oakland", "Palo Alto", "Fremont", "Sacramento"]
+EVENT_TYPES = [EventType.BIRTHDAY] * 5 + [EventType.CORPORATE] * 2 + [EventType.WEDDING, EventType.HOLIDAY,
+                                                                      EventType.OTHER]
+# How likely an event lands in each month (Jan..Dec): summer parties and December holidays peak.
+SEASON = [0.45, 0.45, 0.55, 0.7, 0.85, 1.0, 1.0, 0.95, 0.75, 0.6, 0.65, 0.95]
+# Lost reasons by weight: most inquiries are lost to a taken date or to price.
+LOST_WEIGHTS = {"date_unavailable": 35, "price": 25, "no_response": 20, "chose_competitor": 12, "other": 8}
 
 
 class Command(BaseCommand):
@@ -78,6 +86,8 @@ class Command(BaseCommand):
         if opts["scale"] < 1 or (opts["customers"] is not None and opts["customers"] < 0):
             raise CommandError("--scale must be at least 1 and --customers not negative.")
         self.now = timezone.now()
+        self.lost_reasons = {slug: LostReason.objects.get_or_create(slug=slug, defaults={"name": name, "order": n})[0]
+                             for n, (slug, name) in enumerate(LostReason.DEFAULTS)}
         staff = self._staff()
         self._canned_and_rules()
         self._marketing_spend(random.Random(opts["seed"]))
@@ -203,33 +213,52 @@ class Command(BaseCommand):
                 booking_sources.append(rng)
         CustomerIdentity.objects.bulk_create(identities)
         Booking.objects.bulk_create(bookings)
+        Payment.objects.bulk_create([p for booking, rng in zip(bookings, booking_sources)
+                                     for p in self._payments(booking, rng)])
 
         leads = []
         for booking in bookings:
-            leads.append(Lead(source=booking.source, customer=booking.customer, status=Lead.Status.CONVERTED,
-                              booking=booking, created_at=booking.inquiry_at))
+            if booking.status != Booking.Status.LOST:
+                leads.append(Lead(source=booking.source, customer=booking.customer, status=Lead.Status.CONVERTED,
+                                  booking=booking, created_at=booking.inquiry_at))
         for customer, (i, rng) in zip(customers, plans):
             if rng.random() < 0.6:
-                leads.append(Lead(source=rng.choice(SOURCES), customer=customer,
-                                  status=rng.choice([Lead.Status.NEW, Lead.Status.CONTACTED, Lead.Status.LOST]),
+                status = rng.choice([Lead.Status.NEW, Lead.Status.CONTACTED, Lead.Status.LOST])
+                leads.append(Lead(source=rng.choice(SOURCES), customer=customer, status=status,
+                                  lost_reason=self._lost_reason(rng) if status == Lead.Status.LOST else None,
                                   created_at=customer.created_at))
         Lead.objects.bulk_create(leads)
         self._conversations(customers, plans, agents, opts)
 
+    def _lost_reason(self, rng):
+        slug = rng.choices(list(LOST_WEIGHTS), list(LOST_WEIGHTS.values()))[0]
+        return self.lost_reasons[slug]
+
     def _booking(self, customer, rng):
         inquiry = customer.created_at + timedelta(days=rng.randrange(0, 400))
-        if inquiry > self.now:
-            inquiry = self.now - timedelta(days=rng.randrange(1, 30))
-        event = inquiry + timedelta(days=rng.randrange(7, 120), hours=rng.randrange(0, 6))
+        if inquiry > self.now:  # anywhere between the customer's arrival and now, not bunched at the end
+            inquiry = customer.created_at + (self.now - customer.created_at) * rng.random()
+        for _ in range(6):  # seasonality: redraw the date while its month is quiet
+            event = inquiry + timedelta(days=rng.randrange(7, 120), hours=rng.randrange(0, 6))
+            if rng.random() < SEASON[event.month - 1]:
+                break
         guests = rng.randrange(8, 60)
         total = Decimal(guests * 60)
         booking = Booking(customer=customer, event_at=event, guest_count=guests, total=total,
                           deposit=(total * Decimal("0.2")).quantize(Decimal("1")), source=rng.choice(SOURCES),
+                          event_type=rng.choice(EVENT_TYPES), location=rng.choice(LOCATIONS),
                           inquiry_at=inquiry, created_at=inquiry)
         if event < self.now:
-            booking.status = rng.choices([Booking.Status.COMPLETED, Booking.Status.CANCELLED], [85, 15])[0]
+            booking.status = rng.choices([Booking.Status.COMPLETED, Booking.Status.CANCELLED, Booking.Status.LOST],
+                                         [75, 10, 15])[0]
         else:
-            booking.status = rng.choice([Booking.Status.INQUIRY, Booking.Status.QUOTED, Booking.Status.CONFIRMED])
+            booking.status = rng.choice([Booking.Status.INQUIRY, Booking.Status.QUOTED, Booking.Status.CONFIRMED,
+                                         Booking.Status.CONFIRMED, Booking.Status.LOST])
+        if booking.status == Booking.Status.LOST:
+            booking.lost_reason = self._lost_reason(rng)
+            booking.lost_at = min(inquiry + timedelta(days=rng.randrange(1, 10)), self.now)
+            booking.deposit = Decimal(0)
+            return booking
         if booking.status != Booking.Status.INQUIRY:
             booking.quoted_at = inquiry + timedelta(hours=rng.randrange(1, 48))
         if booking.status in (Booking.Status.CONFIRMED, Booking.Status.COMPLETED):
@@ -238,8 +267,40 @@ class Command(BaseCommand):
             booking.completed_at = event + timedelta(hours=3)
         if booking.status == Booking.Status.CANCELLED:
             booking.cancelled_at = min(event, self.now)
-            booking.deposit = Decimal(0)
+            if rng.random() < 0.5:  # cancelled before paying anything
+                booking.deposit = Decimal(0)
         return booking
+
+    def _payments(self, booking, rng):
+        """Deposit at confirmation, balance on the day, a refund for some cancellations and a few complaints."""
+        paid = []
+        if booking.deposit and (booking.confirmed_at or booking.status == Booking.Status.CANCELLED):
+            at = booking.confirmed_at or booking.quoted_at or booking.inquiry_at
+            paid.append(Payment(booking=booking, kind=Payment.Kind.DEPOSIT, amount=booking.deposit, paid_at=at,
+                                method=rng.choice([Payment.Method.CARD] * 4 + [Payment.Method.TRANSFER])))
+        if booking.status == Booking.Status.COMPLETED:
+            method = rng.choice([Payment.Method.CARD, Payment.Method.CARD, Payment.Method.CASH, Payment.Method.CHECK])
+            if booking.total > booking.deposit:
+                paid.append(Payment(booking=booking, kind=Payment.Kind.BALANCE, amount=booking.total - booking.deposit,
+                                    paid_at=booking.event_at + timedelta(hours=rng.choice([2, 3, 26])), method=method))
+            if rng.random() < 0.03:
+                paid.append(Payment(booking=booking, kind=Payment.Kind.REFUND, method=Payment.Method.CARD,
+                                    amount=(booking.total * Decimal("0.1")).quantize(Decimal("1")),
+                                    paid_at=booking.completed_at + timedelta(days=rng.randrange(1, 10))))
+        if booking.status == Booking.Status.CANCELLED and booking.deposit and rng.random() < 0.6:
+            paid.append(Payment(booking=booking, kind=Payment.Kind.REFUND, amount=booking.deposit,
+                                paid_at=booking.cancelled_at, method=Payment.Method.CARD))
+        return [p for p in paid if p.paid_at <= self.now]
+
+    @staticmethod
+    def _history(messages, conversations):
+        """The conversation history the services would have written: received, replied, resolved."""
+        Kind = history.Kind
+        rows = [history.activity(Kind.RECEIVED if m.direction == "inbound" else Kind.REPLIED, m.conversation,
+                                 actor=m.author, channel=m.channel, message=m, at=m.created_at) for m in messages]
+        rows += [history.activity(Kind.STATUS_CHANGED, c, actor=c.assignee, from_value="open", to_value="resolved",
+                                  at=c.resolved_at) for c in conversations if c.resolved_at]
+        return rows
 
     def _conversations(self, customers, plans, agents, opts):
         per_customer, per_conversation = opts["conversations_per_customer"], opts["messages_per_conversation"]
@@ -262,7 +323,7 @@ class Command(BaseCommand):
                                                               f"for {rng.randrange(8, 60)} guests",
                     assignee=rng.choice([None, *agents]), last_activity_at=times[-1], created_at=started,
                     is_unread=status == "open" and rng.random() < 0.5,
-                    resolved_at=times[-1] + timedelta(hours=1) if status in ("resolved", "closed") else None,
+                    resolved_at=min(times[-1] + timedelta(hours=1), self.now) if status in ("resolved", "closed") else None,
                 )
                 conversations.append(conversation)
                 drafts.append((conversation, customer, channel, times, rng))
@@ -292,6 +353,7 @@ class Command(BaseCommand):
                 notes.append(Note(conversation=conversation, customer=customer, author=rng.choice(agents),
                                   body=rng.choice(NOTES), created_at=times[-1]))
         Message.objects.bulk_create(messages, batch_size=5000)
+        history.record_many(self._history(messages, conversations))
         tagged, first_texts = [], {}
         for message in messages:
             first_texts.setdefault(message.conversation_id, f"{message.subject}\n{message.text}")
@@ -301,6 +363,8 @@ class Command(BaseCommand):
                     tagged.extend(Conversation.tags.through(conversation_id=conversation_id, tag=tag) for tag in tags)
         Conversation.tags.through.objects.bulk_create(tagged, batch_size=5000)
         Note.objects.bulk_create(notes, batch_size=2000)
+        history.record_many([history.activity(history.Kind.NOTE, n.conversation, actor=n.author, at=n.created_at)
+                             for n in notes])
         ids = [c.pk for c in conversations]
         latest = Message.objects.filter(conversation=OuterRef("pk")).order_by("-created_at", "-id").values("pk")[:1]
         first_reply = (Message.objects.filter(conversation=OuterRef("pk"), direction="outbound")

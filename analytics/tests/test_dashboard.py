@@ -1,0 +1,68 @@
+"""/analytics/: presets, cards equal to their tables, agents limited to their own figures."""
+import re
+from datetime import date
+
+import pytest
+from django.utils import timezone
+
+from analytics import views
+from analytics.tests.helpers import booking
+from tests.factories import make_customer
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def la(settings):
+    settings.BUSINESS_TIME_ZONE = "America/Los_Angeles"
+    settings.ANALYTICS_REFRESH_SECONDS = 0
+
+
+@pytest.mark.parametrize("preset, start, end", [
+    ("this_month", date(2026, 5, 1), date(2026, 5, 14)),
+    ("last_month", date(2026, 4, 1), date(2026, 4, 30)),
+    ("quarter", date(2026, 4, 1), date(2026, 5, 14)),
+    ("ytd", date(2026, 1, 1), date(2026, 5, 14)),
+    ("last_12_months", date(2025, 6, 1), date(2026, 5, 14)),
+])
+def test_presets_cover_the_dates_they_say(preset, start, end):
+    assert views.preset_range(preset, date(2026, 5, 14)) == (start, end)
+
+
+def test_last_month_in_january_is_last_december():
+    assert views.preset_range("last_month", date(2026, 1, 5)) == (date(2025, 12, 1), date(2025, 12, 31))
+
+
+def test_cards_equal_the_totals_of_their_tables(manager_client):
+    now = timezone.now()
+    booking(make_customer(), status="confirmed", confirmed_at=now, event_at=now + timezone.timedelta(days=9),
+            total=1234)
+    booking(make_customer("b@example.com"), status="confirmed", confirmed_at=now,
+            event_at=now + timezone.timedelta(days=20), total=766)
+    response = manager_client.get("/analytics/?preset=this_month")
+    assert response.status_code == 200
+    html = response.content.decode()
+    card = re.search(r'data-card="Booked revenue">.*?card-value">([^<]+)<', html, re.S).group(1)
+    assert card == "$2,000.00"
+    booked_column = [row["booked_amount"] for row in response.context["sections"][0]["rows"]]
+    assert sum(booked_column) == 2000
+    assert "Content-Security-Policy" in response and "<script>" not in html  # charts come from static JS only
+
+
+def test_an_agent_sees_only_their_own_performance(agent_client, agent, manager):
+    response = agent_client.get("/analytics/")
+    assert response.status_code == 200
+    assert response.context["cards"] == []
+    assert [s["id"] for s in response.context["sections"]] == ["staff"]
+    assert "My performance" in response.content.decode()
+
+
+def test_a_bad_custom_range_says_why(manager_client):
+    response = manager_client.get("/analytics/?preset=custom&start=2026-05-10&end=2026-05-01")
+    assert response.status_code == 400
+    assert "&#x27;start&#x27; is after &#x27;end&#x27;." in response.content.decode()
+
+
+def test_strangers_are_sent_to_log_in(client):
+    response = client.get("/analytics/")
+    assert response.status_code == 302 and "/login/" in response["Location"]

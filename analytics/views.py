@@ -1,0 +1,132 @@
+"""/analytics/: the dashboard. Managers see every area; agents see only their own performance."""
+from datetime import date, datetime, timedelta, timezone as dt_timezone
+
+from urllib.parse import urlencode
+
+from django.shortcuts import render
+from django.urls import reverse
+
+from inbox.views import staff_screen
+from myhibachi.roles import is_manager
+
+from . import metrics, refresh, timebase
+
+LIVE_MAX_AGE = 5
+PRESETS = [("this_month", "This month"), ("last_month", "Last month"), ("quarter", "This quarter"),
+           ("ytd", "Year to date"), ("last_12_months", "Last 12 months"), ("custom", "Custom")]
+
+
+def preset_range(name: str, today: date) -> tuple[date, date]:
+    """The local dates a preset covers, today included where it is in them."""
+    month = today.replace(day=1)
+    if name == "last_month":
+        end = month - timedelta(days=1)
+        return end.replace(day=1), end
+    if name == "quarter":
+        return month.replace(month=(today.month - 1) // 3 * 3 + 1), today
+    if name == "ytd":
+        return today.replace(month=1, day=1), today
+    if name == "last_12_months":
+        return _months_back(month, 11), today
+    return month, today
+
+
+def _months_back(first: date, n: int) -> date:
+    for _ in range(n):
+        first = (first - timedelta(days=1)).replace(day=1)
+    return first
+
+
+def auto_interval(rng_days: int) -> str:
+    return "day" if rng_days <= 62 else "week" if rng_days <= 190 else "month"
+
+
+def chosen_range(params, today):
+    """(Range, preset, error message or None) from the page's query string."""
+    preset = params.get("preset") or "this_month"
+    if preset not in dict(PRESETS):
+        preset = "this_month"
+    if preset == "custom":
+        try:
+            rng = timebase.parse_range(params, today=today)
+        except timebase.BadRange as exc:
+            start, end = preset_range("this_month", today)
+            return timebase.Range(start, end, "day"), preset, str(exc)
+    else:
+        start, end = preset_range(preset, today)
+        rng = timebase.Range(start, end)
+    interval = params.get("interval")
+    if interval not in timebase.INTERVALS:
+        interval = auto_interval(rng.days)
+    return timebase.Range(rng.start, rng.end, interval), preset, None
+
+
+def cards(data) -> list:
+    """The headline figure of each area and its change: each is a total shown in a table below."""
+    revenue, bookings, staff = data["revenue"]["totals"], data["bookings"]["totals"], data["staff"]["totals"]
+    return [
+        {"label": "Booked revenue", "value": revenue["booked_amount"], "kind": "money",
+         "change": revenue["booked_change"], "anchor": "revenue"},
+        {"label": "Event revenue", "value": revenue["event_amount"], "kind": "money",
+         "change": revenue["event_change"], "anchor": "revenue"},
+        {"label": "Cash in", "value": revenue["cash_amount"], "kind": "money",
+         "change": revenue["cash_change"], "anchor": "revenue"},
+        {"label": "Inquiries", "value": bookings["inquiries"], "kind": "count", "anchor": "bookings"},
+        {"label": "Inquiry → completed", "value": bookings["conversion"], "kind": "rate", "anchor": "bookings"},
+        {"label": "First response (median)", "value": staff["first_response_median"], "kind": "duration",
+         "anchor": "staff"},
+        {"label": "Resolutions", "value": staff["resolutions"], "kind": "count", "anchor": "staff"},
+        {"label": "Leads ROI", "value": data["leads"]["totals"]["roi"], "kind": "ratio", "anchor": "leads"},
+    ]
+
+
+# Each area: a chart of some series columns and the table of the same rows under it.
+SECTIONS = [
+    ("revenue", "Revenue (three lenses, never added)", "line",
+     [("booked_amount", "Booked", "money"), ("event_amount", "Event date", "money"), ("cash_amount", "Cash", "money"),
+      ("booked_amount_last_year", "Booked last year", "money")]),
+    ("bookings", "Funnel by inquiry date", "bar",
+     [("inquiries", "Inquiries", "count"), ("quoted", "Quoted", "count"), ("confirmed", "Confirmed", "count"),
+      ("completed", "Completed", "count"), ("lost", "Lost", "count"), ("cancelled", "Cancelled", "count")]),
+    ("staff", "Staff: replies, resolutions, first response", "bar",
+     [("replies", "Replies", "count"), ("resolutions", "Resolutions", "count"),
+      ("first_response_median", "First response median", "duration"),
+      ("first_response_p90", "First response p90", "duration")]),
+    ("leads", "Leads and spend by month", "bar",
+     [("leads", "Leads", "count"), ("converted", "Converted", "count"), ("spend", "Spend", "money"),
+      ("revenue", "Net revenue", "money"), ("roi", "ROI", "ratio")]),
+    ("inbox", "Inbox volume and backlog", "line", [("received", "Received", "count"), ("backlog", "Backlog", "count")]),
+    ("cash", "Cash by event date", "bar",
+     [("deposits_held", "Deposits held", "money"), ("balance_due", "Balance due", "money"),
+      ("overdue", "Overdue", "money"), ("quotes", "Unconfirmed quotes", "money")]),
+]
+
+
+@staff_screen
+def dashboard(request):
+    today = timebase.local_date(datetime.now(dt_timezone.utc))
+    rng, preset, error = chosen_range(request.GET, today)
+    # A live reload (the page heard of a new message) may be up to LIVE_MAX_AGE seconds behind.
+    refresh.ensure_fresh(LIVE_MAX_AGE if request.GET.get("live") else None)
+    manager = is_manager(request.user)
+    if manager:
+        data = {name: metrics.METRICS[name](rng) for name in ("revenue", "bookings", "staff", "leads", "inbox",
+                                                              "cash")}
+    else:
+        data = {"staff": metrics.staff(rng, agent_id=request.user.pk)}
+    return render(request, "analytics/dashboard.html", {
+        "rng": rng, "preset": preset, "presets": PRESETS, "error": error, "is_manager": manager,
+        "data": data, "cards": cards(data) if manager else [],
+        "intervals": timebase.INTERVALS, "zone_name": timebase.zone().key,
+        "sections": [{"id": key, "title": title, "type": kind, "columns": columns, "rows": data[key]["series"],
+                      "chart": {"type": kind, "labels": [r["period"] for r in data[key]["series"]],
+                                "datasets": [{"label": label, "data": [_number(r.get(col)) for r in data[key]["series"]]}
+                                             for col, label, _ in columns]},
+                      "csv": reverse(f"api-analytics-{key}") + "?" + urlencode(
+                          {"start": rng.start, "end": rng.end, "interval": rng.interval, "format": "csv"})}
+                     for key, title, kind, columns in SECTIONS if key in data],
+    }, status=400 if error else 200)
+
+
+def _number(value):
+    return None if value is None else float(value)

@@ -1,0 +1,105 @@
+"""Analytics benchmark: rollup refresh and every analytics endpoint for a one-year range.
+
+    .venv/bin/python bench/bench_analytics.py [--customers 20000] [--runs 30] [--reseed]
+
+Fills its own PostgreSQL database (BENCH_ANALYTICS_DATABASE_URL, default
+postgres://postgres@127.0.0.1:5432/myhibachi_bench_analytics) with `seed_demo`, then times:
+a full refresh of the rollups (`refresh_all`), the incremental step after one new booking and
+one new message (`refresh_recent`), every /api/v1/analytics/* endpoint for the last 365 days
+by month, and the /analytics/ dashboard page, through Django's test client (middleware, view,
+queries, JSON; no network). Prints a table and writes bench/results/analytics.json.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("BENCH_DATABASE_URL", os.environ.get(
+    "BENCH_ANALYTICS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/myhibachi_bench_analytics"))
+from bench_inbox import BENCH_URL, ensure_database, generate, measure, setup_django  # noqa: E402
+
+BUDGETS = {"endpoint_p95_ms": 100, "dashboard_p95_ms": 150, "full_refresh_s": 60, "incremental_s": 1}
+METRICS = ["revenue", "pace", "bookings", "customers", "staff", "leads", "inbox", "email", "chatbot", "cash"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--conversations-per-customer", type=int, default=3)
+    parser.add_argument("--messages-per-conversation", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--reseed", action="store_true")
+    args = parser.parse_args()
+
+    ensure_database(BENCH_URL, args.reseed)
+    setup_django()
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.utils import timezone
+
+    from analytics import refresh, timebase
+    from crm.models import Booking, Customer, Payment
+    from inbox import services
+    from inbox.models import ConversationActivity, Message
+
+    generate(args.customers, args.conversations_per_customer, args.messages_per_conversation)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    scale = {"customers": Customer.objects.count(), "bookings": Booking.objects.count(),
+             "payments": Payment.objects.count(), "messages": Message.objects.count(),
+             "history_rows": ConversationActivity.objects.count()}
+    print("scale: " + ", ".join(f"{v:,} {k}" for k, v in scale.items()))
+
+    started = time.monotonic()
+    refresh.refresh_all()
+    full = time.monotonic() - started
+
+    now = timezone.now()
+    Booking.objects.create(customer=Customer.objects.first(), event_at=now + timedelta(days=30), guest_count=20,
+                           status="confirmed", confirmed_at=now, total=1200, deposit=200)
+    services.receive_message(channel="sms", sender="+14155559999", text="Party for 12?",
+                             external_id=f"bench-{time.time()}")
+    started = time.monotonic()
+    refresh.refresh_recent()
+    incremental = time.monotonic() - started
+
+    settings.ANALYTICS_REFRESH_SECONDS = 3600  # the timed reads measure the figures, not the refresh
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="manager"))
+    today = timebase.local_date(now)
+    query = f"start={today - timedelta(days=364)}&end={today}&interval=month"
+    rows = [{"case": f"GET /api/v1/analytics/{m}", **measure(client, f"/api/v1/analytics/{m}?{query}", args.runs)}
+            for m in METRICS]
+    rows.append({"case": "GET /analytics/ (last 12 months)",
+                 **measure(client, "/analytics/?preset=last_12_months", args.runs)})
+    for row in rows:
+        budget = BUDGETS["dashboard_p95_ms" if row["case"].startswith("GET /analytics/ ") else "endpoint_p95_ms"]
+        row["budget_p95_ms"], row["within_budget"] = budget, row["p95"] <= budget
+
+    print(f"full refresh {full:.1f} s (budget {BUDGETS['full_refresh_s']} s); "
+          f"incremental after one booking and one message {incremental * 1000:.0f} ms (budget 1 s)")
+    header = f"{'case':42} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}  budget"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{row['case']:42} {row['p50']:8.1f} {row['p95']:8.1f} {row['queries']:8d}  p95≤{row['budget_p95_ms']} "
+              f"{'ok' if row['within_budget'] else 'OVER'}")
+    out = ROOT / "bench" / "results" / "analytics.json"
+    out.write_text(json.dumps({
+        "date": time.strftime("%Y-%m-%d"), "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "scale": scale, "full_refresh_s": round(full, 2), "incremental_s": round(incremental, 3),
+        "requests": rows, "budgets": BUDGETS,
+    }, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
