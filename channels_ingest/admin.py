@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 
+from myhibachi.admin_site import BusinessAdmin
 from myhibachi.roles import is_manager
 
 from .email import campaigns, passwords
@@ -63,7 +64,7 @@ class MailboxForm(forms.ModelForm):
 
 
 @admin.register(Mailbox)
-class MailboxAdmin(ManagerOnly, admin.ModelAdmin):
+class MailboxAdmin(ManagerOnly, BusinessAdmin):
     form = MailboxForm
     list_display = ("name", "username", "host", "folder", "active", "last_uid", "last_polled_at", "last_error")
     list_filter = ("active",)
@@ -86,7 +87,7 @@ class MailboxAdmin(ManagerOnly, admin.ModelAdmin):
 
 
 @admin.register(RejectedEmail)
-class RejectedEmailAdmin(ManagerOnly, admin.ModelAdmin):
+class RejectedEmailAdmin(ManagerOnly, BusinessAdmin):
     list_display = ("created_at", "source", "mailbox", "message_id", "reason", "size", "resolved")
     list_filter = ("resolved", "source", "mailbox")
     search_fields = ("message_id", "reason")
@@ -112,14 +113,14 @@ class RejectedEmailAdmin(ManagerOnly, admin.ModelAdmin):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(ManagerOnly, admin.ModelAdmin):
+class SuppressionAdmin(ManagerOnly, BusinessAdmin):
     list_display = ("email", "reason", "detail", "created_at")
     list_filter = ("reason",)
     search_fields = ("email",)
 
 
 @admin.register(Campaign)
-class CampaignAdmin(ManagerOnly, admin.ModelAdmin):
+class CampaignAdmin(ManagerOnly, BusinessAdmin):
     list_display = ("name", "status", "segment", "recipients_count", "sent_count", "delivered_count", "opened_count",
                     "clicked_count", "bounced_count", "unsubscribed_count", "created_at")
     list_filter = ("status", "segment")
@@ -158,7 +159,7 @@ class CampaignAdmin(ManagerOnly, admin.ModelAdmin):
 
 
 @admin.register(CampaignRecipient)
-class CampaignRecipientAdmin(ReadOnly, admin.ModelAdmin):
+class CampaignRecipientAdmin(ReadOnly, BusinessAdmin):
     list_display = ("email", "campaign", "status", "sent_at", "delivered_at", "opened_at", "clicked_at", "bounced_at",
                     "unsubscribed_at")
     list_filter = ("status", "campaign")
@@ -167,14 +168,14 @@ class CampaignRecipientAdmin(ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(SentEmail)
-class SentEmailAdmin(ReadOnly, admin.ModelAdmin):
+class SentEmailAdmin(ReadOnly, BusinessAdmin):
     list_display = ("created_at", "kind", "to", "status", "esp_message_id")
     list_filter = ("kind", "status")
     search_fields = ("to", "esp_message_id", "message_id_header")
 
 
 @admin.register(TrackingEvent)
-class TrackingEventAdmin(ReadOnly, admin.ModelAdmin):
+class TrackingEventAdmin(ReadOnly, BusinessAdmin):
     list_display = ("created_at", "event_type", "recipient", "esp_message_id")
     list_filter = ("event_type",)
     search_fields = ("recipient", "esp_message_id", "event_id")

@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from myhibachi.admin_site import export_as_csv
+from myhibachi.admin_site import BusinessAdmin, export_as_csv
 
 from .models import Booking, Customer, CustomerIdentity, Lead, MarketingSpend
 
@@ -12,7 +12,7 @@ class CustomerIdentityInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(BusinessAdmin):
     list_display = ("name", "primary_identity", "preferred_channel", "created_at")
     list_filter = ("preferred_channel", "created_at")
     search_fields = ("first_name", "last_name", "identities__value")
@@ -30,7 +30,7 @@ class CustomerAdmin(admin.ModelAdmin):
 
 
 @admin.register(CustomerIdentity)
-class CustomerIdentityAdmin(admin.ModelAdmin):
+class CustomerIdentityAdmin(BusinessAdmin):
     list_display = ("value", "kind", "customer", "is_primary", "created_at")
     list_filter = ("kind", "is_primary")
     search_fields = ("value", "customer__first_name", "customer__last_name")
@@ -54,7 +54,7 @@ def _booking_status_action(status):
 
 
 @admin.register(Booking)
-class BookingAdmin(admin.ModelAdmin):
+class BookingAdmin(BusinessAdmin):
     list_display = ("customer", "event_at", "guest_count", "status", "total", "deposit", "source")
     list_filter = ("status", "source", "event_at")
     search_fields = ("customer__first_name", "customer__last_name", "customer__identities__value")
@@ -65,7 +65,7 @@ class BookingAdmin(admin.ModelAdmin):
 
 
 @admin.register(Lead)
-class LeadAdmin(admin.ModelAdmin):
+class LeadAdmin(BusinessAdmin):
     list_display = ("id", "source", "status", "customer", "booking", "created_at")
     list_filter = ("source", "status", "created_at")
     search_fields = ("customer__first_name", "customer__last_name")
@@ -76,7 +76,7 @@ class LeadAdmin(admin.ModelAdmin):
 
 
 @admin.register(MarketingSpend)
-class MarketingSpendAdmin(admin.ModelAdmin):
+class MarketingSpendAdmin(BusinessAdmin):
     list_display = ("month", "source", "amount")
     list_filter = ("source",)
     date_hierarchy = "month"
