@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 
 from myhibachi.admin_site import BusinessAdmin, export_as_csv
 
-from .models import Booking, Customer, CustomerIdentity, Lead, MarketingSpend
+from .models import Booking, Customer, CustomerIdentity, CustomerNote, Lead, MarketingSpend
 
 
 class CustomerIdentityInline(admin.TabularInline):
@@ -11,13 +11,25 @@ class CustomerIdentityInline(admin.TabularInline):
     fields = ("kind", "value", "is_primary")
 
 
+class CustomerNoteInline(admin.TabularInline):
+    """Staff notes about the customer, written from the thread's profile panel."""
+
+    model = CustomerNote
+    extra = 0
+    fields = ("body", "author", "created_at")
+    readonly_fields = ("author", "created_at")
+
+    def has_add_permission(self, request, obj=None):
+        return False  # written in the inbox, where the author is who is signed in
+
+
 @admin.register(Customer)
 class CustomerAdmin(BusinessAdmin):
     list_display = ("name", "primary_identity", "preferred_channel", "created_at")
     list_filter = ("preferred_channel", "created_at")
     search_fields = ("first_name", "last_name", "identities__value")
     date_hierarchy = "created_at"
-    inlines = [CustomerIdentityInline]
+    inlines = [CustomerIdentityInline, CustomerNoteInline]
     actions = [export_as_csv]
 
     def get_queryset(self, request):

@@ -1,8 +1,11 @@
 """Writes for customers. Every path that meets a new email or phone comes here."""
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from . import identity
-from .models import Customer, CustomerIdentity
+from .models import Customer, CustomerIdentity, CustomerNote
+
+CUSTOMER_NOTE_MAX_CHARS = 5000
 
 
 def customer_for_identity(*, kind: str, value: str, first_name: str = "", last_name: str = "",
@@ -35,3 +38,14 @@ def split_name(display_name: str) -> tuple[str, str]:
     if not parts:
         return "", ""
     return parts[0], parts[1] if len(parts) > 1 else ""
+
+
+def add_customer_note(*, customer: Customer, author, body: str) -> CustomerNote:
+    """A staff note about the customer (not one conversation). Staff only see it."""
+    body = (body or "").strip()
+    if not body:
+        raise ValidationError("Write the note before saving it.")
+    if len(body) > CUSTOMER_NOTE_MAX_CHARS:
+        raise ValidationError(f"A customer note is at most {CUSTOMER_NOTE_MAX_CHARS:,} characters "
+                              f"(this one has {len(body):,}).")
+    return CustomerNote.objects.create(customer=customer, author=author, body=body)
