@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from . import auth_views as rate_limited, health, metrics, views
 
@@ -14,6 +16,8 @@ urlpatterns = [
     path("password-reset/<uidb64>/<token>/", rate_limited.PasswordResetConfirmView.as_view(),
          name="password_reset_confirm"),
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    # Browsers ask for /favicon.ico on pages without an icon link (the admin's, an image).
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),
     path("api/v1/", include("inbox.api.urls")),
     path("", include("channels_ingest.urls")),
