@@ -5,13 +5,13 @@ from myhibachi.admin_site import BusinessAdmin, export_as_csv
 from .models import Booking, Customer, CustomerIdentity, CustomerNote, Lead, MarketingSpend
 
 
-class CustomerIdentityInline(admin.TabularInline):
+class CustomerIdentityInline(admin.StackedInline):  # stacked: each input has its label (axe)
     model = CustomerIdentity
     extra = 1
     fields = ("kind", "value", "is_primary")
 
 
-class CustomerNoteInline(admin.TabularInline):
+class CustomerNoteInline(admin.StackedInline):
     """Staff notes about the customer, written from the thread's profile panel."""
 
     model = CustomerNote

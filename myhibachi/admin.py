@@ -239,7 +239,7 @@ class StaffUserAdmin(UserAdmin):
 
     def _welcome(self, request, user):
         if send_password_reset(request, user):
-            self.message_user(request, f"{user.email} was sent a link to choose a password.", messages.SUCCESS)
+            self.message_user(request, f"A link to choose a password was sent to {user.email}.", messages.SUCCESS)
 
     @admin.action(description="Send password-reset email", permissions=["change"])
     def send_password_reset_email(self, request, queryset):

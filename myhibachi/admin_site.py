@@ -18,7 +18,6 @@ def title_site(site):
     """The admin says whose business it runs, not "Django administration"."""
     site.site_header = f"{settings.BUSINESS_NAME} admin"
     site.site_title = f"{settings.BUSINESS_NAME} admin"
-    site.index_title = "Run the business"
 
 
 # A model's own record of when it was made: shown, never edited.

@@ -22,3 +22,8 @@ if os.environ.get("LIVE_CACHE_PREFIX"):
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 INBOX_SENDERS = {"email": "tests.senders.record", "sms": "tests.senders.record", "chat": "tests.senders.record"}
+
+# Each browser test flushes the test database, and the content types come back
+# with new ids; this long-lived server must not keep the old ones cached (the
+# admin writes its log with them).
+MIDDLEWARE = ["tests.browser.live_middleware.fresh_content_types", *MIDDLEWARE]  # noqa: F405
