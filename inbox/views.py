@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 
+from crm import services as crm_services
 from myhibachi.ids import BadId, parse_id
 from myhibachi.roles import AGENT, MANAGER, is_manager, is_staff_member
 
@@ -376,8 +377,6 @@ def change_assignee(request, pk):
 @_post_only
 def add_customer_note(request, pk):
     """The profile panel's "Add a note about <customer>" (staff only, not tied to this conversation)."""
-    from crm import services as crm_services
-
     conversation = access_conversation(request.user, pk)
     customer = conversation.customer
     body = request.POST.get("body", "")

@@ -394,8 +394,11 @@
           var focusedId = old.contains(document.activeElement) ? document.activeElement.id : null;
           var error = qs("#header-error", old);
           if (error) header.appendChild(error); // keep a message the person has not read yet
+          var history = qs("#conv-history", old), historyOpen = history && history.open;
           old.replaceWith(header);
           processHtmx(header);
+          // An open History stays open, and reloads (the change that caused this refresh may be in it).
+          if (historyOpen && qs("#conv-history", header)) qs("#conv-history", header).open = true;
           if (focusedId && document.getElementById(focusedId)) document.getElementById(focusedId).focus();
         }
         var list = qs("#thread-items"), added = 0;
