@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 
+from myhibachi.admin_site import BusinessAdmin
 from myhibachi.roles import is_manager
 
 from .email import campaigns, passwords
@@ -67,7 +68,7 @@ class MailboxForm(forms.ModelForm):
 
 
 @admin.register(Mailbox)
-class MailboxAdmin(ManagerOnly, admin.ModelAdmin):
+class MailboxAdmin(ManagerOnly, BusinessAdmin):
     form = MailboxForm
     list_display = ("name", "username", "host", "folder", "active", "last_uid", "last_polled_at", "last_error")
     list_filter = ("active",)
@@ -90,7 +91,7 @@ class MailboxAdmin(ManagerOnly, admin.ModelAdmin):
 
 
 @admin.register(RejectedEmail)
-class RejectedEmailAdmin(ManagerOnly, admin.ModelAdmin):
+class RejectedEmailAdmin(ManagerOnly, BusinessAdmin):
     list_display = ("created_at", "source", "mailbox", "message_id", "reason", "size", "resolved")
     list_filter = ("resolved", "source", "mailbox")
     search_fields = ("message_id", "reason")
@@ -116,14 +117,14 @@ class RejectedEmailAdmin(ManagerOnly, admin.ModelAdmin):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(ManagerOnly, admin.ModelAdmin):
+class SuppressionAdmin(ManagerOnly, BusinessAdmin):
     list_display = ("email", "reason", "detail", "created_at")
     list_filter = ("reason",)
     search_fields = ("email",)
 
 
 @admin.register(Campaign)
-class CampaignAdmin(ManagerOnly, admin.ModelAdmin):
+class CampaignAdmin(ManagerOnly, BusinessAdmin):
     list_display = ("name", "status", "segment", "recipients_count", "sent_count", "delivered_count", "opened_count",
                     "clicked_count", "bounced_count", "unsubscribed_count", "created_at")
     list_filter = ("status", "segment")
@@ -162,7 +163,7 @@ class CampaignAdmin(ManagerOnly, admin.ModelAdmin):
 
 
 @admin.register(CampaignRecipient)
-class CampaignRecipientAdmin(ReadOnly, admin.ModelAdmin):
+class CampaignRecipientAdmin(ReadOnly, BusinessAdmin):
     list_display = ("email", "campaign", "status", "sent_at", "delivered_at", "opened_at", "clicked_at", "bounced_at",
                     "unsubscribed_at")
     list_filter = ("status", "campaign")
@@ -171,14 +172,14 @@ class CampaignRecipientAdmin(ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(SentEmail)
-class SentEmailAdmin(ReadOnly, admin.ModelAdmin):
+class SentEmailAdmin(ReadOnly, BusinessAdmin):
     list_display = ("created_at", "kind", "to", "status", "esp_message_id")
     list_filter = ("kind", "status")
     search_fields = ("to", "esp_message_id", "message_id_header")
 
 
 @admin.register(TrackingEvent)
-class TrackingEventAdmin(ReadOnly, admin.ModelAdmin):
+class TrackingEventAdmin(ReadOnly, BusinessAdmin):
     list_display = ("created_at", "event_type", "recipient", "esp_message_id")
     list_filter = ("event_type",)
     search_fields = ("recipient", "esp_message_id", "event_id")
@@ -187,7 +188,7 @@ class TrackingEventAdmin(ReadOnly, admin.ModelAdmin):
 # --- SMS and calls (RingCentral) ---------------------------------------------------------
 
 @admin.register(AgentPhone)
-class AgentPhoneAdmin(ManagerOnly, admin.ModelAdmin):
+class AgentPhoneAdmin(ManagerOnly, BusinessAdmin):
     """Each agent's own RingCentral number: click to call rings it first."""
 
     list_display = ("user", "phone_number")
@@ -195,7 +196,7 @@ class AgentPhoneAdmin(ManagerOnly, admin.ModelAdmin):
 
 
 @admin.register(SyncState)
-class SyncStateAdmin(ManagerOnly, admin.ModelAdmin):
+class SyncStateAdmin(ManagerOnly, BusinessAdmin):
     list_display = ("feed", "last_run_at", "cursor_at", "last_error", "locked_until")
     readonly_fields = ("feed", "sync_token", "cursor_at", "last_run_at", "last_error", "locked_until", "lock_owner")
 
@@ -204,7 +205,7 @@ class SyncStateAdmin(ManagerOnly, admin.ModelAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(ManagerOnly, admin.ModelAdmin):
+class SubscriptionAdmin(ManagerOnly, BusinessAdmin):
     list_display = ("subscription_id", "status", "address", "expires_at", "renewed_at")
     readonly_fields = ("subscription_id", "status", "address", "event_filters", "expires_at", "created_at",
                        "renewed_at")
@@ -212,7 +213,7 @@ class SubscriptionAdmin(ManagerOnly, admin.ModelAdmin):
     def has_add_permission(self, request, *args):
         return False
 @admin.register(ChatbotSession)
-class ChatbotSessionAdmin(ReadOnly, admin.ModelAdmin):
+class ChatbotSessionAdmin(ReadOnly, BusinessAdmin):
     """What the website chatbot posted (POST /api/v1/chatbot/sessions); written by the API only."""
 
     list_display = ("session_id", "customer", "handed_off", "rating", "model", "prompt_tokens", "completion_tokens",

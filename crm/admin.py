@@ -1,24 +1,36 @@
 from django.contrib import admin, messages
 
-from myhibachi.admin_site import export_as_csv
+from myhibachi.admin_site import BusinessAdmin, export_as_csv
 
 from .merge import MergeRefused, merge_customers
-from .models import Booking, Customer, CustomerIdentity, Lead, LostReason, MarketingSpend, Payment
+from .models import Booking, Customer, CustomerIdentity, CustomerNote, Lead, LostReason, MarketingSpend, Payment
 
 
-class CustomerIdentityInline(admin.TabularInline):
+class CustomerIdentityInline(admin.StackedInline):  # stacked: each input has its label (axe)
     model = CustomerIdentity
     extra = 1
     fields = ("kind", "value", "is_primary")
 
 
+class CustomerNoteInline(admin.StackedInline):
+    """Staff notes about the customer, written from the thread's profile panel."""
+
+    model = CustomerNote
+    extra = 0
+    fields = ("body", "author", "created_at")
+    readonly_fields = ("author", "created_at")
+
+    def has_add_permission(self, request, obj=None):
+        return False  # written in the inbox, where the author is who is signed in
+
+
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(BusinessAdmin):
     list_display = ("name", "primary_identity", "preferred_channel", "created_at")
     list_filter = ("preferred_channel", "created_at")
     search_fields = ("first_name", "last_name", "identities__value")
     date_hierarchy = "created_at"
-    inlines = [CustomerIdentityInline]
+    inlines = [CustomerIdentityInline, CustomerNoteInline]
     actions = [export_as_csv, "merge_into_oldest"]
 
     def get_queryset(self, request):
@@ -48,7 +60,7 @@ class CustomerAdmin(admin.ModelAdmin):
 
 
 @admin.register(CustomerIdentity)
-class CustomerIdentityAdmin(admin.ModelAdmin):
+class CustomerIdentityAdmin(BusinessAdmin):
     list_display = ("value", "kind", "customer", "is_primary", "created_at")
     list_filter = ("kind", "is_primary")
     search_fields = ("value", "customer__first_name", "customer__last_name")
@@ -78,7 +90,7 @@ class PaymentInline(admin.TabularInline):
 
 
 @admin.register(Booking)
-class BookingAdmin(admin.ModelAdmin):
+class BookingAdmin(BusinessAdmin):
     list_display = ("customer", "event_at", "guest_count", "status", "event_type", "location", "total", "deposit",
                     "source", "lost_reason")
     list_filter = ("status", "source", "event_type", "lost_reason", "event_at")
@@ -92,7 +104,7 @@ class BookingAdmin(admin.ModelAdmin):
 
 
 @admin.register(Lead)
-class LeadAdmin(admin.ModelAdmin):
+class LeadAdmin(BusinessAdmin):
     list_display = ("id", "source", "status", "lost_reason", "customer", "booking", "created_at")
     list_filter = ("source", "status", "lost_reason", "created_at")
     search_fields = ("customer__first_name", "customer__last_name")
@@ -103,7 +115,7 @@ class LeadAdmin(admin.ModelAdmin):
 
 
 @admin.register(MarketingSpend)
-class MarketingSpendAdmin(admin.ModelAdmin):
+class MarketingSpendAdmin(BusinessAdmin):
     list_display = ("month", "source", "amount")
     list_filter = ("source",)
     date_hierarchy = "month"
@@ -111,14 +123,14 @@ class MarketingSpendAdmin(admin.ModelAdmin):
 
 
 @admin.register(LostReason)
-class LostReasonAdmin(admin.ModelAdmin):
+class LostReasonAdmin(BusinessAdmin):
     list_display = ("name", "slug", "order", "is_active")
     list_editable = ("order", "is_active")
     prepopulated_fields = {"slug": ("name",)}
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(BusinessAdmin):
     list_display = ("booking", "kind", "amount", "method", "paid_at")
     list_filter = ("kind", "method", "paid_at")
     date_hierarchy = "paid_at"

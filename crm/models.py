@@ -180,6 +180,7 @@ class Booking(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="bookings")
     event_at = models.DateTimeField("event date and time")
     guest_count = models.PositiveIntegerField()
+    address = models.CharField(max_length=255, blank=True, help_text="Where the chef cooks.")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.INQUIRY)
     inquiry_at = models.DateTimeField(default=timezone.now)
     quoted_at = models.DateTimeField(null=True, blank=True)
@@ -254,6 +255,29 @@ class Booking(models.Model):
             setattr(self, field, timezone.now())
             self.reached_step = self.status
         super().save(*args, **kwargs)
+
+
+    @property
+    def balance_due(self):
+        return self.total - self.deposit
+
+
+class CustomerNote(models.Model):
+    """What staff know about a customer, whatever the conversation: "allergic to
+    shellfish", "gate code 4411". Internal, never sent; written by crm.services."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="customer_notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["customer", "-created_at"], name="crm_customer_note_idx")]
+        constraints = [models.CheckConstraint(condition=~Q(body=""), name="crm_customer_note_not_empty")]
+
+    def __str__(self):
+        return f"Note on {self.customer}"
 
 
 class Lead(models.Model):

@@ -1,9 +1,12 @@
 """Writes for customers. Every path that meets a new email or phone comes here."""
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import identity
-from .models import Customer, CustomerIdentity
+from .models import Customer, CustomerIdentity, CustomerNote
+
+CUSTOMER_NOTE_MAX_CHARS = 5000
 
 
 def customer_for_identity(*, kind: str, value: str, first_name: str = "", last_name: str = "",
@@ -49,3 +52,12 @@ def set_opt_out(*, kind: str, value: str, opted_out: bool, keyword: str = "", at
         return bool(found.filter(opted_out_at__isnull=True).update(
             opted_out_at=at or timezone.now(), opt_out_keyword=keyword.upper()[:20]))
     return bool(found.filter(opted_out_at__isnull=False).update(opted_out_at=None, opt_out_keyword=""))
+def add_customer_note(*, customer: Customer, author, body: str) -> CustomerNote:
+    """A staff note about the customer (not one conversation). Staff only see it."""
+    body = (body or "").strip()
+    if not body:
+        raise ValidationError("Write the note before saving it.")
+    if len(body) > CUSTOMER_NOTE_MAX_CHARS:
+        raise ValidationError(f"A customer note is at most {CUSTOMER_NOTE_MAX_CHARS:,} characters "
+                              f"(this one has {len(body):,}).")
+    return CustomerNote.objects.create(customer=customer, author=author, body=body)

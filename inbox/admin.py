@@ -2,7 +2,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 
-from myhibachi.admin_site import export_as_csv
+from myhibachi.admin_site import BusinessAdmin, PersonChoiceField, export_as_csv, person_name
+
+from .admin_forms import RoutingRuleForm, summary
 
 from .models import CannedResponse, Conversation, IdempotencyKey, InboxEvent, Message, Note, RoutingRule, Tag
 
@@ -30,12 +32,13 @@ def _set_status_action(status):
 
 
 class AssignForm(forms.Form):
-    assignee = forms.ModelChoiceField(queryset=get_user_model().objects.filter(is_active=True), required=False)
+    assignee = PersonChoiceField(queryset=get_user_model().objects.filter(is_active=True).order_by("first_name", "username"),
+                                 required=False, empty_label="Nobody (unassigned)")
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
-    list_display = ("id", "customer", "subject", "status", "assignee", "last_activity_at", "is_unread")
+class ConversationAdmin(BusinessAdmin):
+    list_display = ("id", "customer", "subject", "status", "assigned_to", "last_activity_at", "is_unread")
     list_filter = ("status", "is_unread", "assignee", "tags", "last_activity_at")
     search_fields = ("subject", "customer__first_name", "customer__last_name", "customer__identities__value")
     date_hierarchy = "last_activity_at"
@@ -43,6 +46,10 @@ class ConversationAdmin(admin.ModelAdmin):
     autocomplete_fields = ("customer",)
     readonly_fields = ("first_response_at", "resolved_at", "created_at", "last_activity_at")
     actions = [_set_status_action(s) for s in Conversation.Status.values] + ["assign_selected", export_as_csv]
+
+    @admin.display(description="Assignee", ordering="assignee__first_name")
+    def assigned_to(self, obj):
+        return person_name(obj.assignee) if obj.assignee_id else "—"
 
     @admin.action(description="Assign to a staff member…")
     def assign_selected(self, request, queryset):
@@ -67,7 +74,7 @@ class ConversationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(BusinessAdmin):
     """Read-only: a message is the record of what a customer sent or what we
     sent them (and what the provider said about it). Its words, html, sender
     and times are not for anyone to rewrite, and a change form saving a whole
@@ -91,8 +98,8 @@ class MessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(Note)
-class NoteAdmin(admin.ModelAdmin):
-    list_display = ("id", "conversation", "author", "created_at")
+class NoteAdmin(BusinessAdmin):
+    list_display = ("id", "conversation", "written_by", "created_at")
     search_fields = ("body",)
     list_filter = ("created_at",)
     date_hierarchy = "created_at"
@@ -100,9 +107,13 @@ class NoteAdmin(admin.ModelAdmin):
     raw_id_fields = ("conversation", "customer")
     actions = [export_as_csv]
 
+    @admin.display(description="Author", ordering="author__first_name")
+    def written_by(self, obj):
+        return person_name(obj.author)
+
 
 @admin.register(CannedResponse)
-class CannedResponseAdmin(admin.ModelAdmin):
+class CannedResponseAdmin(BusinessAdmin):
     list_display = ("shortcut", "title", "active", "updated_at")
     list_filter = ("active",)
     search_fields = ("shortcut", "title", "body")
@@ -110,23 +121,33 @@ class CannedResponseAdmin(admin.ModelAdmin):
 
 
 @admin.register(RoutingRule)
-class RoutingRuleAdmin(admin.ModelAdmin):
-    list_display = ("name", "order", "active", "continue_processing")
+class RoutingRuleAdmin(BusinessAdmin):
+    """Rules are edited through choices (RoutingRuleForm), which build the same
+    JSON that inbox.routing.validate_rule checks, in the model's clean()."""
+
+    form = RoutingRuleForm
+    fieldsets = RoutingRuleForm.fieldsets
+    list_display = ("name", "order", "active", "continue_processing", "what_it_does")
     list_editable = ("order", "active")
     list_filter = ("active",)
     search_fields = ("name",)
     actions = [export_as_csv]
 
+    @admin.display(description="What it does")
+    def what_it_does(self, obj):
+        return summary(obj)
+
 
 @admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
+class TagAdmin(BusinessAdmin):
     search_fields = ("name",)
 
 
 @admin.register(InboxEvent)
-class InboxEventAdmin(admin.ModelAdmin):
-    """Read-only: the numbered live events, for tracing what browsers were told."""
+class InboxEventAdmin(BusinessAdmin):
+    """Read-only, superusers only: the numbered live events, for tracing what browsers were told."""
 
+    internal = True
     list_display = ("id", "type", "conversation", "recipient", "created_at")
     list_filter = ("type",)
     date_hierarchy = "created_at"
@@ -141,9 +162,10 @@ class InboxEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(IdempotencyKey)
-class IdempotencyKeyAdmin(admin.ModelAdmin):
-    """Read-only: the stored first answers to API requests retried with a key."""
+class IdempotencyKeyAdmin(BusinessAdmin):
+    """Read-only, superusers only: the stored first answers to API requests retried with a key."""
 
+    internal = True
     list_display = ("key", "user", "method", "path", "status_code", "created_at")
     search_fields = ("key", "path")
     date_hierarchy = "created_at"

@@ -369,23 +369,55 @@ def with_identities(conversation: Conversation, *, tags: bool = False) -> Conver
     return conversation
 
 
-def customer_profile(customer: Customer) -> dict:
-    stats = (Customer.objects.with_booking_stats().filter(pk=customer.pk)
-             .annotate(bookings_total=Count("bookings", distinct=True))
-             .values("completed_bookings", "bookings_total", "next_event_at").get())
-    next_booking = None
-    if stats["next_event_at"]:
-        next_booking = (Booking.objects.filter(customer=customer, event_at=stats["next_event_at"])
-                        .exclude(status__in=[Booking.Status.COMPLETED, Booking.Status.CANCELLED]).first())
-    from crm.models import loyalty_tier
+PROFILE_CONVERSATIONS = 10  # past conversations listed in the profile panel
+PROFILE_NOTES = 10  # newest customer notes shown (the admin has them all)
+UPCOMING = [Booking.Status.INQUIRY, Booking.Status.QUOTED, Booking.Status.CONFIRMED]
 
+
+def customer_profile(customer: Customer, *, conversation_id=None) -> dict:
+    """What the thread's profile panel states about a customer, in four queries
+    whatever their history: booking counts, the next booking, their other
+    conversations (newest first, at most PROFILE_CONVERSATIONS) and the newest
+    staff notes about them (at most PROFILE_NOTES, with their authors)."""
+    from django.utils import timezone
+
+    from crm.models import CustomerNote, loyalty_tier
+
+    now = timezone.now()
+    upcoming = Q(event_at__gte=now, status__in=UPCOMING)
+    counts = Booking.objects.filter(customer=customer).aggregate(
+        completed=Count("pk", filter=Q(status=Booking.Status.COMPLETED)),
+        upcoming=Count("pk", filter=upcoming),
+        cancelled=Count("pk", filter=Q(status=Booking.Status.CANCELLED)),
+        total=Count("pk"),
+    )
+    next_booking = Booking.objects.filter(upcoming, customer=customer).order_by("event_at", "pk").first()
+    others = (Conversation.objects.filter(customer=customer).exclude(pk=conversation_id)
+              .order_by("-last_activity_at", "-pk")
+              .values("id", "status", "subject", "last_activity_at", "created_at")[:PROFILE_CONVERSATIONS])
+    notes = (CustomerNote.objects.filter(customer=customer).order_by("-created_at", "-pk")
+             .values("id", "body", "created_at", *AUTHOR_COLUMNS)[:PROFILE_NOTES])
+    authors = {}
     return {
-        "previous_bookings": stats["completed_bookings"],
-        "bookings_total": stats["bookings_total"],
-        "loyalty_tier": loyalty_tier(stats["completed_bookings"]),
+        "previous_bookings": counts["completed"],
+        "bookings_total": counts["total"],
+        "bookings": counts,
+        "bookings_summary": bookings_summary(counts),
+        "loyalty_tier": loyalty_tier(counts["completed"]),
         "preferred_channel": customer.preferred_channel,
         "next_booking": next_booking,
+        "other_conversations": list(others),
+        "notes": _with_authors(list(notes), authors),
     }
+
+
+def bookings_summary(counts: dict) -> str:
+    """"3 completed, 1 upcoming" — the parts that are not zero; "None yet" when all are."""
+    parts = [f"{counts[key]} {key}" for key in ("completed", "upcoming", "cancelled") if counts[key]]
+    other = counts["total"] - counts["completed"] - counts["upcoming"] - counts["cancelled"]
+    if other:
+        parts.append(f"{other} past, not completed")
+    return ", ".join(parts) or "None yet"
 
 
 # The columns a thread page shows. Messages and notes are read as plain rows

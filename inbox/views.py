@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 
+from crm import services as crm_services
 from myhibachi.ids import BadId, parse_id
 from myhibachi.roles import AGENT, MANAGER, is_manager, is_staff_member
 
@@ -190,7 +191,8 @@ def thread_page(request, pk):
     return _thread_response(request, conversation, mark_read=True)
 
 
-def _thread_response(request, conversation, *, composer=None, header_error=None, status=200, mark_read=False):
+def _thread_response(request, conversation, *, composer=None, header_error=None, status=200, mark_read=False,
+                     extra=None):
     selectors.with_identities(conversation)
     latest_event = selectors.latest_event_id()
     if mark_read:
@@ -205,7 +207,7 @@ def _thread_response(request, conversation, *, composer=None, header_error=None,
     if composer is None:
         composer = _composer(conversation, channel=None if before else _last_inbound_channel(context["items"]))
     context.update({
-        "profile": selectors.customer_profile(customer),
+        "profile": selectors.customer_profile(customer, conversation_id=conversation.pk),
         "identities": customer.identity_list,
         "conversation_ids": list(customer.conversations.values_list("id", flat=True)),
         "staff": staff_members(),
@@ -214,6 +216,7 @@ def _thread_response(request, conversation, *, composer=None, header_error=None,
         "header_error": header_error,
         "latest_event": latest_event,
         "is_manager": is_manager(request.user),
+        **(extra or {}),
     })
     return render(request, "inbox/thread.html", context, status=status)
 
@@ -373,3 +376,27 @@ def change_assignee(request, pk):
     except (services.InboxError, ValidationError) as exc:
         error, status = refusal(exc)
     return _after_action(request, conversation, error, status)
+
+
+@staff_screen
+@_post_only
+def add_customer_note(request, pk):
+    """The profile panel's "Add a note about <customer>" (staff only, not tied to this conversation)."""
+    conversation = access_conversation(request.user, pk)
+    customer = conversation.customer
+    body = request.POST.get("body", "")
+    error, status = None, 200
+    try:
+        crm_services.add_customer_note(customer=customer, author=request.user, body=body)
+        body = ""
+    except ValidationError as exc:
+        error, status = refusal(exc)
+    if not is_htmx(request):
+        if status == 200:
+            return redirect(reverse("inbox:thread", args=[conversation.pk]) + "#customer-notes")
+        return _thread_response(request, conversation, status=status,
+                                extra={"note_error": error, "note_body": body})
+    profile = selectors.customer_profile(customer, conversation_id=conversation.pk)
+    return render(request, "inbox/_customer_notes.html",
+                  {"conversation": conversation, "customer": customer, "profile": profile,
+                   "note_error": error, "note_body": body}, status=status)

@@ -5,9 +5,13 @@ staff. Django's stock UserAdmin would also let them tick is_superuser, grant
 any permission or group, and set anyone's password: that is every account.
 Here, for anyone but a superuser (who keeps the stock admin):
 
-- a user's fields are the name, email, active flag and the staff groups
-  (Agent, Manager) only; fields not on the form are ignored however they are
-  posted, so is_superuser, is_staff and permissions cannot be set;
+- "Add agent" asks for a name, an email and a role (Agent or Manager) and
+  emails the person a link to choose their password; their email is their
+  username;
+- a user's fields are the name, email, active flag and the role only (no
+  staff status, no permission or group widgets); fields not on the form are
+  ignored however they are posted, so is_superuser, is_staff and permissions
+  cannot be set;
 - superusers cannot be opened, changed or deleted;
 - nobody's password can be set (the set-password page answers 403); a manager
   sends a password-reset email instead (an action, and automatically for a
@@ -22,15 +26,19 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import PasswordResetForm, UserChangeForm
+from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth.admin import GroupAdmin
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
 from . import roles
+from .admin_site import person_name
 
 User = get_user_model()
 
@@ -62,36 +70,117 @@ def send_password_reset(request, user) -> bool:
     return True
 
 
-class ManagerUserCreationForm(forms.ModelForm):
-    email = forms.EmailField(help_text="The new user gets an email here to choose their password.")
+ROLES = [(roles.AGENT, "Agent — works the inbox"), (roles.MANAGER, "Manager — also runs the admin")]
+
+
+def role_of(user) -> str:
+    """"Manager", "Agent", "Superuser" or "—" (no staff role), from groups the caller prefetched."""
+    if user.is_superuser:
+        return "Superuser"
+    names = {g.name for g in user.groups.all()}
+    return roles.MANAGER if roles.MANAGER in names else roles.AGENT if roles.AGENT in names else "—"
+
+
+class RoleFormMixin:
+    """The role is one choice; it becomes membership of exactly one of the two staff groups."""
+
+    def _set_role(self, user):
+        if "role" in self.cleaned_data:
+            user._new_role = self.cleaned_data["role"]
+
+
+class ManagerUserCreationForm(RoleFormMixin, forms.ModelForm):
+    first_name = forms.CharField(max_length=150)
+    last_name = forms.CharField(max_length=150, required=False)
+    email = forms.EmailField(help_text="They get an email here with a link to choose their password, "
+                                       "and log in with this address.")
+    role = forms.ChoiceField(choices=ROLES, initial=roles.AGENT, widget=forms.RadioSelect)
 
     class Meta:
         model = User
-        fields = ("username", "first_name", "last_name", "email", "groups")
+        fields = ("first_name", "last_name", "email")
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip().lower()
+        if User._default_manager.filter(Q(email__iexact=email) | Q(username__iexact=email)).exists():
+            raise forms.ValidationError("Someone already has this email address.")
+        return email
 
     def save(self, commit=True):
         user = super().save(commit=False)
+        user.username = self.cleaned_data["email"]
         user.set_unusable_password()
+        self._set_role(user)
         if commit:
             user.save()
-            self.save_m2m()
         return user
 
 
-class ManagerUserChangeForm(UserChangeForm):
+class ManagerUserChangeForm(RoleFormMixin, UserChangeForm):
     password = None  # not shown, not settable: see send_password_reset
+    role = forms.ChoiceField(choices=ROLES, widget=forms.RadioSelect)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None and "role" not in self.initial:
+            current = role_of(self.instance)
+            self.initial["role"] = current if current in (roles.AGENT, roles.MANAGER) else None
+
+    def save(self, commit=True):
+        self._set_role(self.instance)
+        return super().save(commit)
+
+
+class ManagersUserList(ChangeList):
+    """A manager's user list leaves out superusers: not theirs to open, so not listed."""
+
+    def get_queryset(self, request, exclude_parameters=None):
+        return super().get_queryset(request, exclude_parameters).filter(is_superuser=False)
+
+
+UserList = ChangeList
 
 
 class StaffUserAdmin(UserAdmin):
     manager_fieldsets = (
         (None, {"fields": ("username",)}),
         ("Personal info", {"fields": ("first_name", "last_name", "email")}),
-        ("Access", {"fields": ("is_active", "groups")}),
+        ("Access", {"fields": ("is_active", "role")}),
         ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
     manager_add_fieldsets = ((None, {"classes": ("wide",),
-                                     "fields": ("username", "first_name", "last_name", "email", "groups")}),)
+                                     "fields": ("first_name", "last_name", "email", "role")}),)
     actions = ["send_password_reset_email"]
+    list_display = ("full_name", "email", "role", "is_active", "last_login")
+    list_filter = ("groups", "is_active")
+    ordering = ("first_name", "last_name", "username")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("groups")
+
+    def get_changelist(self, request, **kwargs):
+        return UserList if request.user.is_superuser else ManagersUserList
+
+    def get_list_display(self, request):
+        if request.user.is_superuser:
+            return (*self.list_display, "is_staff")
+        return self.list_display
+
+    def get_list_filter(self, request):
+        return self.list_filter if request.user.is_superuser else ("is_active",)
+
+    @admin.display(description="Name", ordering="first_name")
+    def full_name(self, obj):
+        return person_name(obj)
+
+    @admin.display(description="Role")
+    def role(self, obj):
+        return role_of(obj)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if add and not request.user.is_superuser:
+            context["title"] = "Add agent"
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_fieldsets(self, request, obj=None):
         if request.user.is_superuser:
@@ -111,20 +200,15 @@ class StaffUserAdmin(UserAdmin):
             kwargs["form"] = ManagerUserChangeForm if obj else ManagerUserCreationForm
         return super().get_form(request, obj, **kwargs)
 
-    def formfield_for_manytomany(self, db_field, request, **kwargs):
-        if db_field.name == "groups" and not request.user.is_superuser:
-            kwargs["queryset"] = staff_groups()
-        return super().formfield_for_manytomany(db_field, request, **kwargs)
-
     def save_related(self, request, form, formsets, change):
-        if not request.user.is_superuser and "groups" in form.cleaned_data:
-            # Groups outside Agent and Manager that the user already has (given
-            # by a superuser) stay: a manager's form neither shows nor removes them.
-            others = list(form.instance.groups.exclude(pk__in=staff_groups()))
-            super().save_related(request, form, formsets, change)
-            form.instance.groups.add(*others)
-        else:
-            super().save_related(request, form, formsets, change)
+        super().save_related(request, form, formsets, change)
+        role = getattr(form.instance, "_new_role", None)
+        if role is not None and not request.user.is_superuser:
+            # Exactly one staff group; other groups the user has (given by a
+            # superuser) stay: a manager's form neither shows nor removes them.
+            user = form.instance
+            user.groups.remove(*staff_groups().exclude(name=role))
+            user.groups.add(Group.objects.get(name=role))
 
     def has_view_permission(self, request, obj=None):
         if obj is not None and obj.is_superuser and not request.user.is_superuser:
@@ -155,7 +239,7 @@ class StaffUserAdmin(UserAdmin):
 
     def _welcome(self, request, user):
         if send_password_reset(request, user):
-            self.message_user(request, f"{user.email} was sent a link to choose a password.", messages.SUCCESS)
+            self.message_user(request, f"A link to choose a password was sent to {user.email}.", messages.SUCCESS)
 
     @admin.action(description="Send password-reset email", permissions=["change"])
     def send_password_reset_email(self, request, queryset):
@@ -183,6 +267,18 @@ class StaffTokenAdmin(TokenAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class StaffGroupAdmin(GroupAdmin):
+    """Groups are permission sets: superusers only. Managers give people a role instead."""
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+admin.site.unregister(Group)
+admin.site.register(Group, StaffGroupAdmin)
 admin.site.unregister(User)
 admin.site.register(User, StaffUserAdmin)
 admin.site.unregister(TokenProxy)

@@ -15,11 +15,12 @@ class MyhibachiConfig(AppConfig):
         # permissions exist; each run is idempotent and adds what is new.
         post_migrate.connect(ensure_staff_groups, dispatch_uid="myhibachi.ensure_staff_groups")
 
-        from .admin_site import manager_only_has_permission
+        from .admin_site import manager_only_has_permission, title_site
 
         # The one admin site answers to managers only (agents are staff of
         # the inbox, not of the admin), whatever their is_staff flag says.
         admin.site.has_permission = manager_only_has_permission.__get__(admin.site)
+        title_site(admin.site)
 
         from .auth_views import StaffAdminAuthenticationForm
 

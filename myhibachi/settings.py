@@ -272,6 +272,7 @@ LANGUAGE_CODE = "en-us"
 USE_I18N = True
 USE_TZ = True
 TIME_ZONE = "UTC"  # stored and processed in UTC
+BUSINESS_NAME = env("BUSINESS_NAME", "My Hibachi")  # titles the admin
 BUSINESS_TIME_ZONE = env("BUSINESS_TIME_ZONE", "America/Los_Angeles")  # shown to staff
 BUSINESS_REGION = env("BUSINESS_REGION", "US")  # default region for phone numbers
 

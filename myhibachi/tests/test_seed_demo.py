@@ -43,3 +43,17 @@ def test_print_logins_gives_working_demo_logins(db, client, settings):
     assert "username: manager" in out.getvalue()
     assert client.login(username="manager", password="hibachi-manager-demo")
     assert client.get("/admin/").status_code == 200
+
+
+def test_demo_data_agrees_with_itself(db):
+    """What a new agent reads in the demo could have happened: calls are the only
+    "missed call" lines, only email is ever "opened", nobody @-mentions themselves,
+    and bookings have an address for the profile panel."""
+    call_command("seed_demo", customers=60, stdout=StringIO())
+    assert Message.objects.filter(channel="call").exists()
+    assert not Message.objects.filter(text__icontains="missed call").exclude(channel="call").exists()
+    assert Message.objects.filter(delivery_status="opened", channel="email").exists()
+    assert not Message.objects.filter(delivery_status="opened").exclude(channel="email").exists()
+    mentions = [(n.body, n.author.username) for n in Note.objects.select_related("author") if "@" in n.body]
+    assert mentions and all(f"@{author} " not in f"{body} " for body, author in mentions)
+    assert not Booking.objects.filter(address="").exists()

@@ -205,16 +205,23 @@
     var button = qs("#notify-toggle");
     if (!button) return;
     if (!("Notification" in window)) { button.hidden = true; return; }
+    var status = qs("#notify-status");
     function show() {
       var on = notificationsOn();
+      var refused = Notification.permission === "denied";
       button.setAttribute("aria-pressed", on ? "true" : "false");
-      button.textContent = on ? "Notifications on" : "Notify me";
+      button.textContent = on ? "Notifications on" : refused ? "Notifications blocked" : "Notify me";
+      if (status) {
+        status.textContent = refused ? "Your browser refused notifications for this site; allow them in its " +
+          "site settings, then press again." : "";
+      }
     }
     button.addEventListener("click", function () {
       if (notificationsOn()) { localStorage.removeItem(notifyKey); show(); return; }
       Notification.requestPermission().then(function (p) {
         if (p === "granted") localStorage.setItem(notifyKey, "1");
-        show();
+        else if (status && p === "default") status.textContent = "No notifications: the browser's question was dismissed.";
+        if (p !== "default") show();
       });
     });
     show();
@@ -387,8 +394,11 @@
           var focusedId = old.contains(document.activeElement) ? document.activeElement.id : null;
           var error = qs("#header-error", old);
           if (error) header.appendChild(error); // keep a message the person has not read yet
+          var history = qs("#conv-history", old), historyOpen = history && history.open;
           old.replaceWith(header);
           processHtmx(header);
+          // An open History stays open, and reloads (the change that caused this refresh may be in it).
+          if (historyOpen && qs("#conv-history", header)) qs("#conv-history", header).open = true;
           if (focusedId && document.getElementById(focusedId)) document.getElementById(focusedId).focus();
         }
         var list = qs("#thread-items"), added = 0;
@@ -545,7 +555,7 @@
       if (typing(e.target)) return;
       var dialog = qs("#shortcuts");
       if (dialog && dialog.open) return;
-      if (e.key === "?") { e.preventDefault(); if (dialog) dialog.showModal(); return; }
+      if (e.key === "?") { e.preventDefault(); openDialog(dialog, document.activeElement); return; }
       if (e.key === "/") {
         var q = qs("#q");
         if (q) { e.preventDefault(); q.focus(); q.select(); }
@@ -556,7 +566,37 @@
       if (action) { e.preventDefault(); action(); }
     });
     var open = qs("#shortcuts-open");
-    if (open) open.addEventListener("click", function () { qs("#shortcuts").showModal(); });
+    if (open) open.addEventListener("click", function () { openDialog(qs("#shortcuts"), open); });
+  }
+
+  // A dialog gives focus back, when it closes (Escape or its button), to what
+  // opened it; to the shortcuts button if that is gone (a live swap replaced it).
+  function openDialog(dialog, opener) {
+    if (!dialog) return;
+    var back = opener && opener !== document.body ? opener : qs("#shortcuts-open");
+    dialog.addEventListener("close", function () {
+      var target = back && document.contains(back) ? back : qs("#shortcuts-open");
+      if (target) target.focus();
+    }, { once: true });
+    dialog.showModal();
+  }
+
+  // --- phone width: the status tabs scroll sideways; a fade marks the side with more
+  function tabCue(tabs) {
+    var more = [];
+    if (tabs.scrollLeft > 2) more.push("left");
+    if (tabs.scrollLeft + tabs.clientWidth < tabs.scrollWidth - 2) more.push("right");
+    tabs.dataset.more = more.join(" ") || "none";
+  }
+
+  function setupTabCues() {
+    function all() { document.querySelectorAll(".tabs").forEach(tabCue); }
+    document.addEventListener("scroll", function (e) {
+      if (e.target.classList && e.target.classList.contains("tabs")) tabCue(e.target);
+    }, true);
+    window.addEventListener("resize", all);
+    document.body.addEventListener("htmx:afterSettle", all);
+    all();
   }
 
   // --- start -------------------------------------------------------------------
@@ -564,6 +604,7 @@
   var page = PAGE === "inbox" ? inboxPage() : PAGE === "thread" ? threadPage() : null;
   setupKeys(page);
   setupNotifyToggle();
+  setupTabCues();
   tickTimes();
   setInterval(tickTimes, 30000);
   if (page) {

@@ -30,3 +30,8 @@ INBOX_SENDERS = {"email": "tests.senders.record", "sms": "tests.senders.record",
 # stored instead of answering, until it is killed (tests/cluster/hold_replies.py).
 if os.environ.get("TEST_HOLD_REPLIES_DIR"):
     MIDDLEWARE = ["tests.cluster.hold_replies.HoldRepliesMiddleware", *MIDDLEWARE]  # noqa: F405
+
+# Each browser test flushes the test database, and the content types come back
+# with new ids; this long-lived server must not keep the old ones cached (the
+# admin writes its log with them).
+MIDDLEWARE = ["tests.browser.live_middleware.fresh_content_types", *MIDDLEWARE]  # noqa: F405

@@ -64,14 +64,14 @@ def test_agent_replies_with_a_canned_response_adds_a_note_and_resolves(live, sig
     expect(page.locator(f"#conv-{conversation.pk}")).to_have_class(re.compile(r"\bunread\b"))
     expect(page.locator(f"#conv-{conversation.pk} .contact")).to_contain_text("john.doe@example.com")
     alice.wait_live()
-    screenshot(page, "inbox.png", docs=True)
+    screenshot(page, "inbox.png")  # docs: tests/browser/test_admin_and_polish.py
 
     page.locator(f"#conv-{conversation.pk} .row-link").click()
     page.wait_for_url(f"**/inbox/{conversation.pk}/")
     profile = page.locator(".profile")
-    expect(profile).to_contain_text("3")  # previous bookings
+    expect(profile).to_contain_text("3 completed, 1 upcoming")  # previous bookings
     expect(profile).to_contain_text("Silver")
-    expect(profile).to_contain_text("14 guests")
+    expect(profile.locator("#profile-next-booking")).to_contain_text("Guests 14")
     expect(profile).to_contain_text("+14155550100")
     expect(page.locator("#thread-items > li.item")).to_have_count(2)  # the SMS and the email, in time order
     expect(page.locator("#thread-items > li.item").first).to_contain_text("Is the chef available")
@@ -115,7 +115,7 @@ def test_agent_replies_with_a_canned_response_adds_a_note_and_resolves(live, sig
     thread = alice.api(f"/api/v1/inbox/{conversation.pk}")["thread"]
     assert [i["item"]["body"] for i in thread if i["kind"] == "note"] == ["Allergic to shellfish: tell the chef."]
     page.evaluate("window.scrollTo(0, 0)")
-    screenshot(page, "thread.png", docs=True)
+    screenshot(page, "thread.png")
 
     page.get_by_role("button", name="Resolve").click()
     expect(page.locator("#conv-status")).to_have_text("Resolved")

@@ -40,9 +40,11 @@ INBOUND = [
     "Is the deposit refundable if it rains? The party is outdoors.",
     "Can you send me the invoice again? I can't find the email.",
     "We need to change the guest count to {n}, is that ok?",
-    "Missed call from customer, left a voicemail about a birthday party quote.",
     "Do you serve the Sacramento area? Looking for a graduation party.",
 ]
+# A call's text is what happened on the phone; it is never a chat line or an email.
+CALLS = ["Missed call, left a voicemail about a birthday party quote.", "Called about the date for {n} guests."]
+STREETS = ["Ocean Ave", "Maple St", "Sunset Blvd", "Oak Dr", "Harbor Way", "Mission Rd"]
 OUTBOUND = [
     "Great! We have availability. What time works best for you?",
     "Our price is $60 per adult with a $600 minimum; the chef brings the grill and everything else.",
@@ -245,6 +247,7 @@ class Command(BaseCommand):
         guests = rng.randrange(8, 60)
         total = Decimal(guests * 60)
         booking = Booking(customer=customer, event_at=event, guest_count=guests, total=total,
+                          address=f"{rng.randrange(10, 999)} {rng.choice(STREETS)}, Los Angeles, CA",
                           deposit=(total * Decimal("0.2")).quantize(Decimal("1")), source=rng.choice(SOURCES),
                           event_type=rng.choice(EVENT_TYPES), location=rng.choice(LOCATIONS),
                           inquiry_at=inquiry, created_at=inquiry)
@@ -336,13 +339,16 @@ class Command(BaseCommand):
                 msg_channel = channel if rng.random() < 0.8 else rng.choice([Channel.EMAIL, Channel.SMS])
                 if not inbound and msg_channel == Channel.CALL:
                     msg_channel = Channel.SMS
-                text = (rng.choice(INBOUND) if inbound else rng.choice(OUTBOUND)).format(n=rng.randrange(8, 60))
+                lines = CALLS if msg_channel == Channel.CALL else INBOUND if inbound else OUTBOUND
+                text = rng.choice(lines).format(n=rng.randrange(8, 60))
                 messages.append(Message(
                     conversation=conversation, customer=customer, channel=msg_channel,
                     direction="inbound" if inbound else "outbound", text=text,
                     subject=conversation.subject if msg_channel == Channel.EMAIL else "",
                     author=None if inbound else conversation.assignee or agents[0],
-                    delivery_status="received" if inbound else rng.choice(["sent", "delivered", "opened"]),
+                    # Only email reports opens (a tracking pixel); SMS and chat stop at delivered.
+                    delivery_status="received" if inbound else rng.choice(
+                        ["sent", "delivered", "opened"] if msg_channel == Channel.EMAIL else ["sent", "delivered"]),
                     external_id=f"demo-{conversation.pk}-{n}",
                     metadata={"duration": rng.randrange(0, 600)} if msg_channel == Channel.CALL else {},
                     created_at=at,
@@ -350,8 +356,10 @@ class Command(BaseCommand):
                 if not inbound and conversation.first_response_at is None:
                     conversation.first_response_at = at
             if rng.random() < 0.2:
-                notes.append(Note(conversation=conversation, customer=customer, author=rng.choice(agents),
-                                  body=rng.choice(NOTES), created_at=times[-1]))
+                body = rng.choice(NOTES)  # nobody @-mentions themselves
+                authors = [a for a in agents if f"@{a.get_username()} " not in f"{body} "] or agents
+                notes.append(Note(conversation=conversation, customer=customer, author=rng.choice(authors),
+                                  body=body, created_at=times[-1]))
         Message.objects.bulk_create(messages, batch_size=5000)
         history.record_many(self._history(messages, conversations))
         tagged, first_texts = [], {}
