@@ -267,7 +267,7 @@ def test_kill_9_of_a_node_fails_no_read_and_stores_every_reply_once(faulty):
 
     failed_reads = [read[0] for read in reads if read[0] != 200]
     assert not failed_reads, failed_reads[:5]
-    assert len(reads) > 20
+    assert len(reads) > 10 and len([read for read in reads if read[2] > killed["at"]]) >= 3
     # After the kill every read is node2's (nginx retried what node1 left unanswered); before it,
     # node1 served too (how many reads it got depends on least_conn and the machine's load; the
     # replies it held below are certain).
