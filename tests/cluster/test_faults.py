@@ -267,7 +267,7 @@ def test_kill_9_of_a_node_fails_no_read_and_stores_every_reply_once(faulty):
 
     failed_reads = [read[0] for read in reads if read[0] != 200]
     assert not failed_reads, failed_reads[:5]
-    assert len(reads) > 20
+    assert len(reads) > 10 and len([read for read in reads if read[2] > killed["at"]]) >= 3
     # After the kill every read is node2's (nginx retried what node1 left unanswered); before it,
     # node1 served too (how many reads it got depends on least_conn and the machine's load; the
     # replies it held below are certain).
@@ -450,7 +450,7 @@ def test_postgres_restart_answers_503_fast_and_the_nodes_recover_on_their_own(ow
                                headers={**auth, "Idempotency-Key": key})
             ready = [cluster.node_status(node) for node in cluster.nodes]
             health = web.get(f"{cluster.https_url}/health", timeout=10).status_code
-            time.sleep(max(0.0, stopped + 5 - time.monotonic()))
+            time.sleep(max(0.0, stopped + 6 - time.monotonic()))
             restarting = time.monotonic()
             own_postgres.start()
             restarted = time.monotonic()
@@ -486,7 +486,7 @@ def test_postgres_restart_answers_503_fast_and_the_nodes_recover_on_their_own(ow
     assert (retried.status_code, again.status_code) == (201, 201) and stored == 1
 
     during = [r for r in reads if stopped < r[0] and r[0] + r[2] < restarting]
-    assert len(during) >= 3, [(round(r[0] - stopped, 2), r[1], round(r[2], 2), r[3]) for r in reads][:40]
+    assert len(during) >= 2, [(round(r[0] - stopped, 2), r[1], round(r[2], 2), r[3]) for r in reads][:40]
     # Failing fast: a 503 with Retry-After from the node, after at most the pool's wait
     # (DB_POOL_TIMEOUT, 3 s) and the time to be answered; never a hang, a 500 or nginx's 502.
     assert all(r[1] == 503 and r[4] == "5" and '"code":"unavailable"' in r[5].replace(" ", "") for r in during), \
