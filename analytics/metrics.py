@@ -158,9 +158,13 @@ def pace(rng, *, now=None):
 
 
 # --- bookings: funnel ------------------------------------------------------------------------
-def _first_touch():
-    return Subquery(Lead.objects.filter(customer=OuterRef("customer")).order_by("created_at", "id")
-                    .values("source")[:1])
+def _first_touch(customer_ids) -> dict:
+    """{customer id: the source of their earliest lead} in one query."""
+    first = {}
+    for cid, source in (Lead.objects.filter(customer_id__in=customer_ids).order_by("customer_id", "created_at", "id")
+                        .values_list("customer_id", "source")):
+        first.setdefault(cid, source)
+    return first
 
 
 def _funnel_counts(rows):
@@ -189,10 +193,12 @@ def bookings(rng):
     guests), order value mean and median. turned_away: bookings lost to "date unavailable" by
     local event date, valued at the mean completed order value of the range.
     """
-    qs = Booking.objects.filter(**_in_range("inquiry_at", rng)).annotate(
-        period=period_of("inquiry_at", rng.interval), first_touch=_first_touch())
-    rows = list(qs.values("period", "quoted_at", "confirmed_at", "status", "source", "first_touch", "total",
+    qs = Booking.objects.filter(**_in_range("inquiry_at", rng)).annotate(period=period_of("inquiry_at", rng.interval))
+    rows = list(qs.values("period", "quoted_at", "confirmed_at", "status", "source", "customer_id", "total",
                           "guest_count", "lost_reason__name", "lost_reason__slug", "event_at"))
+    touch = _first_touch({r["customer_id"] for r in rows})
+    for r in rows:
+        r["first_touch"] = touch.get(r["customer_id"])
     by_period, by_source, by_touch = defaultdict(list), defaultdict(list), defaultdict(list)
     for r in rows:
         by_period[r["period"]].append(r)
@@ -470,12 +476,20 @@ def inbox(rng, *, database=None):
         channels.add(r["channel"])
     hours = dict(received.annotate(h=ExtractHour("at", tzinfo=timebase.zone())).values("h").annotate(
         n=Count("id")).order_by().values_list("h", "n"))
+    ends = [timebase.local_midnight(min(timebase.next_bucket(b, rng.interval), rng.end + timedelta(days=1)))
+            for b in rng.buckets()]
+    # The backlog of up to 400 periods per pass over the waits that could be open at their ends
+    # (a statement has a limit on its columns: a ten-year range by day takes ten passes).
+    backlog, open_waits = {}, ResponseCycle.objects.filter(Q(replied_at__isnull=True) | Q(replied_at__gte=rng.since))
+    for first in range(0, len(ends), 400):
+        part = ends[first:first + 400]
+        backlog.update(open_waits.filter(started_at__lt=part[-1]).aggregate(**{
+            f"b{first + i}": Count("id", filter=Q(started_at__lt=end) & (Q(replied_at__isnull=True)
+                                                                         | Q(replied_at__gte=end)))
+            for i, end in enumerate(part)}))
     series = []
-    for b in rng.buckets():
-        end = timebase.local_midnight(min(timebase.next_bucket(b, rng.interval), rng.end + timedelta(days=1)))
-        backlog = ResponseCycle.objects.filter(started_at__lt=end).filter(
-            Q(replied_at__isnull=True) | Q(replied_at__gte=end)).count()
-        row = {"period": b.isoformat(), "received": sum(by_channel.get(b, {}).values()), "backlog": backlog}
+    for i, b in enumerate(rng.buckets()):
+        row = {"period": b.isoformat(), "received": sum(by_channel.get(b, {}).values()), "backlog": backlog[f"b{i}"]}
         row.update({f"received_{c}": by_channel.get(b, {}).get(c, 0) for c in sorted(channels)})
         series.append(row)
     answered = ResponseCycle.objects.filter(**_in_range("replied_at", rng))
