@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, DateField, Max, OuterRef, Q, Subquery, Sum
+from django.db.models import BooleanField, Count, DateField, ExpressionWrapper, Max, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import ExtractHour, Trunc
 
 from channels_ingest.email.models import Campaign, SentEmail, TrackingEvent
@@ -158,17 +158,21 @@ def pace(rng, *, now=None):
 
 
 # --- bookings: funnel ------------------------------------------------------------------------
-def _first_touch():
-    return Subquery(Lead.objects.filter(customer=OuterRef("customer")).order_by("created_at", "id")
-                    .values("source")[:1])
+def _first_touch(customer_ids) -> dict:
+    """{customer id: the source of their earliest lead} in one query."""
+    first = {}
+    for cid, source in (Lead.objects.filter(customer_id__in=customer_ids).order_by("customer_id", "created_at", "id")
+                        .values_list("customer_id", "source")):
+        first.setdefault(cid, source)
+    return first
 
 
 def _funnel_counts(rows):
     c = {"inquiries": 0, "quoted": 0, "confirmed": 0, "completed": 0, "lost": 0, "cancelled": 0}
     for r in rows:
         c["inquiries"] += 1
-        c["quoted"] += r["quoted_at"] is not None
-        c["confirmed"] += r["confirmed_at"] is not None
+        c["quoted"] += bool(r["quoted"])
+        c["confirmed"] += bool(r["confirmed"])
         c["completed"] += r["status"] == Booking.Status.COMPLETED
         c["lost"] += r["status"] == Booking.Status.LOST
         c["cancelled"] += r["status"] == Booking.Status.CANCELLED
@@ -189,10 +193,16 @@ def bookings(rng):
     guests), order value mean and median. turned_away: bookings lost to "date unavailable" by
     local event date, valued at the mean completed order value of the range.
     """
+    # Flags and local dates are made in the query: converting thousands of timestamps costs more than counting.
     qs = Booking.objects.filter(**_in_range("inquiry_at", rng)).annotate(
-        period=period_of("inquiry_at", rng.interval), first_touch=_first_touch())
-    rows = list(qs.values("period", "quoted_at", "confirmed_at", "status", "source", "first_touch", "total",
-                          "guest_count", "lost_reason__name", "lost_reason__slug", "event_at"))
+        period=period_of("inquiry_at", rng.interval), event_day=period_of("event_at", "day"),
+        quoted=ExpressionWrapper(Q(quoted_at__isnull=False), output_field=BooleanField()),
+        confirmed=ExpressionWrapper(Q(confirmed_at__isnull=False), output_field=BooleanField()))
+    rows = list(qs.values("period", "quoted", "confirmed", "status", "source", "customer_id", "total",
+                          "guest_count", "lost_reason__name", "lost_reason__slug", "event_day"))
+    touch = _first_touch({r["customer_id"] for r in rows})
+    for r in rows:
+        r["first_touch"] = touch.get(r["customer_id"])
     by_period, by_source, by_touch = defaultdict(list), defaultdict(list), defaultdict(list)
     for r in rows:
         by_period[r["period"]].append(r)
@@ -223,7 +233,7 @@ def bookings(rng):
     turned = defaultdict(int)
     for r in rows:
         if r["status"] == Booking.Status.LOST and r["lost_reason__slug"] == LostReason.DATE_UNAVAILABLE:
-            turned[timebase.local_date(r["event_at"]).isoformat()] += 1
+            turned[r["event_day"].isoformat()] += 1
     mean = totals["order_value_mean"]
     return {
         "series": series, "totals": totals, "lost_reasons": reasons,
@@ -470,12 +480,20 @@ def inbox(rng, *, database=None):
         channels.add(r["channel"])
     hours = dict(received.annotate(h=ExtractHour("at", tzinfo=timebase.zone())).values("h").annotate(
         n=Count("id")).order_by().values_list("h", "n"))
+    ends = [timebase.local_midnight(min(timebase.next_bucket(b, rng.interval), rng.end + timedelta(days=1)))
+            for b in rng.buckets()]
+    # The backlog of up to 400 periods per pass over the waits that could be open at their ends
+    # (a statement has a limit on its columns: a ten-year range by day takes ten passes).
+    backlog, open_waits = {}, ResponseCycle.objects.filter(Q(replied_at__isnull=True) | Q(replied_at__gte=rng.since))
+    for first in range(0, len(ends), 400):
+        part = ends[first:first + 400]
+        backlog.update(open_waits.filter(started_at__lt=part[-1]).aggregate(**{
+            f"b{first + i}": Count("id", filter=Q(started_at__lt=end) & (Q(replied_at__isnull=True)
+                                                                         | Q(replied_at__gte=end)))
+            for i, end in enumerate(part)}))
     series = []
-    for b in rng.buckets():
-        end = timebase.local_midnight(min(timebase.next_bucket(b, rng.interval), rng.end + timedelta(days=1)))
-        backlog = ResponseCycle.objects.filter(started_at__lt=end).filter(
-            Q(replied_at__isnull=True) | Q(replied_at__gte=end)).count()
-        row = {"period": b.isoformat(), "received": sum(by_channel.get(b, {}).values()), "backlog": backlog}
+    for i, b in enumerate(rng.buckets()):
+        row = {"period": b.isoformat(), "received": sum(by_channel.get(b, {}).values()), "backlog": backlog[f"b{i}"]}
         row.update({f"received_{c}": by_channel.get(b, {}).get(c, 0) for c in sorted(channels)})
         series.append(row)
     answered = ResponseCycle.objects.filter(**_in_range("replied_at", rng))

@@ -11,7 +11,7 @@ refresh_recent(): the incremental step run every ANALYTICS_REFRESH_SECONDS by
 Both rebuild whole units (a local day, a conversation) in a transaction, so
 running them twice, or both at once, leaves the same rows.
 """
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from datetime import timedelta
 
 from django.conf import settings
@@ -28,6 +28,7 @@ from .models import DirtyDay, RefreshState, Resolution, ResponseCycle, RevenueDa
 
 CHUNK = 2000
 Kind = ConversationActivity.Kind
+HistoryRow = namedtuple("HistoryRow", "conversation_id kind actor_id from_value to_value channel at")
 
 
 def mark_dirty(moments) -> None:
@@ -161,10 +162,9 @@ def rebuild_conversations(ids) -> None:
     ids = list(ids)
     created = dict(Conversation.objects.filter(pk__in=ids).values_list("pk", "created_at"))
     history = defaultdict(list)
-    for row in (ConversationActivity.objects.filter(conversation_id__in=ids)
-                .only("conversation_id", "kind", "actor_id", "from_value", "to_value", "channel", "at")
-                .order_by("conversation_id", "at", "id")):
-        history[row.conversation_id].append(row)
+    for row in (ConversationActivity.objects.filter(conversation_id__in=ids).order_by("conversation_id", "at", "id")
+                .values_list(*HistoryRow._fields)):  # plain tuples: model instances cost more than the work
+        history[row[0]].append(HistoryRow(*row))
     cycles, resolutions = [], []
     for pk, started in created.items():
         c, r = conversation_facts(pk, started, history.get(pk, []))

@@ -80,3 +80,16 @@ def test_business_and_wall_seconds_across_the_spring_forward_weekend(settings):
 def test_no_business_hours_means_no_business_figure(settings):
     settings.BUSINESS_HOURS = {}
     assert timebase.business_seconds(local(2026, 6, 1, 9), local(2026, 6, 1, 10)) is None
+
+
+def test_business_hours_from_the_environment():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from myhibachi.settings import _business_hours
+
+    assert _business_hours("mon=09:00-12:00/13:00-21:00; sat=10:00-22:00") == {
+        "mon": [("09:00", "12:00"), ("13:00", "21:00")], "sat": [("10:00", "22:00")]}
+    assert _business_hours("off") == {}
+    for bad in ("funday=09:00-17:00", "mon=17:00-09:00", "mon=9-5"):
+        with pytest.raises(ImproperlyConfigured, match="BUSINESS_HOURS"):
+            _business_hours(bad)
