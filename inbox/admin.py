@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 
-from myhibachi.admin_site import BusinessAdmin, PersonChoiceField, export_as_csv, person_name
+from myhibachi.admin_site import BusinessAdmin, PersonChoiceField, PersonListFilter, export_as_csv, person_name
 
 from .admin_forms import RoutingRuleForm, summary
 
@@ -39,7 +39,7 @@ class AssignForm(forms.Form):
 @admin.register(Conversation)
 class ConversationAdmin(BusinessAdmin):
     list_display = ("id", "customer", "subject", "status", "assigned_to", "last_activity_at", "is_unread")
-    list_filter = ("status", "is_unread", "assignee", "tags", "last_activity_at")
+    list_filter = ("status", "is_unread", ("assignee", PersonListFilter), "tags", "last_activity_at")
     search_fields = ("subject", "customer__first_name", "customer__last_name", "customer__identities__value")
     date_hierarchy = "last_activity_at"
     list_select_related = ("customer", "assignee")

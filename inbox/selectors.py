@@ -374,11 +374,12 @@ PROFILE_NOTES = 10  # newest customer notes shown (the admin has them all)
 UPCOMING = [Booking.Status.INQUIRY, Booking.Status.QUOTED, Booking.Status.CONFIRMED]
 
 
-def customer_profile(customer: Customer, *, conversation_id=None) -> dict:
+def customer_profile(customer: Customer, *, conversation_id=None, panel: bool = True) -> dict:
     """What the thread's profile panel states about a customer, in four queries
     whatever their history: booking counts, the next booking, their other
     conversations (newest first, at most PROFILE_CONVERSATIONS) and the newest
-    staff notes about them (at most PROFILE_NOTES, with their authors)."""
+    staff notes about them (at most PROFILE_NOTES, with their authors).
+    panel=False: the booking facts only (two queries), as the API returns them."""
     from django.utils import timezone
 
     from crm.models import CustomerNote, loyalty_tier
@@ -392,13 +393,7 @@ def customer_profile(customer: Customer, *, conversation_id=None) -> dict:
         total=Count("pk"),
     )
     next_booking = Booking.objects.filter(upcoming, customer=customer).order_by("event_at", "pk").first()
-    others = (Conversation.objects.filter(customer=customer).exclude(pk=conversation_id)
-              .order_by("-last_activity_at", "-pk")
-              .values("id", "status", "subject", "last_activity_at", "created_at")[:PROFILE_CONVERSATIONS])
-    notes = (CustomerNote.objects.filter(customer=customer).order_by("-created_at", "-pk")
-             .values("id", "body", "created_at", *AUTHOR_COLUMNS)[:PROFILE_NOTES])
-    authors = {}
-    return {
+    profile = {
         "previous_bookings": counts["completed"],
         "bookings_total": counts["total"],
         "bookings": counts,
@@ -406,9 +401,15 @@ def customer_profile(customer: Customer, *, conversation_id=None) -> dict:
         "loyalty_tier": loyalty_tier(counts["completed"]),
         "preferred_channel": customer.preferred_channel,
         "next_booking": next_booking,
-        "other_conversations": list(others),
-        "notes": _with_authors(list(notes), authors),
     }
+    if panel:
+        others = (Conversation.objects.filter(customer=customer).exclude(pk=conversation_id)
+                  .order_by("-last_activity_at", "-pk")
+                  .values("id", "status", "subject", "last_activity_at", "created_at")[:PROFILE_CONVERSATIONS])
+        notes = (CustomerNote.objects.filter(customer=customer).order_by("-created_at", "-pk")
+                 .values("id", "body", "created_at", *AUTHOR_COLUMNS)[:PROFILE_NOTES])
+        profile.update(other_conversations=list(others), notes=_with_authors(list(notes), {}))
+    return profile
 
 
 def bookings_summary(counts: dict) -> str:

@@ -36,6 +36,14 @@ class PersonChoiceField(forms.ModelChoiceField):
         return person_name(obj)
 
 
+class PersonListFilter(admin.RelatedFieldListFilter):
+    """A list filter over a user field that names people as the inbox does."""
+
+    def field_choices(self, field, request, model_admin):
+        people = field.related_model._default_manager.filter(is_active=True).order_by("first_name", "username")
+        return [(person.pk, person_name(person)) for person in people]
+
+
 class BusinessAdmin(admin.ModelAdmin):
     """The base of every model admin of ours.
 

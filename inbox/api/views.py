@@ -144,7 +144,7 @@ class ConversationDetailView(InboxAPIView):
         return Response({
             "conversation": row,
             "customer": encoders.customer_data(conversation.customer),
-            "profile": s.ProfileSerializer(selectors.customer_profile(conversation.customer)).data,
+            "profile": s.ProfileSerializer(selectors.customer_profile(conversation.customer, panel=False)).data,
             "thread": [encoders.thread_item_data(item) for item in items],
             "older": older,
         })

@@ -99,3 +99,21 @@ def test_a_creation_time_shows_as_text_on_the_change_form(manager_client):
     customer = make_customer()
     page = manager_client.get(f"/admin/crm/customer/{customer.pk}/change/").content.decode()
     assert "Created at" in page and 'name="created_at_0"' not in page
+
+
+def test_people_are_named_as_in_the_inbox(manager_client, agent):
+    from inbox import services
+    from tests.factories import make_customer
+
+    agent.last_name = "Kim"
+    agent.save()
+    customer = make_customer()
+    conversation = services.receive_message(channel="email", sender="john@example.com", text="hi",
+                                            external_id="named-1").message.conversation
+    services.assign(conversation=conversation, assignee=agent, by=agent)
+    page = manager_client.get("/admin/inbox/conversation/").content.decode()
+    assert '<td class="field-assigned_to">Alice Kim</td>' in page
+    assert f'?assignee__id__exact={agent.pk}">Alice Kim</a>' in page  # the filter
+    page = manager_client.get(f"/admin/inbox/conversation/{conversation.pk}/change/").content.decode()
+    assert f'<option value="{agent.pk}" selected>Alice Kim</option>' in page
+    assert customer.pk == conversation.customer_id
