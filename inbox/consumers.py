@@ -7,6 +7,11 @@ queries per event: every event is already a small JSON payload that every
 staff member may see, and per-user events (mentions) go to that user's group
 only.
 
+Presence (who views a conversation, who types) rides on this socket too:
+presence.* messages from the page go to presence.Watcher, which keeps them in
+Redis with a TTL and tells that conversation's own group; no database write
+either (inbox/presence.py).
+
 Fan-out. With one channel-layer member per socket, channels-redis delivers a
 staff event once per socket (500 sockets: 500 queue pushes and 500 pops in
 each node, several hundred milliseconds per event). So each node (process and
@@ -36,7 +41,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from myhibachi.roles import is_staff_member, staff_user_ids
 
-from . import events, socket_access
+from . import events, presence, socket_access
 
 logger = logging.getLogger(__name__)
 
@@ -224,13 +229,23 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         self.send_frame = self.scope.get(SERVER_SEND, self.base_send)
         self.fanout = fanout_for(self.channel_layer)
         await self.fanout.add(self)
+        self.presence = presence.Watcher(self, user=user, name=user.get_full_name() or user.get_username())
 
     async def end(self, code):
         """Stop forwarding and close the socket (access ended)."""
         if getattr(self, "fanout", None):
             self.fanout.discard(self)
             self.fanout = None
+        await self._leave_presence()
         await self.close(code=code)
+
+    async def _leave_presence(self):
+        watcher, self.presence = getattr(self, "presence", None), None
+        if watcher is not None:
+            try:
+                await watcher.leave()
+            except Exception as exc:  # Redis down: the entry expires after presence.VIEW_TTL
+                logger.warning("could not end the presence of socket %s: %r", self.channel_name, exc)
 
     async def inbox_close(self, message):
         """Sent by inbox/socket_access.py: log-out (of this session, or all), left the staff, deactivated."""
@@ -242,13 +257,30 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code):
         if getattr(self, "fanout", None):
             self.fanout.discard(self)
+        await self._leave_presence()
         if getattr(self, "user_group", None):
             await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
-        # The socket is one-way; a ping gets a pong so clients can check liveness.
-        if isinstance(content, dict) and content.get("type") == "ping":
+        # Events flow one way; a ping gets a pong so clients can check liveness, and
+        # presence.* messages say who views a conversation and types (inbox/presence.py).
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        if kind == "ping":
             await self.send_json({"type": "pong"})
+        elif isinstance(kind, str) and kind.startswith("presence.") and getattr(self, "presence", None):
+            try:
+                await self.presence.handle(content)
+            except Exception as exc:  # Redis down for a moment: presence waits, the socket stays
+                logger.warning("presence message failed on socket %s: %r", self.channel_name, exc)
+
+    async def inbox_presence(self, message):
+        """Who views and types on the conversation this socket watches (its presence group only)."""
+        frame = message["frame"]
+        watcher = getattr(self, "presence", None)
+        if watcher is not None and frame.get("conversation") == watcher.conversation:
+            await self.send_json(frame)  # a late frame of a conversation it has left is dropped
 
     async def inbox_event(self, message):
         """Events for this user's group (mentions)."""
