@@ -44,6 +44,8 @@ import weakref
 
 from django.conf import settings
 
+from myhibachi.ids import BadId, parse_id
+
 from . import events
 
 logger = logging.getLogger(__name__)
@@ -228,13 +230,14 @@ class Watcher:
     async def watch(self, raw_id) -> None:
         from channels.db import database_sync_to_async
 
-        if self.conversation is not None and raw_id == self.conversation:
+        try:
+            wanted = parse_id(raw_id)
+        except BadId:
+            wanted = None
+        if wanted is not None and wanted == self.conversation:
             await self._write()  # the heartbeat
             return
-        if isinstance(raw_id, bool) or not isinstance(raw_id, (int, str)):
-            conversation = None
-        else:
-            conversation = await database_sync_to_async(may_watch)(self.user, raw_id)
+        conversation = None if wanted is None else await database_sync_to_async(may_watch)(self.user, wanted)
         if conversation is None:
             Counts.refused += 1
             await self.consumer.send_json({"type": "presence.refused", "conversation": raw_id if isinstance(

@@ -126,9 +126,10 @@ async def test_typing_and_heartbeats_touch_no_database(two_agents, monkeypatch):
 async def test_typing_stops_by_itself_when_the_repeats_stop(two_agents, monkeypatch):
     monkeypatch.setattr(presence, "TYPING_TTL", 0.3)
     conversation, a, b = two_agents
-    for socket in (a, b):
-        await socket.send_json_to({"type": "presence.watch", "conversation": conversation})
-    await presence_frame(b)  # a joined before b, so b hears of its own watch only
+    await a.send_json_to({"type": "presence.watch", "conversation": conversation})
+    await presence_frame(a)
+    await b.send_json_to({"type": "presence.watch", "conversation": conversation})
+    await presence_frame(b)
     await a.send_json_to({"type": "presence.typing", "typing": True})
     assert who(await presence_frame(b)) == [("Alice Kim", True), ("Bob", False)]
     assert who(await presence_frame(b, timeout=3)) == [("Alice Kim", False), ("Bob", False)]
