@@ -71,7 +71,7 @@ def setup(agents: int, per_conversation: int):
         conversations.append(received.message.conversation_id)
     for n in range(agents):
         name = f"bench-presence-{n}"
-        user = User.objects.filter(username=name).first() or make_user(name, first_name=f"Agent {n}")
+        user = User.objects.filter(username=name).first() or make_user(name, first_name=f"Agent {n}", password=None)  # no hashing: logged in by cookie
         client = Client()
         client.force_login(user)
         cookies.append(f"sessionid={client.cookies['sessionid'].value}")

@@ -92,9 +92,11 @@ class StaffFanout:
         self.layer = layer
         self.sockets = set()
         self.channel = None
+        self.presence_channel = None
         self.tasks = []
         self.lock = asyncio.Lock()
         self.backlogs = {}  # consumer -> deque of messages waiting behind a held-back send
+        self.watching = {}  # conversation id -> local consumers watching it (presence)
         self.finishing = set()  # tasks of held-back sends (the loop keeps only weak references)
         self.dropped = 0
 
@@ -107,7 +109,13 @@ class StaffFanout:
                 # channels with one shared receive loop per prefix.
                 self.channel = await self.layer.new_channel()
                 await self.layer.group_add(events.STAFF_GROUP, self.channel)
-                self.tasks = [asyncio.create_task(self._forward()), asyncio.create_task(self._rejoin())]
+                # Presence frames come on a channel of their own: a burst of them never fills
+                # the staff channel's capacity (channels-redis drops what does not fit).
+                self.presence_channel = await self.layer.new_channel()
+                for conversation in self.watching:  # a new channel: its presence groups again
+                    await self.layer.group_add(events.presence_group(conversation), self.presence_channel)
+                self.tasks = [asyncio.create_task(self._forward()), asyncio.create_task(self._rejoin()),
+                              asyncio.create_task(self._forward_presence())]
             else:
                 await self.layer.group_add(events.STAFF_GROUP, self.channel)  # one ZADD; cheap
         if consumer not in self.sockets:
@@ -119,6 +127,25 @@ class StaffFanout:
             self.sockets.discard(consumer)
             NodeCounts.sockets -= 1
         self.backlogs.pop(consumer, None)
+        for local in self.watching.values():  # no frame goes to it any more (unwatch leaves the groups)
+            local.discard(consumer)
+
+    async def watch(self, consumer, conversation: int) -> None:
+        """A local socket watches a conversation's presence: the node joins its group once,
+        so a presence frame costs one channel-layer message per node, not one per socket."""
+        local = self.watching.setdefault(conversation, set())
+        if not local:
+            await self.layer.group_add(events.presence_group(conversation), self.presence_channel)
+        local.add(consumer)
+
+    async def unwatch(self, consumer, conversation: int) -> None:
+        local = self.watching.get(conversation)
+        if local is None:
+            return
+        local.discard(consumer)
+        if not local:
+            del self.watching[conversation]
+            await self.layer.group_discard(events.presence_group(conversation), self.presence_channel)
 
     async def _forward(self):
         while True:
@@ -126,11 +153,22 @@ class StaffFanout:
             if message.get("type") == "inbox.event" and self.sockets:
                 self.deliver(message["event"])
 
-    def deliver(self, event):
-        """Hand one event to every local socket; all get event n before any gets n+1."""
+    async def _forward_presence(self):
+        while True:
+            message = await self.layer.receive(self.presence_channel)
+            if message.get("type") == "inbox.presence":
+                frame = message["frame"]
+                local = self.watching.get(frame.get("conversation"))
+                if local:  # only the sockets watching that conversation
+                    self.deliver(frame, to=local)
+
+    def deliver(self, event, to=None):
+        """Hand one event to every local socket (or to those in `to`: a presence frame);
+        all get event n before any gets n+1."""
         outgoing = {"type": "websocket.send", "text": json.dumps(event)}  # encoded once, shared
-        NodeCounts.events += 1
-        for consumer in list(self.sockets):
+        if to is None:
+            NodeCounts.events += 1
+        for consumer in list(self.sockets if to is None else to):
             backlog = self.backlogs.get(consumer)
             if backlog is not None:
                 if len(backlog) < MAX_BACKLOG:
@@ -178,6 +216,8 @@ class StaffFanout:
             await asyncio.sleep(REJOIN_SECONDS)
             try:
                 await self.layer.group_add(events.STAFF_GROUP, self.channel)
+                for conversation in list(self.watching):
+                    await self.layer.group_add(events.presence_group(conversation), self.presence_channel)
                 await self.close_non_staff()
             except Exception:
                 # Keep the loop: the next round tries again.
@@ -229,7 +269,8 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         self.send_frame = self.scope.get(SERVER_SEND, self.base_send)
         self.fanout = fanout_for(self.channel_layer)
         await self.fanout.add(self)
-        self.presence = presence.Watcher(self, user=user, name=user.get_full_name() or user.get_username())
+        self.presence = presence.Watcher(self, fanout=self.fanout, user=user,
+                                         name=user.get_full_name() or user.get_username())
 
     async def end(self, code):
         """Stop forwarding and close the socket (access ended)."""
@@ -274,13 +315,6 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
                 await self.presence.handle(content)
             except Exception as exc:  # Redis down for a moment: presence waits, the socket stays
                 logger.warning("presence message failed on socket %s: %r", self.channel_name, exc)
-
-    async def inbox_presence(self, message):
-        """Who views and types on the conversation this socket watches (its presence group only)."""
-        frame = message["frame"]
-        watcher = getattr(self, "presence", None)
-        if watcher is not None and frame.get("conversation") == watcher.conversation:
-            await self.send_json(frame)  # a late frame of a conversation it has left is dropped
 
     async def inbox_event(self, message):
         """Events for this user's group (mentions)."""

@@ -18,8 +18,11 @@ The protocol (client -> server, JSON on the socket):
   repeat the server counts the person as stopped after TYPING_TTL seconds.
 - ``{"type": "presence.leave"}``: stop watching.
 
-Server -> client, to the sockets watching that conversation only (group
-events.presence_group), whenever the set of viewers or who types changes:
+Server -> client, to the sockets watching that conversation only, whenever
+the set of viewers or who types changes (the conversation's channel-layer
+group, events.presence_group, holds one member per node that has watchers:
+the node's StaffFanout, which hands the frame to its local watchers, so a
+frame costs one Redis message per node, not one per socket):
 ``{"type": "presence", "conversation": <id>, "viewers": [{"user": <id>,
 "name": "...", "typing": bool}, ...]}`` — one entry per person (several tabs
 of one person are one entry, typing if any of them types). A refused watch
@@ -194,8 +197,9 @@ class Watcher:
     the channel layer; it keeps only its own socket's state here.
     """
 
-    def __init__(self, consumer, *, user, name: str):
+    def __init__(self, consumer, *, fanout, user, name: str):
         self.consumer = consumer
+        self.fanout = fanout  # the node's consumers.StaffFanout: it joins the conversation's group for the node
         self.user = user
         self.info = {"user": user.pk, "name": name, "typing": False}
         self.conversation = None  # the watched conversation's id
@@ -246,7 +250,7 @@ class Watcher:
         await self.leave()
         self.conversation = conversation
         self.info = {**self.info, "typing": False}
-        await self.consumer.channel_layer.group_add(events.presence_group(conversation), self.member)
+        await self.fanout.watch(self.consumer, conversation)
         await self._write(changed=True)
 
     async def set_typing(self, typing: bool) -> None:
@@ -281,13 +285,13 @@ class Watcher:
         conversation, self.conversation = self.conversation, None
         if conversation is None:
             return
-        await self.consumer.channel_layer.group_discard(events.presence_group(conversation), self.member)
+        await self.fanout.unwatch(self.consumer, conversation)
         _, entries = await store().remove(conversation, self.member)
         await self._broadcast(conversation, entries)
 
     async def _broadcast(self, conversation: int, entries) -> None:
         Counts.broadcasts += 1
-        await self.consumer.channel_layer.group_send(events.presence_group(conversation), {
+        await self.fanout.layer.group_send(events.presence_group(conversation), {
             "type": "inbox.presence",
             "frame": {"type": "presence", "conversation": conversation, "viewers": viewers(entries)},
         })

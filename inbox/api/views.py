@@ -150,7 +150,14 @@ class ConversationDetailView(InboxAPIView):
 
 
 class ReplyView(InboxAPIView):
-    @extend_schema(request=s.ReplySerializer, responses={201: s.MessageSerializer})
+    @extend_schema(request=s.ReplySerializer, responses={
+        201: s.MessageSerializer,
+        409: inline_serializer("StaleReply", {
+            "message": serializers.CharField(), "code": serializers.CharField(help_text='"stale_reply"'),
+            "new_items": s.MessageSerializer(many=True, help_text="Messages newer than seen_through, oldest first."),
+            "seen_through": serializers.IntegerField(help_text="Send this back to say you have seen them."),
+        }),
+    })
     @idempotent
     def post(self, request, pk):
         """Queue a reply to the customer (email, SMS or chat). Accepts an Idempotency-Key header.

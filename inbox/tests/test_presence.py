@@ -163,3 +163,20 @@ async def test_a_flood_of_presence_messages_is_cut_off(two_agents):
         frames += 1
     assert frames <= presence.MAX_MESSAGES_PER_SECOND * 2  # at most two windows' worth got through
     assert presence.Counts.dropped > dropped
+
+
+async def test_a_person_whose_access_ends_leaves_presence_at_once(two_agents):
+    from django.contrib.auth.models import Group
+
+    conversation, a, b = two_agents
+    await a.send_json_to({"type": "presence.watch", "conversation": conversation})
+    await presence_frame(a)
+    await b.send_json_to({"type": "presence.watch", "conversation": conversation})
+    assert who(await presence_frame(b)) == [("Alice Kim", False), ("Bob", False)]
+
+    def alice_leaves_the_agents():
+        Group.objects.get(name="Agent").user_set.remove(*Group.objects.get(name="Agent").user_set.filter(
+            username="alice"))
+
+    await database_sync_to_async(alice_leaves_the_agents)()
+    assert who(await presence_frame(b)) == [("Bob", False)]
