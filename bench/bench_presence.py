@@ -71,7 +71,8 @@ def setup(agents: int, per_conversation: int):
         conversations.append(received.message.conversation_id)
     for n in range(agents):
         name = f"bench-presence-{n}"
-        user = User.objects.filter(username=name).first() or make_user(name, first_name=f"Agent {n}", password=None)  # no hashing: logged in by cookie
+        # No password (no hashing): they log in by session cookie.
+        user = User.objects.filter(username=name).first() or make_user(name, first_name=f"Agent {n}", password=None)
         client = Client()
         client.force_login(user)
         cookies.append(f"sessionid={client.cookies['sessionid'].value}")
@@ -213,8 +214,8 @@ def main():
     nodes = []
     try:
         for n in (1, 2):
-            node = LiveServer(database_url=database_url(connection.settings_dict), redis_url=REDIS_URL,
-                              prefix=prefix, server="uvicorn", log_path=ROOT / "bench" / "results" / f"presence-node{n}.log")
+            node = LiveServer(database_url=database_url(connection.settings_dict), redis_url=REDIS_URL, prefix=prefix,
+                              server="uvicorn", log_path=ROOT / "test-artifacts" / f"presence-node{n}.log")
             nodes.append(node.start())
         results = asyncio.run(measure(args, users, cookies, watch, nodes))
     finally:
@@ -233,7 +234,7 @@ def main():
         p99 = f"{f['p99']:.1f}" if r["changes_observed"] else "—"
         print(f"{name:<9} {r['messages_per_second']:>7} {r['frames_per_second']:>9} {p50:>12} {p95:>8} {p99:>8} "
               f"{cpu:>12} {r['redis_commands_per_second']:>12}")
-    out = ROOT / "bench" / "results" / "presence.json"
+    out = ROOT / "bench" / "results" / ("presence.json" if args.agents == 200 else f"presence-{args.agents}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"agents": args.agents, "per_conversation": args.per_conversation, "nodes": 2,
                                "server": "uvicorn", "phases": results,
