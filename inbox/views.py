@@ -282,7 +282,7 @@ def refusal(exc) -> tuple[str, int]:
 
 
 def _seen_through(form):
-    """The reply box's "newest message I had seen" (inbox/presence.js keeps it), or None to send
+    """The reply box's "newest message I had seen" (static/js/presence.js keeps it), or None to send
     without the check: "Send anyway", or a value that is no id (the check is a help, not a lock)."""
     if form.get("send_anyway"):
         return None

@@ -118,6 +118,8 @@
   }, true);
   document.body.addEventListener("htmx:afterSwap", function (e) {
     if (e.target.id === "composer" || (e.detail && e.detail.elt && e.detail.elt.id === "composer")) followThread();
+    var held = document.getElementById("stale-activity"); // a held send: show what is new
+    if (held) held.scrollIntoView({ block: "nearest" });
   });
 
   var items = document.getElementById("thread-items");
