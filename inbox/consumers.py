@@ -7,6 +7,11 @@ queries per event: every event is already a small JSON payload that every
 staff member may see, and per-user events (mentions) go to that user's group
 only.
 
+Presence (who views a conversation, who types) rides on this socket too:
+presence.* messages from the page go to presence.Watcher, which keeps them in
+Redis with a TTL and tells that conversation's own group; no database write
+either (inbox/presence.py).
+
 Fan-out. With one channel-layer member per socket, channels-redis delivers a
 staff event once per socket (500 sockets: 500 queue pushes and 500 pops in
 each node, several hundred milliseconds per event). So each node (process and
@@ -37,7 +42,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from myhibachi.roles import is_staff_member, staff_user_ids
 
-from . import events, socket_access
+from . import events, presence, socket_access
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +104,11 @@ class StaffFanout:
         self.layer = layer
         self.sockets = set()
         self.channel = None
+        self.presence_channel = None
         self.tasks = []
         self.lock = asyncio.Lock()
         self.backlogs = {}  # consumer -> deque of messages waiting behind a held-back send
+        self.watching = {}  # conversation id -> local consumers watching it (presence)
         self.finishing = set()  # tasks of held-back sends (the loop keeps only weak references)
         self.dropped = 0
 
@@ -115,7 +122,14 @@ class StaffFanout:
                 self.channel = await self.layer.new_channel()
                 with counted_layer_errors("group_add"):
                     await self.layer.group_add(events.STAFF_GROUP, self.channel)
-                self.tasks = [asyncio.create_task(self._forward()), asyncio.create_task(self._rejoin())]
+                # Presence frames come on a channel of their own: a burst of them never fills
+                # the staff channel's capacity (channels-redis drops what does not fit).
+                self.presence_channel = await self.layer.new_channel()
+                for conversation in self.watching:  # a new channel: its presence groups again
+                    with counted_layer_errors("group_add"):
+                        await self.layer.group_add(events.presence_group(conversation), self.presence_channel)
+                self.tasks = [asyncio.create_task(self._forward()), asyncio.create_task(self._rejoin()),
+                              asyncio.create_task(self._forward_presence())]
             else:
                 with counted_layer_errors("group_add"):
                     await self.layer.group_add(events.STAFF_GROUP, self.channel)  # one ZADD; cheap
@@ -128,6 +142,25 @@ class StaffFanout:
             self.sockets.discard(consumer)
             NodeCounts.sockets -= 1
         self.backlogs.pop(consumer, None)
+        for local in self.watching.values():  # no frame goes to it any more (unwatch leaves the groups)
+            local.discard(consumer)
+
+    async def watch(self, consumer, conversation: int) -> None:
+        """A local socket watches a conversation's presence: the node joins its group once,
+        so a presence frame costs one channel-layer message per node, not one per socket."""
+        local = self.watching.setdefault(conversation, set())
+        if not local:
+            await self.layer.group_add(events.presence_group(conversation), self.presence_channel)
+        local.add(consumer)
+
+    async def unwatch(self, consumer, conversation: int) -> None:
+        local = self.watching.get(conversation)
+        if local is None:
+            return
+        local.discard(consumer)
+        if not local:
+            del self.watching[conversation]
+            await self.layer.group_discard(events.presence_group(conversation), self.presence_channel)
 
     async def _forward(self):
         while True:
@@ -136,11 +169,22 @@ class StaffFanout:
             if message.get("type") == "inbox.event" and self.sockets:
                 self.deliver(message["event"])
 
-    def deliver(self, event):
-        """Hand one event to every local socket; all get event n before any gets n+1."""
+    async def _forward_presence(self):
+        while True:
+            message = await self.layer.receive(self.presence_channel)
+            if message.get("type") == "inbox.presence":
+                frame = message["frame"]
+                local = self.watching.get(frame.get("conversation"))
+                if local:  # only the sockets watching that conversation
+                    self.deliver(frame, to=local)
+
+    def deliver(self, event, to=None):
+        """Hand one event to every local socket (or to those in `to`: a presence frame);
+        all get event n before any gets n+1."""
         outgoing = {"type": "websocket.send", "text": json.dumps(event)}  # encoded once, shared
-        NodeCounts.events += 1
-        for consumer in list(self.sockets):
+        if to is None:
+            NodeCounts.events += 1
+        for consumer in list(self.sockets if to is None else to):
             backlog = self.backlogs.get(consumer)
             if backlog is not None:
                 if len(backlog) < MAX_BACKLOG:
@@ -189,6 +233,8 @@ class StaffFanout:
             try:
                 with counted_layer_errors("group_add"):
                     await self.layer.group_add(events.STAFF_GROUP, self.channel)
+                    for conversation in list(self.watching):
+                        await self.layer.group_add(events.presence_group(conversation), self.presence_channel)
                 await self.close_non_staff()
             except Exception:
                 # Keep the loop: the next round tries again.
@@ -241,13 +287,24 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         self.send_frame = self.scope.get(SERVER_SEND, self.base_send)
         self.fanout = fanout_for(self.channel_layer)
         await self.fanout.add(self)
+        self.presence = presence.Watcher(self, fanout=self.fanout, user=user,
+                                         name=user.get_full_name() or user.get_username())
 
     async def end(self, code):
         """Stop forwarding and close the socket (access ended)."""
         if getattr(self, "fanout", None):
             self.fanout.discard(self)
             self.fanout = None
+        await self._leave_presence()
         await self.close(code=code)
+
+    async def _leave_presence(self):
+        watcher, self.presence = getattr(self, "presence", None), None
+        if watcher is not None:
+            try:
+                await watcher.leave()
+            except Exception as exc:  # Redis down: the entry expires after presence.VIEW_TTL
+                logger.warning("could not end the presence of socket %s: %r", self.channel_name, exc)
 
     async def inbox_close(self, message):
         """Sent by inbox/socket_access.py: log-out (of this session, or all), left the staff, deactivated."""
@@ -259,14 +316,24 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code):
         if getattr(self, "fanout", None):
             self.fanout.discard(self)
+        await self._leave_presence()
         if getattr(self, "user_group", None):
             with counted_layer_errors("group_discard"):
                 await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
-        # The socket is one-way; a ping gets a pong so clients can check liveness.
-        if isinstance(content, dict) and content.get("type") == "ping":
+        # Events flow one way; a ping gets a pong so clients can check liveness, and
+        # presence.* messages say who views a conversation and types (inbox/presence.py).
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        if kind == "ping":
             await self.send_json({"type": "pong"})
+        elif isinstance(kind, str) and kind.startswith("presence.") and getattr(self, "presence", None):
+            try:
+                await self.presence.handle(content)
+            except Exception as exc:  # Redis down for a moment: presence waits, the socket stays
+                logger.warning("presence message failed on socket %s: %r", self.channel_name, exc)
 
     async def inbox_event(self, message):
         """Events for this user's group (mentions)."""

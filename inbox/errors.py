@@ -9,6 +9,7 @@ class InboxError(Exception):
     status = 400
     code = "refused"
     field = None  # the request field the refusal is about, when there is one
+    details = None  # more for the API body (a dict the edge fills in, e.g. StaleReply's new items)
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -20,6 +21,18 @@ class InvalidTransition(InboxError):
 
     status = 409
     code = "invalid_transition"
+
+
+class StaleReply(InboxError):
+    """New messages reached the customer's thread after the last one the agent saw
+    (the reply's seen_through): the reply is held so they can read them first."""
+
+    status = 409
+    code = "stale_reply"
+
+    def __init__(self, message: str, *, new_messages):
+        super().__init__(message)
+        self.new_messages = list(new_messages)
 
 
 class ReplyTooLarge(InboxError):

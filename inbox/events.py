@@ -48,6 +48,11 @@ def user_group(user_id: int) -> str:
     return f"inbox.user.{user_id}"
 
 
+def presence_group(conversation_id: int) -> str:
+    """The sockets watching one conversation (inbox/presence.py): who views it, who types."""
+    return f"inbox.presence.{conversation_id}"
+
+
 def as_message(event: InboxEvent) -> dict:
     return {
         "id": event.id,

@@ -23,7 +23,7 @@ from myhibachi.roles import is_staff_member
 from . import canned, channels, events, history, receiving
 from .changes import TRANSITIONS, assign, locked, set_status
 from .delivery import DELIVERY_RANK, update_delivery
-from .errors import CannotReply, InboxError, InvalidTransition, ReplyTooLarge
+from .errors import CannotReply, InboxError, InvalidTransition, ReplyTooLarge, StaleReply
 from .models import CannedResponse, Conversation, Message, Note, Tag
 from .payloads import conversation_summary, mention, message_summary, note_summary
 from .receiving import Received
@@ -35,7 +35,7 @@ __all__ = [
     "reply", "default_reply_channel", "reply_refusals", "annotate_message", "set_call_back", "CALL_BACK_TAG",
     "render_canned", "add_note", "mark_read", "record_bot_handoff",
     "set_status", "assign", "locked", "TRANSITIONS", "update_delivery", "DELIVERY_RANK",
-    "InboxError", "InvalidTransition", "ReplyTooLarge", "CannotReply",
+    "InboxError", "InvalidTransition", "ReplyTooLarge", "CannotReply", "StaleReply",
     "conversation_summary", "message_summary", "note_summary",
 ]
 
@@ -96,8 +96,14 @@ def record_bot_handoff(*, message: Message, at=None) -> None:
 # --- staff actions ---------------------------------------------------------
 
 def reply(*, conversation: Conversation, author, text: str = "", channel: str | None = None,
-          canned_response: CannedResponse | None = None) -> Message:
-    """Queue a staff reply; a Celery task hands it to the channel's sender after commit."""
+          canned_response: CannedResponse | None = None, seen_through: int | None = None) -> Message:
+    """Queue a staff reply; a Celery task hands it to the channel's sender after commit.
+
+    seen_through: the id of the newest message of the customer's thread the agent
+    had seen when they started writing. Newer messages (the customer's, or other
+    staff's replies) hold the reply with StaleReply; None sends without looking
+    (the API's and the screen's "send anyway").
+    """
     if canned_response is not None and not text.strip():
         text = render_canned(canned_response, conversation=conversation, agent=author)
     if not text or not text.strip():
@@ -110,6 +116,8 @@ def reply(*, conversation: Conversation, author, text: str = "", channel: str | 
         conversation = locked(conversation)
         if conversation.status == Status.CLOSED:
             raise InvalidTransition("This conversation is closed. Reopen it before replying.")
+        if seen_through is not None:
+            _hold_if_stale(conversation, author=author, seen_through=seen_through)
         channel = channel or default_reply_channel(conversation.customer)
         spec = channels.get(channel)
         if spec.max_reply_units is not None and channels.utf16_units(text) > spec.max_reply_units:
@@ -169,6 +177,23 @@ def annotate_message(*, message: Message, metadata: dict) -> Message:
         message.save(update_fields=["metadata"])
         events.record(events.MESSAGE_UPDATED, conversation=message.conversation, payload=message_summary(message))
     return message
+
+
+STALE_MESSAGE = "New activity since you started — review before sending."
+MAX_STALE_ITEMS = 20
+
+
+def _hold_if_stale(conversation, *, author, seen_through: int) -> None:
+    """Under the conversation's lock (replies to it queue behind each other): refuse when
+    the customer's thread has messages newer than seen_through that this agent did not write."""
+    newer = list(
+        Message.objects.filter(customer_id=conversation.customer_id, id__gt=seen_through)
+        .exclude(direction=Message.Direction.OUTBOUND, author=author)
+        .select_related("author").order_by("-created_at", "-id")[:MAX_STALE_ITEMS]
+    )
+    if newer:
+        newer.reverse()
+        raise StaleReply(STALE_MESSAGE, new_messages=newer)
 
 
 def default_reply_channel(customer) -> str:

@@ -289,6 +289,17 @@ def refusal(exc) -> tuple[str, int]:
     return " ".join(exc.messages), 422
 
 
+def _seen_through(form):
+    """The reply box's "newest message I had seen" (static/js/presence.js keeps it), or None to send
+    without the check: "Send anyway", or a value that is no id (the check is a help, not a lock)."""
+    if form.get("send_anyway"):
+        return None
+    try:
+        return parse_id(form.get("seen_through", ""), minimum=0)
+    except BadId:
+        return None
+
+
 @staff_screen
 @_post_only
 def send(request, pk):
@@ -305,12 +316,14 @@ def send(request, pk):
             services.add_note(conversation=conversation, author=request.user, body=text)
             notice = "Note added (staff only)."
         else:
-            services.reply(conversation=conversation, author=request.user, text=text, channel=channel)
+            services.reply(conversation=conversation, author=request.user, text=text, channel=channel,
+                           seen_through=_seen_through(request.POST))
             notice = "Reply queued for sending."
         composer = _composer(conversation, mode=mode, channel=channel, notice=notice)
     except (services.InboxError, ValidationError) as exc:
         error, status = refusal(exc)
         composer = _composer(conversation, mode=mode, text=text, channel=channel, error=error)
+        composer["stale"] = getattr(exc, "new_messages", None)  # StaleReply: shown above the box
     if not is_htmx(request):
         if status == 200:
             return redirect(reverse("inbox:thread", args=[conversation.pk]) + "#thread-end")

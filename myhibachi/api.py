@@ -29,6 +29,7 @@ def exception_handler(exc, context):
         body = {"message": exc.message, "code": exc.code}
         if exc.field:
             body["errors"] = {exc.field: [exc.message]}
+        body.update(exc.details or {})
         return Response(body, status=exc.status)
     if isinstance(exc, DjangoValidationError):
         exc = ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})

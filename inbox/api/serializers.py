@@ -132,6 +132,13 @@ class ReplySerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=channels.reply_choices(), required=False,
                                       help_text="A channel staff can answer on (default: the customer's last).")
     canned_response = IdRelatedField(queryset=CannedResponse.objects.filter(active=True), required=False)
+    seen_through = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=2**63 - 1,
+        help_text="Id of the newest message of the customer's thread you had seen when you started writing. "
+                  "If newer ones arrived (from the customer or other staff), the reply is not sent: "
+                  "409 `stale_reply` with them in `new_items`. Leave out to send without this check.")
+    send_anyway = serializers.BooleanField(
+        required=False, default=False, help_text="Send even if there are newer messages than `seen_through`.")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -151,14 +151,32 @@ class ConversationDetailView(InboxAPIView):
 
 
 class ReplyView(InboxAPIView):
-    @extend_schema(request=s.ReplySerializer, responses={201: s.MessageSerializer})
+    @extend_schema(request=s.ReplySerializer, responses={
+        201: s.MessageSerializer,
+        409: inline_serializer("StaleReply", {
+            "message": serializers.CharField(), "code": serializers.CharField(help_text='"stale_reply"'),
+            "new_items": s.MessageSerializer(many=True, help_text="Messages newer than seen_through, oldest first."),
+            "seen_through": serializers.IntegerField(help_text="Send this back to say you have seen them."),
+        }),
+    })
     @idempotent
     def post(self, request, pk):
-        """Queue a reply to the customer (email, SMS or chat). Accepts an Idempotency-Key header."""
+        """Queue a reply to the customer (email, SMS or chat). Accepts an Idempotency-Key header.
+
+        With `seen_through`, a reply written before newer messages arrived answers 409
+        `stale_reply` with those messages (`new_items`) and is not sent; the refusal does
+        not use up the Idempotency-Key, so the same key may then carry `send_anyway`."""
         conversation = access_conversation(request.user, pk)
         data = _valid(s.ReplySerializer, request)
-        message = services.reply(conversation=conversation, author=request.user, text=data["text"],
-                                 channel=data.get("channel"), canned_response=data.get("canned_response"))
+        try:
+            message = services.reply(
+                conversation=conversation, author=request.user, text=data["text"], channel=data.get("channel"),
+                canned_response=data.get("canned_response"),
+                seen_through=None if data["send_anyway"] else data.get("seen_through"))
+        except services.StaleReply as exc:
+            exc.details = {"new_items": s.MessageSerializer(exc.new_messages, many=True).data,
+                           "seen_through": exc.new_messages[-1].pk}
+            raise  # an error: the idempotency record rolls back with it
         return Response(s.MessageSerializer(message).data, status=status.HTTP_201_CREATED)
 
 

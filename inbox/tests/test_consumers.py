@@ -112,10 +112,8 @@ async def test_a_mention_reaches_only_the_person_mentioned(client):
     await b.disconnect()
 
 
-async def test_forwarding_runs_no_database_queries(client, monkeypatch):
-    agent = await database_sync_to_async(make_user)("alice")
-    communicator, connected, _ = await connect(await database_sync_to_async(session_cookie)(client, agent))
-    assert connected
+def count_queries(monkeypatch) -> list:
+    """From now on, every database cursor opened in this process (any thread) lands in the list."""
     queries = []
     original = BaseDatabaseWrapper._cursor
 
@@ -124,6 +122,14 @@ async def test_forwarding_runs_no_database_queries(client, monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(BaseDatabaseWrapper, "_cursor", counting)
+    return queries
+
+
+async def test_forwarding_runs_no_database_queries(client, monkeypatch):
+    agent = await database_sync_to_async(make_user)("alice")
+    communicator, connected, _ = await connect(await database_sync_to_async(session_cookie)(client, agent))
+    assert connected
+    queries = count_queries(monkeypatch)
     layer = get_channel_layer()
     for n in range(1, 51):
         await layer.group_send(events.STAFF_GROUP, {"type": "inbox.event", "event": {

@@ -129,11 +129,15 @@
       self.attempt = 0;
       self.status("live", "Live");
       self.catchUp(); // whatever happened between the page render (or the last socket) and now
+      // Other features that talk over this socket (static/js/presence.js) start here.
+      document.dispatchEvent(new CustomEvent("inbox:socket-open", { detail: ws }));
     };
     ws.onmessage = function (e) {
       var event;
       try { event = JSON.parse(e.data); } catch (err) { return; }
       if (event && typeof event.id === "number") self.receive(event);
+      // Unnumbered frames (presence) are not events: handed on, never caught up.
+      else if (event && typeof event.type === "string") document.dispatchEvent(new CustomEvent("inbox:frame", { detail: event }));
     };
     ws.onclose = function (e) {
       if (self.stopped) return;
