@@ -27,13 +27,14 @@ from .errors import CannotReply, InboxError, InvalidTransition, ReplyTooLarge
 from .models import CannedResponse, Conversation, Message, Note
 from .payloads import conversation_summary, mention, message_summary, note_summary
 from .receiving import Received
+from .tagging import add_tag, remove_tag
 from .receiving import in_bulk as receiving_in_bulk
 from .tasks import deliver_message
 
 __all__ = [
     "receive_message", "receive_many", "receiving_in_bulk", "Received",
     "reply", "default_reply_channel", "render_canned", "add_note", "mark_read",
-    "set_status", "assign", "locked", "TRANSITIONS", "update_delivery", "DELIVERY_RANK",
+    "set_status", "assign", "add_tag", "remove_tag", "locked", "TRANSITIONS", "update_delivery", "DELIVERY_RANK",
     "InboxError", "InvalidTransition", "ReplyTooLarge", "CannotReply",
     "conversation_summary", "message_summary", "note_summary",
 ]

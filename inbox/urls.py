@@ -16,4 +16,5 @@ urlpatterns = [
     path("inbox/<int:pk>/send", views.send, name="send"),
     path("inbox/<int:pk>/status", views.change_status, name="status"),
     path("inbox/<int:pk>/assign", views.change_assignee, name="assign"),
+    path("inbox/<int:pk>/tags", views.change_tags, name="tags"),
 ]
