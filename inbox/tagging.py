@@ -26,40 +26,33 @@ def tag_name(raw) -> str:
     return name
 
 
-def _changed(conversation, by, names):
-    events.record(events.CONVERSATION_UPDATED, conversation=conversation,
-                  payload={**conversation_summary(conversation, by=by), "tags": names})
-
-
 def _names(conversation) -> list[str]:
     return list(conversation.tags.order_by("name").values_list("name", flat=True))
 
 
 def add_tag(*, conversation: Conversation, name: str, by=None) -> list[str]:
     """Tag the conversation (creating the tag if it is new); returns its tags. Adding a tag it has changes nothing."""
-    name = tag_name(name)
-    with transaction.atomic():
-        conversation = locked(conversation)
-        tag, _ = Tag.objects.get_or_create(name=name)
-        if conversation.tags.filter(pk=tag.pk).exists():
-            return _names(conversation)
-        conversation.tags.add(tag)
-        history.record(history.Kind.TAGGED, conversation, at=timezone.now(), actor=by, to_value=name)
-        names = _names(conversation)
-        _changed(conversation, by, names)
-    return names
+    return _change(conversation, tag_name(name), by, add=True)
 
 
 def remove_tag(*, conversation: Conversation, name: str, by=None) -> list[str]:
     """Take the tag off the conversation; returns its tags. Removing a tag it lacks changes nothing."""
-    name = tag_name(name)
+    return _change(conversation, tag_name(name), by, add=False)
+
+
+def _change(conversation, name, by, *, add: bool) -> list[str]:
     with transaction.atomic():
         conversation = locked(conversation)
-        tag = conversation.tags.filter(name=name).first()
-        if tag is None:
+        has = conversation.tags.filter(name=name).first()
+        if (has is not None) == add:
             return _names(conversation)
-        conversation.tags.remove(tag)
-        history.record(history.Kind.UNTAGGED, conversation, at=timezone.now(), actor=by, from_value=name)
+        if add:
+            conversation.tags.add(Tag.objects.get_or_create(name=name)[0])
+            history.record(history.Kind.TAGGED, conversation, at=timezone.now(), actor=by, to_value=name)
+        else:
+            conversation.tags.remove(has)
+            history.record(history.Kind.UNTAGGED, conversation, at=timezone.now(), actor=by, from_value=name)
         names = _names(conversation)
-        _changed(conversation, by, names)
+        events.record(events.CONVERSATION_UPDATED, conversation=conversation,
+                      payload={**conversation_summary(conversation, by=by), "tags": names})
     return names
