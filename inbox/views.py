@@ -26,7 +26,7 @@ from django.utils.safestring import mark_safe
 from myhibachi.ids import BadId, parse_id
 from myhibachi.roles import AGENT, MANAGER, is_manager, is_staff_member
 
-from . import assignees, channels, selectors, services
+from . import assignees, channels, search, selectors, services
 from .rows import load as load_rows
 from .templatetags.inbox_ui import history_lines
 from .access import access_conversation
@@ -217,7 +217,12 @@ def inbox_rows(request):
     # Ids the page sent; anything that is not one is dropped (the page has no row for it).
     ids = [int(x) for x in request.GET.get("ids", "").split(",") if _is_id(x)][:MAX_LIVE_IDS]
     qs = filters.queryset().filter(pk__in=ids).order_by("-last_activity_at", "-id")
-    response = HttpResponse(render_rows(request, load_rows(qs) if ids else []))
+    found = load_rows(qs) if ids else []
+    if filters.q and found:  # a search's rows keep saying why they matched
+        hits = search.hits_for([row.id for row in found], filters.q)
+        for row in found:
+            row.hit = hits.get(row.id)
+    response = HttpResponse(render_rows(request, found))
     if not filters.q:  # a search's counts stay those of the search as run (re-running it per event costs too much)
         response["X-Inbox-Counts"] = json.dumps(filters.counts())
     return response

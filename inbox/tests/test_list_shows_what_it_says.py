@@ -63,7 +63,7 @@ def test_tab_counts_and_heading_follow_the_filters(agent_client, mixed):
     assert re.search(r'data-count="open"[^>]*>1</span> Open\)', page)  # the heading: John only
     assert re.search(r'Open <span class="count" data-count="open"[^>]*>1</span>', page)
     assert re.search(r'Resolved <span class="count" data-count="resolved"[^>]*>0</span>', page)
-    assert "on SMS" in page and 'id="clear-filters-top"' in page
+    assert "On SMS" in page and 'id="clear-filters-top"' in page
     calls = text_of(agent_client.get("/inbox/?status=open&channel=call"))
     assert re.search(r'Resolved <span class="count" data-count="resolved"[^>]*>1</span>', calls)
 
@@ -142,6 +142,8 @@ def test_a_search_hit_shows_the_matching_note_with_the_words_marked(agent_client
     # Escaped first, then marked: the customer's or colleague's markup stays text.
     assert "has a &lt;b&gt;<mark>peanut</mark>&lt;/b&gt; allergy &amp; more" in row
     assert "Newest message" not in row
+    live = text_of(agent_client.get(f"/inbox/rows?q=peanut&status=all&ids={conversation.pk}"))
+    assert "<mark>peanut</mark>" in live  # a live refresh of the row keeps the reason
 
 
 def test_a_search_hit_from_a_message_marks_every_word(agent_client, receive):
@@ -186,7 +188,7 @@ def test_tags_from_the_thread_show_on_rows_and_filter_the_list(agent_client, rec
     thread = text_of(agent_client.get(f"/inbox/{tagged.pk}/"))
     assert 'data-tag="vip"' in thread and '<option value="vip">' in thread  # shown, and suggested
     page = text_of(agent_client.get("/inbox/?tag=vip"))
-    assert row_ids(page) == {tagged.pk} and '<span class="tag">vip</span>' in page and "tagged vip" in page
+    assert row_ids(page) == {tagged.pk} and '<span class="tag">vip</span>' in page and "Tagged vip" in page
     assert {r["id"] for r in agent_client.get("/api/v1/inbox", {"tag": "vip"}).json()["results"]} == {tagged.pk}
     history = text_of(agent_client.get(f"/inbox/{tagged.pk}/history", **HX))
     assert "Alice tagged it vip" in history

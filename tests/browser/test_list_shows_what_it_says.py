@@ -36,7 +36,7 @@ def test_the_channel_filter_shows_only_rows_that_visibly_carry_the_channel(live,
     expect(page.locator("#inbox-heading")).to_have_text("Inbox (2 Open)")
     page.get_by_label("Channel").select_option("email")
     expect(page.locator("#inbox-heading")).to_have_text("Inbox (2 Open)")
-    expect(page.locator("#filter-summary")).to_contain_text("on Email")
+    expect(page.locator("#filter-summary")).to_contain_text("On Email")
     rows = page.locator("#rows > li.row")
     expect(rows).to_have_count(2)
     for i in range(rows.count()):  # what is filtered is what is seen
@@ -97,7 +97,7 @@ def test_tags_added_in_the_thread_show_live_on_another_agents_list(live, sign_in
     bob.wait_live()
     bob.page.get_by_label("Tag").select_option("vip")
     expect(bob.page.locator("#rows > li.row")).to_have_count(1)
-    expect(bob.page.locator("#filter-summary")).to_contain_text("tagged vip")
+    expect(bob.page.locator("#filter-summary")).to_contain_text("Tagged vip")
     alice.page.get_by_role("button", name="Remove tag vip").click()
     expect(alice.page.locator('#conv-tags .tag[data-tag="vip"]')).to_have_count(0)
     expect(bob.page.locator(f"#conv-{john.pk}")).to_have_count(0)  # no longer tagged: it leaves the list
