@@ -310,6 +310,9 @@
       if (searching) ids = ids.filter(function (id) { return qs("#conv-" + id); });
       var url = "/inbox/rows?" + box.dataset.query + "&ids=" + ids.join(",");
       getHTML(url).then(function (res) {
+        // The tab, a filter or the search changed while this was on its way: its rows were
+        // chosen by the old filters, so ask again with the new ones instead of mixing them in.
+        if (current() !== box) { ids.forEach(function (id) { dirty.add(id); }); refresh(); return; }
         var counts = res.headers.get("X-Inbox-Counts");
         if (counts) setCounts(JSON.parse(counts));
         var frag = fragment(res.text), list = qs("#rows");
@@ -409,7 +412,10 @@
           var focusedId = old.contains(document.activeElement) ? document.activeElement.id : null;
           var error = qs("#header-error", old);
           if (error) header.appendChild(error); // keep a message the person has not read yet
+          var history = qs("#conv-history", old), historyOpen = history && history.open;
           old.replaceWith(header);
+          // An open History stays open, read again (its "toggle" loads the new header's list).
+          if (historyOpen && qs("#conv-history", header)) qs("#conv-history", header).open = true;
           processHtmx(header);
           if (focusedId && document.getElementById(focusedId)) document.getElementById(focusedId).focus();
         }

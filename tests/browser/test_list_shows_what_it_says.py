@@ -98,10 +98,14 @@ def test_tags_added_in_the_thread_show_live_on_another_agents_list(live, sign_in
     bob.page.get_by_label("Tag").select_option("vip")
     expect(bob.page.locator("#rows > li.row")).to_have_count(1)
     expect(bob.page.locator("#filter-summary")).to_contain_text("Tagged vip")
+    refreshed = alice.page.evaluate("window.inboxLive.refreshes")
     alice.page.get_by_role("button", name="Remove tag vip").click()
     expect(alice.page.locator('#conv-tags .tag[data-tag="vip"]')).to_have_count(0)
     expect(bob.page.locator(f"#conv-{john.pk}")).to_have_count(0)  # no longer tagged: it leaves the list
     alice.page.locator("#conv-history summary").click()
+    # The removal's own live event redraws the header: History stays open, read again.
+    alice.page.wait_for_function(f"window.inboxLive.refreshes > {refreshed}")
+    expect(alice.page.locator("#conv-history")).to_have_attribute("open", "")
     expect(alice.page.locator("#conv-history")).to_contain_text("Alice removed the tag vip")
 
 
