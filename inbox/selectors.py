@@ -164,27 +164,52 @@ def status_counts() -> dict:
 COUNT_CAP = 1000  # a narrowed list counts each status up to this, then shows "1000+"
 
 
-def list_counts(qs, *, search_ids: list | None = None) -> dict:
+COUNTS_GENERATION_KEY = "inbox:counts-generation"  # bumped by every status change: drops filtered counts
+FILTERED_COUNTS_SECONDS = 10
+
+
+def list_counts(qs, *, search_ids: list | None = None, cache_key: str = "") -> dict:
     """Conversations per status (and "all") among qs: the list's filters without
     its status, so the tabs are facets of what is filtered and searched.
 
     With search_ids (a search's hits, at most a few hundred) the counts are
     exact; otherwise each status is counted up to COUNT_CAP + 1 rows, in one
-    statement that stops reading there, so a filter over 200,000 conversations
-    costs what 1,000 rows do. The unfiltered list uses status_counts() instead.
+    statement that stops reading there ("all" is capped when any status is). A
+    status with fewer matches is read in full: 30-50 ms for a channel filter at
+    36,000 conversations (docs/benchmarks.md). The unfiltered list uses
+    status_counts() instead.
+
+    With cache_key (the filters, and the user for "mine") they are kept
+    FILTERED_COUNTS_SECONDS and shared by every agent with those filters: a
+    live event makes each open list ask for its counts. A status change drops
+    them at once; an assignment or a new message shows within those seconds.
     """
     if search_ids is not None:
         counts = {s: 0 for s in Status.values}
         for row in qs.filter(pk__in=search_ids).order_by().values("status").annotate(n=Count("id")):
             counts[row["status"]] = row["n"]
-    else:
-        counts = sql.capped_counts({s: qs.filter(status=s) for s in Status.values}, cap=COUNT_CAP)
-    counts["all"] = sum(counts[s] for s in Status.values)
+        counts["all"] = sum(counts[s] for s in Status.values)
+        return counts
+    key = None
+    if cache_key:
+        key = f"inbox:filtered-counts:{cache.get_or_set(COUNTS_GENERATION_KEY, 0)}:{cache_key}"
+        counts = cache.get(key)
+        if counts is not None:
+            return counts
+    counts = sql.capped_counts({s: qs.filter(status=s) for s in Status.values}, cap=COUNT_CAP)
+    total = sum(counts[s] for s in Status.values)
+    counts["all"] = COUNT_CAP + 1 if any(counts[s] > COUNT_CAP for s in Status.values) else total
+    if key:
+        cache.set(key, counts, timeout=FILTERED_COUNTS_SECONDS)
     return counts
 
 
 def forget_status_counts() -> None:
     cache.delete(STATUS_COUNTS_KEY)
+    try:
+        cache.incr(COUNTS_GENERATION_KEY)
+    except ValueError:  # not set yet: nothing cached under it
+        pass
 
 
 def status_counts_changed() -> None:

@@ -115,7 +115,9 @@ class Filters:
         """Per status, what the list would show on each tab: the cached totals when nothing narrows it."""
         if search_ids is None and not self.narrowed:
             return selectors.status_counts()
-        return selectors.list_counts(self.queryset(with_status=False), search_ids=search_ids)
+        mine = self.user.pk if self.assignee == "me" else ""
+        return selectors.list_counts(self.queryset(with_status=False), search_ids=search_ids,
+                                     cache_key=f"{self.channel}|{self.assignee}|{mine}|{self.tag}")
 
     def query(self, **changes) -> str:
         from django.utils.http import urlencode

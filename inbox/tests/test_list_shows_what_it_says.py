@@ -257,3 +257,12 @@ def test_event_payloads_name_the_person(receive, agent):
     services.assign(conversation=conversation, assignee=agent, by=alex)
     event = InboxEvent.objects.filter(type="conversation.updated").latest("id")
     assert event.payload["by_name"] == "Alex Kim" and event.payload["by_id"] == alex.pk
+
+
+def test_filtered_counts_are_shared_briefly_and_dropped_by_a_status_change(agent_client, receive):
+    conversation = receive("kim@example.com").message.conversation
+    assert text_of(agent_client.get("/inbox/?channel=email")).count('data-count="open" data-cap="1000">1<') == 2
+    services.set_status(conversation=conversation, status="resolved")  # drops them at once
+    page = text_of(agent_client.get("/inbox/?channel=email"))
+    assert re.search(r'Resolved <span class="count" data-count="resolved"[^>]*>1</span>', page)
+    assert re.search(r'Open <span class="count" data-count="open"[^>]*>0</span>', page)
