@@ -120,6 +120,9 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["conversation", "created_at"], name="inbox_msg_conversation_idx"),
             models.Index(fields=["customer", "-created_at", "-id"], name="inbox_msg_customer_idx"),
+            # "A conversation is on a channel when any of its messages is" (docs/architecture.md):
+            # the channel filter's EXISTS and the row's channel list read this index only.
+            models.Index(fields=["conversation", "channel"], name="inbox_msg_conv_channel_idx"),
         ]
 
     def __str__(self):
@@ -258,6 +261,8 @@ class ConversationActivity(models.Model):
         NOTE = "note", "Note added"
         BOT_HANDOFF = "bot_handoff", "Handed over by the chatbot"
         MERGED = "merged", "Customers merged"
+        TAGGED = "tagged", "Tag added"
+        UNTAGGED = "untagged", "Tag removed"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="activity")
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -10,6 +10,11 @@ def _username(user):
     return user.get_username() if user else None
 
 
+def _full_name(user):
+    """What toasts call the person: "Alex Kim", else the username."""
+    return (user.get_full_name() or user.get_username()) if user else None
+
+
 def conversation_summary(conversation, by=None) -> dict:
     return {
         "id": conversation.pk,
@@ -19,6 +24,8 @@ def conversation_summary(conversation, by=None) -> dict:
         "is_unread": conversation.is_unread,
         "last_activity_at": conversation.last_activity_at.isoformat() if conversation.last_activity_at else None,
         "by": _username(by),
+        "by_id": by.pk if by else None,
+        "by_name": _full_name(by),
     }
 
 
@@ -41,4 +48,5 @@ def note_summary(note) -> dict:
 
 
 def mention(note, *, author, customer) -> dict:
-    return {"note": note.pk, "by": _username(author), "customer": customer.name}
+    return {"note": note.pk, "by": _username(author), "by_id": author.pk if author else None,
+            "by_name": _full_name(author), "customer": customer.name}

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from crm.models import Customer, CustomerIdentity
 
-from . import dates, text as text_rules
+from . import channels as channel_registry, dates, text as text_rules
 from .models import Conversation, Message, Tag
 from .sql import table
 
@@ -106,6 +106,11 @@ class ConversationRow:
     created_at: object
     first_response_at: object
     resolved_at: object
+    # Every channel the conversation has a message on, in the registry's order: what the
+    # channel filter matches ("on a channel" = any message on it; docs/architecture.md).
+    channels: list = None
+    # Set by selectors.page_of_search: why the row matched (search.Hit), shown as its preview.
+    hit: object = None
 
     @property
     def pk(self):
@@ -157,6 +162,7 @@ class ConversationRow:
             "last_activity_at": api_time(self.last_activity_at),
             "is_unread": self.is_unread,
             "tags": self.tags,
+            "channels": self.channels,
             "created_at": api_time(self.created_at),
             "first_response_at": api_time(self.first_response_at),
             "resolved_at": api_time(self.resolved_at),
@@ -176,7 +182,13 @@ def full_name(first, last, fallback):
     return f"{first} {last}".strip() or fallback
 
 
-def _build(values, identities, tags) -> ConversationRow:
+def in_registry_order(names) -> list:
+    """Channel names sorted as the registry lists them (a removed channel last, by name)."""
+    order = {name: at for at, (name, _) in enumerate(channel_registry.choices())}
+    return sorted(set(names), key=lambda name: (order.get(name, len(order)), name))
+
+
+def _build(values, identities, tags, channels) -> ConversationRow:
     (pk, status, subject, activity, unread, created, first_response, resolved,
      customer_id, first, last,
      assignee_id, username, a_first, a_last,
@@ -188,7 +200,7 @@ def _build(values, identities, tags) -> ConversationRow:
         last_message=None if message_id is None else RowMessage(message_id, channel, direction, text, m_subject,
                                                                  m_created),
         last_activity_at=activity, is_unread=unread, tags=tags[pk], created_at=created,
-        first_response_at=first_response, resolved_at=resolved,
+        first_response_at=first_response, resolved_at=resolved, channels=channels[pk],
     )
 
 
@@ -199,8 +211,8 @@ def load(qs, *, order=None) -> list[ConversationRow]:
     without it the queryset's own order is kept.
     """
     read = _read_postgresql if connection.vendor == "postgresql" else _read_portable
-    values, identities, tags = read(qs)
-    rows = [_build(v, identities, tags) for v in values]
+    values, identities, tags, channels = read(qs)
+    rows = [_build(v, identities, tags, channels) for v in values]
     if order is not None:
         by_id = {row.id: row for row in rows}
         rows = [by_id[pk] for pk in order if pk in by_id]
@@ -216,13 +228,14 @@ def _read_postgresql(qs):
     try:
         ids_sql, params = qs.values_list("id", flat=True).query.sql_with_params()
     except EmptyResultSet:  # e.g. pk__in=[]: the ORM knows there is nothing to ask for
-        return [], {}, {}
+        return [], {}, {}, {}
     with connection.cursor() as cursor:
         cursor.execute(_rows_sql() % {"ids": ids_sql}, params)
         found = [_with_times(v) for v in cursor.fetchall()]
-    identities = {v[8]: [Identity(*pair.split(":", 1)) for pair in v[-2]] for v in found}  # kinds hold no ":"
-    tags = {v[0]: v[-1] for v in found}
-    return [v[:-2] for v in found], identities, tags
+    identities = {v[8]: [Identity(*pair.split(":", 1)) for pair in v[-3]] for v in found}  # kinds hold no ":"
+    tags = {v[0]: v[-2] for v in found}
+    channels = {v[0]: in_registry_order(v[-1]) for v in found}
+    return [v[:-3] for v in found], identities, tags, channels
 
 
 # Positions of the five times in a row. They are read as integer microseconds
@@ -242,9 +255,10 @@ def _with_times(values: tuple) -> tuple:
 
 @functools.cache
 def _rows_sql() -> str:
-    """COLUMNS, then the identity pairs ("kind:value", primary first) and the
-    tag names — what _read_portable reads in three queries — for the ids the
-    %(ids)s statement returns, in its order."""
+    """COLUMNS, then the identity pairs ("kind:value", primary first), the
+    tag names and the conversation's channels — what _read_portable reads in
+    four queries — for the ids the %(ids)s statement returns, in its order.
+    The channels come from the (conversation, channel) index alone."""
     def us(column):  # microseconds since the epoch, an exact integer (see _TIMES)
         return f"(EXTRACT(EPOCH FROM {column}) * 1000000)::bigint"
 
@@ -258,7 +272,8 @@ SELECT c.id, c.status, c.subject, {us("c.last_activity_at")}, c.is_unread, {us("
        ARRAY(SELECT i.kind || ':' || i.value FROM {table(CustomerIdentity)} AS i
              WHERE i.customer_id = c.customer_id ORDER BY i.is_primary DESC, i.kind, i.id),
        ARRAY(SELECT t.name FROM {table(Conversation.tags.through)} AS ct JOIN {table(Tag)} AS t ON t.id = ct.tag_id
-             WHERE ct.conversation_id = c.id ORDER BY t.name)
+             WHERE ct.conversation_id = c.id ORDER BY t.name),
+       ARRAY(SELECT DISTINCT mc.channel FROM {table(Message)} AS mc WHERE mc.conversation_id = c.id)
 FROM unnest(ARRAY(%(ids)s)) WITH ORDINALITY AS page (id, position)
 JOIN {table(Conversation)} AS c ON c.id = page.id
 JOIN {table(Customer)} AS cu ON cu.id = c.customer_id
@@ -268,11 +283,11 @@ ORDER BY page.position"""
 
 
 def _read_portable(qs):
-    """Three statements: the rows, then their customers' identities and their tags."""
+    """Four statements: the rows, then their customers' identities, their tags and their channels."""
     values = list(qs.values_list(*COLUMNS))
-    identities, tags = defaultdict(list), defaultdict(list)
+    identities, tags, channels = defaultdict(list), defaultdict(list), defaultdict(list)
     if not values:
-        return values, identities, tags
+        return values, identities, tags, channels
     for customer_id, kind, value in (CustomerIdentity.objects.filter(customer_id__in={v[8] for v in values})
                                      .order_by("-is_primary", "kind", "id")
                                      .values_list("customer_id", "kind", "value")):
@@ -281,4 +296,10 @@ def _read_portable(qs):
                                   .filter(conversation_id__in=[v[0] for v in values])
                                   .order_by("tag__name").values_list("conversation_id", "tag__name")):
         tags[conversation_id].append(name)
-    return values, identities, tags
+    found = defaultdict(list)
+    for conversation_id, channel in (Message.objects.filter(conversation_id__in=[v[0] for v in values])
+                                     .order_by().values_list("conversation_id", "channel").distinct()):
+        found[conversation_id].append(channel)
+    for conversation_id, names in found.items():
+        channels[conversation_id] = in_registry_order(names)
+    return values, identities, tags, channels

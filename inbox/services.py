@@ -27,6 +27,7 @@ from .errors import CannotReply, InboxError, InvalidTransition, ReplyTooLarge, S
 from .models import CannedResponse, Conversation, Message, Note, Tag
 from .payloads import conversation_summary, mention, message_summary, note_summary
 from .receiving import Received
+from .tagging import add_tag, remove_tag
 from .receiving import in_bulk as receiving_in_bulk
 from .tasks import deliver_message
 
@@ -34,7 +35,7 @@ __all__ = [
     "receive_message", "receive_many", "receiving_in_bulk", "Received",
     "reply", "default_reply_channel", "reply_refusals", "annotate_message", "set_call_back", "CALL_BACK_TAG",
     "render_canned", "add_note", "mark_read", "record_bot_handoff",
-    "set_status", "assign", "locked", "TRANSITIONS", "update_delivery", "DELIVERY_RANK",
+    "set_status", "assign", "add_tag", "remove_tag", "locked", "TRANSITIONS", "update_delivery", "DELIVERY_RANK",
     "InboxError", "InvalidTransition", "ReplyTooLarge", "CannotReply", "StaleReply",
     "conversation_summary", "message_summary", "note_summary",
 ]

@@ -184,3 +184,24 @@ def lock_latest_conversation(customer_id: int):
         "ORDER BY status IN (%s, %s) DESC, last_activity_at DESC, id DESC",
         [customer_id, Status.OPEN, Status.PENDING],
     )
+
+
+def capped_counts(querysets: dict, *, cap: int) -> dict:
+    """{name: rows of its queryset, counted up to cap + 1} in one statement: each
+    count reads at most cap + 1 rows (a LIMIT inside), whatever the table's size."""
+    from django.core.exceptions import EmptyResultSet
+
+    parts, params, counts = [], [], {}
+    for name, qs in querysets.items():
+        try:
+            sql, found = qs.order_by().values("pk")[: cap + 1].query.sql_with_params()
+        except EmptyResultSet:
+            counts[name] = 0
+            continue
+        parts.append((name, f"(SELECT COUNT(*) FROM ({sql}) AS counted)"))
+        params.extend(found)
+    if parts:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT " + ", ".join(part for _, part in parts), params)
+            counts.update(zip((name for name, _ in parts), cursor.fetchone()))
+    return {name: counts[name] for name in querysets}

@@ -17,4 +17,5 @@ urlpatterns = [
     path("inbox/<int:pk>/status", views.change_status, name="status"),
     path("inbox/<int:pk>/assign", views.change_assignee, name="assign"),
     path("inbox/<int:pk>/customer-note", views.add_customer_note, name="customer-note"),
+    path("inbox/<int:pk>/tags", views.change_tags, name="tags"),
 ]

@@ -27,10 +27,11 @@ from crm import services as crm_services
 from myhibachi.ids import BadId, parse_id
 from myhibachi.roles import AGENT, MANAGER, is_manager, is_staff_member
 
-from . import assignees, channels, selectors, services
+from . import assignees, channels, search, selectors, services
 from .rows import load as load_rows
 from .templatetags.inbox_ui import history_lines
 from .access import access_conversation
+from .tagging import tag_name
 from .models import CannedResponse, Conversation
 
 Status = Conversation.Status
@@ -80,7 +81,9 @@ class Filters:
 
     def __init__(self, params, user):
         self.problems = []
-        status = params.get("status", "open")
+        self.q = " ".join(params.get("q", "").split())[:200]
+        # A search covers every status unless a tab was chosen (the tabs then count its hits).
+        status = params.get("status", "all" if self.q else "open")
         self.status = status if status in dict(TABS) else "open"
         channel = params.get("channel", "")
         self.channel = channel if channel in dict(channels.choices()) else ""
@@ -90,19 +93,38 @@ class Filters:
         except ValidationError:
             self.assignee = ""
             self.problems.append("That assignee filter was not understood and is ignored.")
-        self.q = " ".join(params.get("q", "").split())[:200]
+        self.tag = ""
+        if params.get("tag"):
+            try:
+                self.tag = tag_name(params["tag"])
+            except ValidationError:
+                self.problems.append("That tag filter was not understood and is ignored.")
         self.user = user
 
-    def queryset(self):
+    def queryset(self, *, with_status=True):
         return selectors.filter_conversations(
-            selectors.conversations_for_list(), user=self.user, status=self.status,
-            channel=self.channel or None, assignee=self.assignee_value,
+            selectors.conversations_for_list(), user=self.user, status=self.status if with_status else None,
+            channel=self.channel or None, assignee=self.assignee_value, tag=self.tag or None,
         )
+
+    @property
+    def narrowed(self) -> bool:
+        """A filter beside the status is set (the counts are then the filtered ones)."""
+        return bool(self.channel or self.assignee or self.tag)
+
+    def counts(self, search_ids=None) -> dict:
+        """Per status, what the list would show on each tab: the cached totals when nothing narrows it."""
+        if search_ids is None and not self.narrowed:
+            return selectors.status_counts()
+        mine = self.user.pk if self.assignee == "me" else ""
+        return selectors.list_counts(self.queryset(with_status=False), search_ids=search_ids,
+                                     cache_key=f"{self.channel}|{self.assignee}|{mine}|{self.tag}")
 
     def query(self, **changes) -> str:
         from django.utils.http import urlencode
 
-        values = {"status": self.status, "channel": self.channel, "assignee": self.assignee, "q": self.q}
+        values = {"status": self.status, "channel": self.channel, "assignee": self.assignee, "tag": self.tag,
+                  "q": self.q}
         values.update(changes)
         return urlencode({k: v for k, v in values.items() if v})
 
@@ -115,15 +137,16 @@ def _is_id(raw) -> bool:
     return True
 
 
-def _page(filters, cursor):
+def _page(filters, cursor, search_ids=None):
     qs = filters.queryset()
     try:
         if filters.q:
-            return selectors.page_of_search(qs, filters.q, size=PAGE_SIZE, cursor=cursor)
+            return selectors.page_of_search(qs, filters.q, size=PAGE_SIZE, cursor=cursor, ids=search_ids,
+                                            with_hits=True)
         return selectors.page_by_activity(qs, size=PAGE_SIZE, cursor=cursor)
     except selectors.BadCursor:
         filters.problems.append("That page link has expired; showing the first page.")
-        return _page(filters, None)
+        return _page(filters, None, search_ids)
 
 
 def staff_members():
@@ -148,20 +171,45 @@ def render_rows(request, rows, *, filters=None, next_cursor=None, next_url=None,
 def inbox_page(request):
     filters = Filters(request.GET, request.user)
     latest_event = selectors.latest_event_id()  # read before the rows: catch-up starts here
-    page = _page(filters, request.GET.get("cursor") or None)
+    search_ids = selectors.search_conversation_ids(filters.q) if filters.q else None
+    page = _page(filters, request.GET.get("cursor") or None, search_ids)
     rows_html = render_rows(request, page.rows, filters=filters, next_cursor=page.next_cursor,
                             next_url=f"{reverse('inbox:list')}?{filters.query()}")
     target = request.headers.get("HX-Target") if is_htmx(request) else None
     if target == "more-rows":  # the next page, appended by infinite scroll
         return HttpResponse(rows_html)
-    counts = selectors.status_counts()
-    context = {"filters": filters, "rows": page.rows, "rows_html": rows_html,
+    counts = filters.counts(search_ids)
+    context = {"filters": filters, "rows": page.rows, "rows_html": rows_html, "counts": counts,
+               "heading": _heading(filters, counts), "count_cap": selectors.COUNT_CAP,
+               "search_all_query": filters.query(status="all"),
+               "clear_query": filters.query(channel="", assignee="", tag="", q="",
+                                            status="open" if filters.q else filters.status),
                "tabs": [(key, label, counts.get(key, 0), filters.query(status=key)) for key, label in TABS]}
     if target == "inbox-body":  # a tab or a filter changed
-        return render(request, "inbox/_inbox_body.html", context)
-    context.update({"counts": counts, "latest_event": latest_event, "staff": staff_members(),
+        return render(request, "inbox/_inbox_body.html", {**context, "swap_heading": True})
+    context.update({"latest_event": latest_event, "staff": staff_members(), "tags": selectors.all_tag_names(),
                     "channels": channels.choices(), "is_manager": is_manager(request.user)})
     return render(request, "inbox/inbox.html", context)
+
+
+def _heading(filters, counts) -> dict:
+    """The list's heading: how many conversations the current tab holds under the filters
+    and search ("Inbox (3 Open)"), and the filters in words ("on SMS · tagged vip")."""
+    parts = []
+    if filters.channel:
+        parts.append(f"on {dict(channels.choices())[filters.channel]}")
+    if filters.assignee == "me":
+        parts.append("assigned to me")
+    elif filters.assignee == "unassigned":
+        parts.append("unassigned")
+    elif filters.assignee:
+        person = get_user_model().objects.filter(pk=filters.assignee_value).first()
+        parts.append(f"assigned to {(person.get_full_name() or person.get_username()) if person else 'nobody known'}")
+    if filters.tag:
+        parts.append(f"tagged {filters.tag}")
+    if filters.q:
+        parts.append(f"matching “{filters.q}”")
+    return {"count": counts.get(filters.status, 0), "label": dict(TABS)[filters.status], "filters": parts}
 
 
 @staff_screen
@@ -172,8 +220,14 @@ def inbox_rows(request):
     # Ids the page sent; anything that is not one is dropped (the page has no row for it).
     ids = [int(x) for x in request.GET.get("ids", "").split(",") if _is_id(x)][:MAX_LIVE_IDS]
     qs = filters.queryset().filter(pk__in=ids).order_by("-last_activity_at", "-id")
-    response = HttpResponse(render_rows(request, load_rows(qs) if ids else []))
-    response["X-Inbox-Counts"] = json.dumps(selectors.status_counts())
+    found = load_rows(qs) if ids else []
+    if filters.q and found:  # a search's rows keep saying why they matched
+        hits = search.hits_for([row.id for row in found], filters.q)
+        for row in found:
+            row.hit = hits.get(row.id)
+    response = HttpResponse(render_rows(request, found))
+    if not filters.q:  # a search's counts stay those of the search as run (re-running it per event costs too much)
+        response["X-Inbox-Counts"] = json.dumps(filters.counts())
     return response
 
 
@@ -193,7 +247,7 @@ def thread_page(request, pk):
 
 def _thread_response(request, conversation, *, composer=None, header_error=None, status=200, mark_read=False,
                      extra=None):
-    selectors.with_identities(conversation)
+    selectors.with_identities(conversation, tags=True)
     latest_event = selectors.latest_event_id()
     if mark_read:
         services.mark_read(conversation=conversation, by=request.user)
@@ -216,6 +270,7 @@ def _thread_response(request, conversation, *, composer=None, header_error=None,
         "header_error": header_error,
         "latest_event": latest_event,
         "is_manager": is_manager(request.user),
+        "all_tags": selectors.all_tag_names(),
         **(extra or {}),
     })
     return render(request, "inbox/thread.html", context, status=status)
@@ -241,7 +296,7 @@ def _last_inbound_channel(newest_items):
 @staff_screen
 def thread_live(request, pk):
     """The conversation header and the newest thread items, for live merging."""
-    conversation = access_conversation(request.user, pk)
+    conversation = selectors.tag_names(access_conversation(request.user, pk))
     context = _thread_context(request, conversation, size=LIVE_THREAD_SIZE)
     context.update({"staff": staff_members(),
                     "conversation_ids": list(conversation.customer.conversations.values_list("id", flat=True))})
@@ -313,6 +368,9 @@ def send(request, pk):
     status = 200
     try:
         if mode == "note":
+            unknown = [] if request.POST.get("mentions_checked") else _unknown_mentions(text)
+            if unknown:
+                return _mentions_flagged(request, conversation, text, unknown)
             services.add_note(conversation=conversation, author=request.user, body=text)
             notice = "Note added (staff only)."
         else:
@@ -351,7 +409,7 @@ def _after_action(request, conversation, error, status):
     if where == "list":
         return HttpResponse(render_rows(request, [selectors.list_row(conversation.pk)], row_error=error or ""),
                             status=status)
-    conversation = access_conversation(request.user, conversation.pk)
+    conversation = selectors.tag_names(access_conversation(request.user, conversation.pk))
     return render(request, "inbox/_header.html", {"conversation": conversation, "staff": staff_members(),
                                                   "header_error": error}, status=status)
 
@@ -413,3 +471,40 @@ def add_customer_note(request, pk):
     return render(request, "inbox/_customer_notes.html",
                   {"conversation": conversation, "customer": customer, "profile": profile,
                    "note_error": error, "note_body": body}, status=status)
+
+
+def change_tags(request, pk):
+    """The thread header's tags: add= a tag (made if new) or remove= one."""
+    conversation = access_conversation(request.user, pk)
+    error, status = None, 200
+    try:
+        if "remove" in request.POST:
+            services.remove_tag(conversation=conversation, name=request.POST["remove"], by=request.user)
+        else:
+            services.add_tag(conversation=conversation, name=request.POST.get("add", ""), by=request.user)
+    except (services.InboxError, ValidationError) as exc:
+        error, status = refusal(exc)
+    if not is_htmx(request):
+        if error:
+            return _thread_response(request, access_conversation(request.user, pk), header_error=error, status=status)
+        return redirect("inbox:thread", conversation.pk)
+    return render(request, "inbox/_tags.html", {"conversation": selectors.tag_names(conversation),
+                                                "tags_error": error}, status=status)
+
+
+def _unknown_mentions(text) -> list[str]:
+    return selectors.unknown_mentions({name.rstrip(".") for name in services.MENTION.findall(text or "")})
+
+
+def _mentions_flagged(request, conversation, text, unknown):
+    """The note is not saved yet: its @names that are nobody on the staff are named, and
+    sending again as it is (or after fixing them) saves it."""
+    names = ", ".join(f"@{name}" for name in unknown)
+    composer = _composer(conversation, mode="note", text=text,
+                         error=f"No staff member is called {names}: nobody would be told. "
+                               "Fix the name, or add the note again to save it as it is.")
+    composer["unknown_mentions"] = unknown
+    if not is_htmx(request):
+        return _thread_response(request, conversation, composer=composer, status=422)
+    return render(request, "inbox/_composer.html", {"conversation": conversation, "composer": composer,
+                                                    "canned": _canned()}, status=422)

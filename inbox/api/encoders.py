@@ -4,7 +4,7 @@ Python cost of the list and the thread. Tests hold every encoder equal to its se
 ConversationRow.as_api (inbox/rows.py) to ConversationRowSerializer, thread_item_data to
 MessageSerializer / NoteSerializer, customer_data to CustomerSerializer.
 """
-from inbox.rows import api_time
+from inbox.rows import api_time, in_registry_order
 from inbox.sanitize import clean_html
 
 
@@ -17,6 +17,14 @@ def identities_of(customer) -> list:
 def tag_names_of(conversation) -> list[str]:
     found = getattr(conversation, "tag_names", None)
     return found if found is not None else [tag.name for tag in conversation.tags.all()]
+
+
+def channel_names_of(conversation) -> list[str]:
+    """The channels the conversation has messages on, in the registry's order (as list rows carry them)."""
+    found = getattr(conversation, "channel_names", None)
+    if found is None:
+        found = in_registry_order(conversation.messages.order_by().values_list("channel", flat=True).distinct())
+    return found
 
 
 def primary_identity(customer):

@@ -8,7 +8,7 @@ from inbox.models import CannedResponse, Conversation, InboxEvent, Message, Note
 from inbox.routing import validate_rule
 from inbox.sanitize import clean_html
 
-from .encoders import primary_identity, tag_names_of
+from .encoders import channel_names_of, primary_identity, tag_names_of
 from myhibachi.ids import BadId, parse_id
 
 
@@ -46,14 +46,19 @@ class ConversationRowSerializer(serializers.ModelSerializer):
     assignee = UserBriefSerializer(allow_null=True)
     last_message = LastMessageSerializer(allow_null=True)
     tags = serializers.SerializerMethodField()
+    channels = serializers.SerializerMethodField(
+        help_text="Every channel the conversation has a message on (what the channel filter matches).")
 
     class Meta:
         model = Conversation
         fields = ["id", "status", "subject", "customer", "assignee", "last_message", "last_activity_at",
-                  "is_unread", "tags", "created_at", "first_response_at", "resolved_at"]
+                  "is_unread", "tags", "channels", "created_at", "first_response_at", "resolved_at"]
 
     def get_tags(self, conversation) -> list[str]:
         return tag_names_of(conversation)
+
+    def get_channels(self, conversation) -> list[str]:
+        return channel_names_of(conversation)
 
 
 class IdentitySerializer(serializers.Serializer):
@@ -158,6 +163,10 @@ class AssignSerializer(serializers.Serializer):
             return assignees.assignee_for(value, user=self.context["request"].user)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages)
+
+
+class TagSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, help_text="The tag; stored slugified, at most 40 characters.")
 
 
 class NoteCreateSerializer(serializers.Serializer):

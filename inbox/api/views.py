@@ -239,6 +239,39 @@ class EventsView(InboxAPIView):
                          "latest": events[-1].id if events else after})
 
 
+class StaffNamesView(InboxAPIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("q", str, description="Start of a username, first or last name (optional).")],
+        responses=inline_serializer("StaffNames", {"results": inline_serializer("StaffName", {
+            "id": serializers.IntegerField(), "username": serializers.CharField(), "name": serializers.CharField()},
+            many=True)}),
+    )
+    def get(self, request):
+        """Active staff members by name, at most 10: what "@" in a note suggests (staff only)."""
+        prefix = request.query_params.get("q", "")[:50]
+        return Response({"results": selectors.staff_names(prefix=prefix)})
+
+
+class TagsView(InboxAPIView):
+    @extend_schema(request=s.TagSerializer, responses={200: s.ConversationRowSerializer})
+    @idempotent
+    def post(self, request, pk):
+        """Add a tag (created when new; a name is slugified: "Nut Allergy" is nut-allergy)."""
+        conversation = access_conversation(request.user, pk)
+        data = _valid(s.TagSerializer, request)
+        services.add_tag(conversation=conversation, name=data["name"], by=request.user)
+        return Response(_row(conversation.pk))
+
+
+class TagView(InboxAPIView):
+    @extend_schema(request=None, responses={200: s.ConversationRowSerializer})
+    def delete(self, request, pk, name):
+        """Remove a tag from the conversation (removing one it does not have changes nothing)."""
+        conversation = access_conversation(request.user, pk)
+        services.remove_tag(conversation=conversation, name=name, by=request.user)
+        return Response(_row(conversation.pk))
+
+
 def _valid(serializer_class, request):
     if not isinstance(request.data, dict):
         raise ValidationError({"non_field_errors": ["Send a JSON object."]})

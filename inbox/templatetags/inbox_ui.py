@@ -1,5 +1,6 @@
 """Small presentation helpers for the staff screens (no queries)."""
 import functools
+import re
 import html
 from datetime import timedelta
 
@@ -182,7 +183,7 @@ class _ItemWriter:
 
     def note(self, row) -> str:
         return NOTE_ITEM.format(**self.common(row), author=_html(row["author"]["name"] if row["author"] else "someone"),
-                                body=_text_html(row["body"]))
+                                body=mark_mentions(_text_html(row["body"])))
 
     def message(self, row) -> str:
         delivery = ""
@@ -289,8 +290,30 @@ def history_lines(rows, staff) -> list[dict]:
         elif kind == "merged":
             text = f"{who if row['actor__username'] else 'The website chat'} merged customer #{row['from_value']} " \
                    f"into customer #{row['to_value']}"
+        elif kind == "tagged":
+            text = f"{who} tagged it {row['to_value']}"
+        elif kind == "untagged":
+            text = f"{who} removed the tag {row['from_value']}"
         else:
             text = "The chatbot handed it over"
         local = row["at"].astimezone(tz)
         lines.append({"text": text, "at": local.isoformat(), "when": dates.short_time(local, words)})
     return lines
+
+
+# --- the list's counts and a note's mentions -------------------------------------------
+
+@register.filter
+def count_label(count):
+    """A tab's count: "1000+" past the cap the filtered counts stop at (selectors.COUNT_CAP)."""
+    from inbox.selectors import COUNT_CAP
+
+    return f"{COUNT_CAP}+" if count > COUNT_CAP else str(count)
+
+
+MENTION_HTML = re.compile(r"(?<![\w@&#])@([\w+-]+(?:\.[\w+-]+)*)")
+
+
+def mark_mentions(escaped: str) -> str:
+    """@username in a note's escaped text, wrapped so it stands out (the same names services.MENTION reads)."""
+    return MENTION_HTML.sub(r'<span class="mention">@\1</span>', escaped)

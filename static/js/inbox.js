@@ -43,14 +43,31 @@
 
   function processHtmx(el) { if (window.htmx) window.htmx.process(el); }
 
-  function toast(text) {
+  // A toast is text (never html: names come from outside) and, with href, a link to open.
+  function toast(text, href, linkText) {
     var box = qs("#toasts");
     if (!box) return;
     var p = document.createElement("p");
     p.className = "toast";
     p.textContent = text;
+    if (href) {
+      var a = document.createElement("a");
+      a.href = href;
+      a.textContent = linkText || "Open";
+      p.appendChild(document.createTextNode(" "));
+      p.appendChild(a);
+    }
     box.appendChild(p);
-    setTimeout(function () { p.remove(); }, 6000);
+    setTimeout(function () { p.remove(); }, 8000);
+  }
+
+  // Toasts tell about what others just did: only for events that arrive live on the socket
+  // after this page was rendered (never those read again on a reconnect or a page load's
+  // catch-up), and never for this person's own actions.
+  var PAGE_LATEST = Number(body.dataset.latestEvent) || 0;
+  function toastWorthy(event) {
+    var d = event.data || {};
+    return event.live === true && event.id > PAGE_LATEST && d.by_id !== ME;
   }
 
   function relative(iso) {
@@ -135,7 +152,7 @@
     ws.onmessage = function (e) {
       var event;
       try { event = JSON.parse(e.data); } catch (err) { return; }
-      if (event && typeof event.id === "number") self.receive(event);
+      if (event && typeof event.id === "number") { event.live = true; self.receive(event); }
       // Unnumbered frames (presence) are not events: handed on, never caught up.
       else if (event && typeof event.type === "string") document.dispatchEvent(new CustomEvent("inbox:frame", { detail: event }));
     };
@@ -236,11 +253,12 @@
     if (!/^conversation\./.test(event.type) || d.assignee === undefined) return;
     var before = assignees[event.conversation];
     assignees[event.conversation] = d.assignee;
-    if (d.assignee !== ME || before === ME || d.by === MY_NAME) return;
+    if (d.assignee !== ME || before === ME || d.by === MY_NAME || !toastWorthy(event)) return;
     var key = event.conversation + ":" + event.id;
     if (notified.has(event.conversation + ":me")) return;
     notified.add(event.conversation + ":me");
-    toast("Conversation #" + event.conversation + " was assigned to you" + (d.by ? " by " + d.by : "") + ".");
+    toast((d.by_name || "Someone") + " assigned conversation #" + event.conversation + " to you.",
+          "/inbox/" + event.conversation + "/", "Open conversation #" + event.conversation);
     if (notificationsOn()) {
       var n = new Notification("Assigned to you", { body: "Conversation #" + event.conversation, tag: key });
       n.onclick = function () { window.focus(); location.href = "/inbox/" + event.conversation + "/"; };
@@ -249,7 +267,9 @@
 
   function onMention(event) {
     var d = event.data || {};
-    toast((d.by || "Someone") + " mentioned you in a note on " + (d.customer || "a conversation") + ".");
+    if (!toastWorthy(event)) return;
+    toast((d.by_name || d.by || "Someone") + " mentioned you in a note on " + (d.customer || "a conversation") + ".",
+          "/inbox/" + event.conversation + "/#n-" + d.note, "Open the note");
   }
 
   // --- the inbox list -------------------------------------------------------
@@ -261,9 +281,9 @@
 
     function setCounts(counts) {
       Object.keys(counts).forEach(function (key) {
-        qsa('[data-count="' + key + '"]').forEach(function (el) { el.textContent = counts[key]; });
+        qsa('[data-count="' + key + '"]').forEach(function (el) { el.textContent = countLabel(counts[key], el); });
       });
-      document.title = "Inbox (" + counts.open + " Open) · myhibachi";
+      headingTitle();
     }
 
     function rememberOrder() {
@@ -301,6 +321,9 @@
       if (searching) ids = ids.filter(function (id) { return qs("#conv-" + id); });
       var url = "/inbox/rows?" + box.dataset.query + "&ids=" + ids.join(",");
       getHTML(url).then(function (res) {
+        // The tab, a filter or the search changed while this was on its way: its rows were
+        // chosen by the old filters, so ask again with the new ones instead of mixing them in.
+        if (current() !== box) { ids.forEach(function (id) { dirty.add(id); }); refresh(); return; }
         var counts = res.headers.get("X-Inbox-Counts");
         if (counts) setCounts(JSON.parse(counts));
         var frag = fragment(res.text), list = qs("#rows");
@@ -342,7 +365,9 @@
       }
       rememberOrder();
       tickTimes();
+      headingTitle();
     });
+    searchCoversAllStatuses();
 
     // j / k / Enter / r / e on the selected row.
     function rows() { return qsa("#rows > li.row"); }
@@ -458,6 +483,127 @@
       },
     };
   }
+
+  // --- the list shows what it says: counts, search, @mentions ------------------
+  // A filtered count stops at a cap (data-cap): "1000+" past it.
+  function countLabel(n, el) {
+    var cap = Number(el && el.dataset.cap) || Infinity;
+    return n > cap ? cap + "+" : String(n);
+  }
+
+  // The page title follows the heading, which follows the tab, the filters and the search.
+  function headingTitle() {
+    var h = qs("#inbox-heading");
+    if (h) document.title = h.textContent.trim() + " · myhibachi";
+  }
+
+  // Starting a search looks in every status: the tabs then count the hits per status.
+  function searchCoversAllStatuses() {
+    var q = qs("#q"), status = qs("#filter-status");
+    if (!q || !status) return;
+    var before = q.value.trim();
+    q.addEventListener("input", function () {
+      var now = q.value.trim();
+      if (now && !before) status.value = "all";
+      before = now;
+    });
+  }
+
+  // "@" in a note suggests staff by name (GET /api/v1/staff?q=); choosing one writes @username.
+  var mentionState = { items: [], index: -1, start: -1, asked: 0 };
+
+  function mentionBeforeCaret(textarea) {
+    var upto = textarea.value.slice(0, textarea.selectionStart);
+    var m = /(^|\s)@([\w.+-]*)$/.exec(upto);
+    return m ? { prefix: m[2], start: upto.length - m[2].length - 1 } : null;
+  }
+
+  function closeMentions() {
+    var list = qs("#mention-suggestions");
+    if (list) { list.hidden = true; list.textContent = ""; }
+    mentionState.items = []; mentionState.index = -1;
+    var t = qs("#reply-text");
+    if (t) { t.removeAttribute("aria-activedescendant"); t.setAttribute("aria-expanded", "false"); }
+  }
+
+  function showMentions(items) {
+    var list = qs("#mention-suggestions"), t = qs("#reply-text");
+    if (!list || !t) return;
+    list.textContent = "";
+    mentionState.items = items; mentionState.index = items.length ? 0 : -1;
+    items.forEach(function (person, i) {
+      var li = document.createElement("li");
+      li.id = "mention-option-" + i;
+      li.setAttribute("role", "option");
+      li.dataset.username = person.username;
+      li.textContent = person.name + " ";
+      var small = document.createElement("span");
+      small.className = "muted";
+      small.textContent = "@" + person.username;
+      li.appendChild(small);
+      li.addEventListener("mousedown", function (e) { e.preventDefault(); chooseMention(i); });
+      list.appendChild(li);
+    });
+    list.hidden = !items.length;
+    t.setAttribute("aria-expanded", items.length ? "true" : "false");
+    markMention();
+  }
+
+  function markMention() {
+    qsa("#mention-suggestions > li").forEach(function (li, i) {
+      li.setAttribute("aria-selected", i === mentionState.index ? "true" : "false");
+    });
+    var t = qs("#reply-text");
+    if (t && mentionState.index >= 0) t.setAttribute("aria-activedescendant", "mention-option-" + mentionState.index);
+  }
+
+  function chooseMention(i) {
+    var t = qs("#reply-text"), person = mentionState.items[i];
+    var found = t && mentionBeforeCaret(t);
+    if (!person || !found) { closeMentions(); return; }
+    var insert = "@" + person.username + " ";
+    t.value = t.value.slice(0, found.start) + insert + t.value.slice(t.selectionStart);
+    var caret = found.start + insert.length;
+    t.setSelectionRange(caret, caret);
+    closeMentions();
+    t.focus();
+  }
+
+  var askMentions = debounce(function () {
+    var t = qs("#reply-text"), form = qs("#composer");
+    var found = t && form && form.classList.contains("mode-note") ? mentionBeforeCaret(t) : null;
+    if (!found) { closeMentions(); return; }
+    var asked = ++mentionState.asked;
+    getJSON("/api/v1/staff?q=" + encodeURIComponent(found.prefix)).then(function (data) {
+      if (asked === mentionState.asked) showMentions(data.results || []);
+    }).catch(function () { closeMentions(); });
+  }, 150);
+
+  document.addEventListener("input", function (e) {
+    if (e.target.id !== "reply-text") return;
+    var checked = qs('#composer input[name="mentions_checked"]');
+    if (checked) checked.remove(); // the text changed: its mentions are checked again on sending
+    askMentions();
+  });
+
+  // Runs before the reply box's own keys (capture): Enter or Tab picks the suggestion, not a newline.
+  document.addEventListener("keydown", function (e) {
+    if (e.target.id !== "reply-text" || !mentionState.items.length) return;
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      e.preventDefault();
+      var n = mentionState.items.length;
+      mentionState.index = (mentionState.index + (e.key === "ArrowDown" ? 1 : n - 1)) % n;
+      markMention();
+    } else if ((e.key === "Enter" && !e.ctrlKey && !e.metaKey) || e.key === "Tab") {
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      chooseMention(mentionState.index);
+    } else if (e.key === "Escape") {
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      closeMentions();
+    }
+  }, true);
 
   // --- the reply box: modes, canned responses, Ctrl+Enter ---------------------
   function composerMode(mode, focus) {
