@@ -16,7 +16,6 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from crm import identity
 from crm.models import Booking, CustomerIdentity
 from myhibachi.roles import is_staff_member
 
@@ -32,7 +31,7 @@ from .tasks import deliver_message
 
 __all__ = [
     "receive_message", "receive_many", "receiving_in_bulk", "Received",
-    "reply", "default_reply_channel", "render_canned", "add_note", "mark_read",
+    "reply", "retry_reply", "send_by_email_instead", "default_reply_channel", "render_canned", "add_note", "mark_read",
     "set_status", "assign", "locked", "TRANSITIONS", "update_delivery", "DELIVERY_RANK",
     "InboxError", "InvalidTransition", "ReplyTooLarge", "CannotReply",
     "conversation_summary", "message_summary", "note_summary",
@@ -100,7 +99,7 @@ def reply(*, conversation: Conversation, author, text: str = "", channel: str | 
         conversation = locked(conversation)
         if conversation.status == Status.CLOSED:
             raise InvalidTransition("This conversation is closed. Reopen it before replying.")
-        channel = channel or default_reply_channel(conversation.customer)
+        channel = _reply_channel(conversation.customer, channel)
         recipient = _reply_address(conversation.customer, channel)
         spec = channels.get(channel)
         now = timezone.now()
@@ -127,45 +126,91 @@ def reply(*, conversation: Conversation, author, text: str = "", channel: str | 
     return message
 
 
-def default_reply_channel(customer) -> str:
-    """The channel the customer last wrote on, if staff can answer there; else their preferred one,
-    or the channel that reaches the same identity when staff cannot answer on that (a call: SMS)."""
-    last = (
-        Message.objects.filter(customer=customer, direction=Message.Direction.INBOUND,
-                               channel__in=[name for name, _ in channels.reply_choices()])
-        .order_by("-created_at", "-id")
-        .values_list("channel", flat=True)
-        .first()
-    )
-    if last:
-        return last
-    preferred = channels.get(customer.preferred_channel)
-    if preferred.can_reply:
-        return preferred.name
-    return next((spec.name for spec in channels.all_channels()
-                 if spec.can_reply and spec.reply_to_kind == preferred.identity_kind), "email")
+def _locked_failed_reply(message: Message) -> Message:
+    message = Message.objects.select_for_update().select_related("conversation__customer").get(pk=message.pk)
+    if message.direction != Message.Direction.OUTBOUND:
+        raise ValidationError("Only a reply to the customer can be sent again.")
+    return message
 
 
-IDENTITY_NOUNS = {identity.EMAIL: "email address", identity.PHONE: "phone number"}
+def retry_reply(*, message: Message, by, attempt: int | None = None) -> Message:
+    """Send a failed reply again, on its channel. Idempotent: a reply that is not failed
+    (already queued again, or sent) is left alone, and attempt (how many retries the
+    person saw, metadata["retries"]) makes a repeated click of the same Retry a no-op
+    even after the new attempt failed too."""
+    with transaction.atomic():
+        message = _locked_failed_reply(message)
+        retries = int((message.metadata or {}).get("retries", 0))
+        if message.delivery_status != Message.DeliveryStatus.FAILED or (attempt is not None and attempt != retries):
+            return message
+        if message.metadata.get("resent_as"):
+            raise InvalidTransition("This reply was already sent again by email.")
+        why = channels.reply_options(message.conversation.customer).reason(message.channel)
+        if why:
+            raise CannotReply(why)
+        # The one move of a delivery status backwards (failed -> queued), made here on
+        # purpose; update_delivery only moves it forward.
+        message.metadata = {**message.metadata, "retries": retries + 1, "last_failure": message.status_reason}
+        message.delivery_status = Message.DeliveryStatus.QUEUED
+        message.status_reason = ""
+        message.save(update_fields=["delivery_status", "status_reason", "metadata"])
+        events.record(events.MESSAGE_UPDATED, conversation=message.conversation, payload=message_summary(message))
+        transaction.on_commit(lambda: deliver_message.delay(message.pk))
+    return message
+
+
+def send_by_email_instead(*, message: Message, by) -> Message:
+    """Send the text of a failed reply as a new email reply; returns the email. Idempotent:
+    the failed reply remembers the email (metadata["resent_as"]) and a second call returns it."""
+    with transaction.atomic():
+        message = _locked_failed_reply(message)
+        resent = (message.metadata or {}).get("resent_as")
+        if resent:
+            return Message.objects.get(pk=resent)
+        if message.delivery_status != Message.DeliveryStatus.FAILED:
+            raise InvalidTransition("This reply has not failed, so it is not sent again.")
+        if message.channel == "email":
+            raise InvalidTransition("This reply was an email already; use Retry.")
+        email = reply(conversation=message.conversation, author=by, text=message.text, channel="email")
+        email.metadata = {**email.metadata, "resent_from": message.pk}
+        email.save(update_fields=["metadata"])
+        message.metadata = {**message.metadata, "resent_as": email.pk}
+        message.save(update_fields=["metadata"])
+        events.record(events.MESSAGE_UPDATED, conversation=message.conversation, payload=message_summary(message))
+    return email
+
+
+def default_reply_channel(customer) -> str | None:
+    """The channel a reply goes out on when none is named (channels.reply_options: the channel the
+    customer last wrote on when it can send now); None when no channel can."""
+    return channels.reply_options(customer).default
+
+
+def _reply_channel(customer, channel: str | None) -> str:
+    """The channel this reply goes out on: the one asked for, or the default; CannotReply with
+    the reason when it cannot send now (no sender, no address, no chat)."""
+    options = channels.reply_options(customer)
+    if channel is None:
+        if options.default is None:
+            reasons = " ".join(why for _, why in options.missing)
+            raise CannotReply(f"No channel can reach {customer.name} right now. {reasons}".strip())
+        return options.default
+    why = options.reason(channel)
+    if why:
+        raise CannotReply(why)
+    return channel
 
 
 def _reply_address(customer, channel) -> str | None:
     spec = channels.get(channel)
-    if not spec.can_reply:
-        writable = " or ".join(label for _, label in channels.reply_choices())
-        raise CannotReply(f"A {spec.label.lower()} cannot be answered in writing; reply by {writable}.")
     if spec.reply_to_kind is None:
         return None  # answered in the channel's own session (the chat)
-    found = (
+    return (
         CustomerIdentity.objects.filter(customer=customer, kind=spec.reply_to_kind)
         .order_by("-is_primary", "id")
         .values_list("value", flat=True)
         .first()
     )
-    if not found:
-        noun = IDENTITY_NOUNS.get(spec.reply_to_kind, spec.reply_to_kind)
-        raise CannotReply(f"{customer.name} has no {noun} on file, so this reply cannot go out by {spec.label}.")
-    return found
 
 
 def _reply_subject(conversation) -> str:

@@ -16,4 +16,6 @@ urlpatterns = [
     path("inbox/<int:pk>/send", views.send, name="send"),
     path("inbox/<int:pk>/status", views.change_status, name="status"),
     path("inbox/<int:pk>/assign", views.change_assignee, name="assign"),
+    path("inbox/<int:pk>/messages/<int:message_pk>/retry", views.retry_reply, name="retry"),
+    path("inbox/<int:pk>/messages/<int:message_pk>/email-instead", views.email_instead, name="email-instead"),
 ]

@@ -20,6 +20,7 @@ from django.template.backends.utils import csrf_input
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 
@@ -30,7 +31,7 @@ from . import assignees, channels, selectors, services
 from .rows import load as load_rows
 from .templatetags.inbox_ui import history_lines
 from .access import access_conversation
-from .models import CannedResponse, Conversation
+from .models import CannedResponse, Conversation, Message
 
 Status = Conversation.Status
 PAGE_SIZE = 25
@@ -178,10 +179,18 @@ def inbox_rows(request):
 
 # --- one thread ------------------------------------------------------------------
 
-def _thread_context(request, conversation, *, size=THREAD_SIZE, before=None):
+def _thread_context(request, conversation, *, size=THREAD_SIZE, before=None, staff=None):
+    """The thread's items (messages, notes, and the status and assignment changes among
+    them), the customer's conversations (the sections of older ones are marked with their
+    own status) and the staff (names in the timeline, the assignee list)."""
+    conversations = selectors.customer_conversations(conversation.customer_id)
     items, older = selectors.customer_thread(conversation.customer_id, size=size, before=before)
+    items = selectors.with_timeline(items, conversation_ids=[c["id"] for c in conversations], older=older,
+                                    before=before)
     return {"conversation": conversation, "customer": conversation.customer, "items": items, "older": older,
-            "now": timezone.now()}
+            "now": timezone.now(), "thread_conversations": {c["id"]: c for c in conversations},
+            "conversation_ids": [c["id"] for c in conversations],
+            "staff": list(staff_members()) if staff is None else staff}
 
 
 @staff_screen
@@ -193,29 +202,40 @@ def thread_page(request, pk):
 def _thread_response(request, conversation, *, composer=None, header_error=None, status=200, mark_read=False):
     selectors.with_identities(conversation)
     latest_event = selectors.latest_event_id()
-    if mark_read:
-        services.mark_read(conversation=conversation, by=request.user)
     before = request.GET.get("before") or None
     try:
         context = _thread_context(request, conversation, before=before)
     except selectors.BadCursor:
         before = None
         context = _thread_context(request, conversation)
+    if mark_read:
+        _mark_seen_read(request, conversation, context)
     customer = conversation.customer
     if composer is None:
-        composer = _composer(conversation, channel=None if before else _last_inbound_channel(context["items"]))
+        composer = _composer(conversation, identities=customer.identity_list,
+                             last_inbound=None if before else _last_inbound_channel(context["items"]))
     context.update({
         "profile": selectors.customer_profile(customer),
         "identities": customer.identity_list,
-        "conversation_ids": list(customer.conversations.values_list("id", flat=True)),
-        "staff": staff_members(),
         "canned": _canned(),
         "composer": composer,
         "header_error": header_error,
         "latest_event": latest_event,
         "is_manager": is_manager(request.user),
+        "next_after_resolve": settings.INBOX_NEXT_AFTER_RESOLVE,
     })
     return render(request, "inbox/thread.html", context, status=status)
+
+
+def _mark_seen_read(request, conversation, context):
+    """Read state follows what the agent saw: the conversation opened, and any other
+    conversation of the customer with an item on this page (the thread shows them all)."""
+    services.mark_read(conversation=conversation, by=request.user)
+    shown = {item.row["conversation_id"] for item in context["items"]}
+    for pk, info in context["thread_conversations"].items():
+        if pk != conversation.pk and info["is_unread"] and pk in shown:
+            services.mark_read(conversation=selectors.conversation_detail(pk), by=request.user)
+            info["is_unread"] = False
 
 
 def _canned():
@@ -223,14 +243,12 @@ def _canned():
 
 
 def _last_inbound_channel(newest_items):
-    """The channel services.default_reply_channel() picks, read off the newest page
-    when it can be (saves its query): the newest inbound message on a channel staff
-    can answer there is the customer's newest, as every newer item is on that page.
-    None when the page has none; the service then decides."""
-    answerable = dict(channels.reply_choices())
+    """The channel of the customer's newest inbound message, read off the newest page
+    when it can be (saves channels.reply_options() its query): every newer item is on
+    that page. None when the page has none; reply_options then looks it up."""
     for item in reversed(newest_items):
         row = item.row
-        if item.kind == "message" and row["direction"] == "inbound" and row["channel"] in answerable:
+        if item.kind == "message" and row["direction"] == "inbound":
             return row["channel"]
     return None
 
@@ -240,8 +258,6 @@ def thread_live(request, pk):
     """The conversation header and the newest thread items, for live merging."""
     conversation = access_conversation(request.user, pk)
     context = _thread_context(request, conversation, size=LIVE_THREAD_SIZE)
-    context.update({"staff": staff_members(),
-                    "conversation_ids": list(conversation.customer.conversations.values_list("id", flat=True))})
     return render(request, "inbox/_thread_live.html", context)
 
 
@@ -255,12 +271,18 @@ def thread_older(request, pk):
     return render(request, "inbox/_items.html", context)
 
 
-def _composer(conversation, *, mode="reply", text="", channel=None, error=None, notice=None):
-    reply_channels = channels.reply_choices()
-    if channel is None:
-        channel = services.default_reply_channel(conversation.customer)
+def _composer(conversation, *, mode="reply", text="", channel=None, error=None, notice=None,
+              identities=None, last_inbound=None):
+    """The reply box: only the channels that can send now (channels.reply_options), the
+    customer's last channel picked, and each missing channel with the reason."""
+    options = channels.reply_options(
+        conversation.customer, last_inbound=last_inbound,
+        identity_kinds=None if identities is None else {i.kind for i in identities})
+    if channel not in options.names():
+        channel = options.default
     return {"mode": mode, "text": text, "channel": channel, "error": error, "notice": notice,
-            "channels": reply_channels}
+            "channels": [(spec.name, spec.label) for spec in options.available],
+            "missing": [(spec.label, why) for spec, why in options.missing]}
 
 
 def _post_only(view):
@@ -288,9 +310,7 @@ def send(request, pk):
     conversation = access_conversation(request.user, pk)
     mode = "note" if request.POST.get("mode") == "note" else "reply"
     text = request.POST.get("text", "")
-    channel = request.POST.get("channel") or None
-    if channel not in dict(channels.reply_choices()):
-        channel = None
+    channel = request.POST.get("channel") or None  # services.reply refuses one that cannot send, saying why
     status = 200
     try:
         if mode == "note":
@@ -314,6 +334,45 @@ def send(request, pk):
     if status == 200:
         response["HX-Trigger"] = json.dumps({"inbox:thread-changed": {"conversation": conversation.pk}})
     return response
+
+
+# --- a failed reply: Retry, or Send by email instead ---------------------------------
+
+def _failed_reply_action(request, pk, message_pk, act):
+    conversation = access_conversation(request.user, pk)
+    message = Message.objects.filter(pk=message_pk, customer_id=conversation.customer_id,
+                                     direction=Message.Direction.OUTBOUND).first()
+    if message is None:
+        return HttpResponse("That reply is not in this customer's thread.", status=404, content_type="text/plain")
+    error, status = "", 200
+    try:
+        act(message)
+    except (services.InboxError, ValidationError) as exc:
+        error, status = refusal(exc)
+    if not is_htmx(request):
+        if error:
+            return HttpResponse(error, status=status, content_type="text/plain")
+        return redirect(reverse("inbox:thread", args=[conversation.pk]) + f"#m-{message.pk}")
+    response = HttpResponse(f'<p class="error" role="alert">{escape(error)}</p>' if error else "", status=status)
+    if not error:
+        response["HX-Trigger"] = json.dumps({"inbox:thread-changed": {"conversation": conversation.pk}})
+    return response
+
+
+@staff_screen
+@_post_only
+def retry_reply(request, pk, message_pk):
+    attempt = request.POST.get("attempt")
+    attempt = int(attempt) if attempt and attempt.isdigit() and len(attempt) < 6 else None
+    return _failed_reply_action(request, pk, message_pk,
+                                lambda message: services.retry_reply(message=message, by=request.user, attempt=attempt))
+
+
+@staff_screen
+@_post_only
+def email_instead(request, pk, message_pk):
+    return _failed_reply_action(request, pk, message_pk,
+                                lambda message: services.send_by_email_instead(message=message, by=request.user))
 
 
 def _after_action(request, conversation, error, status):

@@ -130,6 +130,22 @@ IMAGES_BLOCKED = """
 DELIVERY = """
     <span class="delivery delivery-{status}" title="{reason}">{label}</span>"""
 FAILURE_REASON = ' <span class="reason">{}</span>'
+# A failed reply: the reason, Retry, and (not an email, the customer has one) Send by email instead.
+# Buttons post once (hx-disabled-elt); the services make a repeat a no-op (attempt, resent_as).
+FAILED_ACTIONS = """
+  <div class="failed-reply" role="group" aria-label="This reply was not delivered">
+    <p class="failure"><strong>Failed:</strong> {reason}</p>
+    <form method="post" action="/inbox/{conversation}/messages/{id}/retry" hx-post="/inbox/{conversation}/messages/{id}/retry"
+          hx-swap="none" hx-disabled-elt="find button" class="inline retry-form">{csrf}<input type="hidden" name="attempt" value="{attempt}">
+      <button type="submit" class="retry">Retry</button></form>{email}
+  </div>"""
+EMAIL_INSTEAD = """
+    <form method="post" action="/inbox/{conversation}/messages/{id}/email-instead" hx-post="/inbox/{conversation}/messages/{id}/email-instead"
+          hx-swap="none" hx-disabled-elt="find button" class="inline email-instead-form">{csrf}
+      <button type="submit" class="email-instead">Send by email instead</button></form>"""
+RESENT_AS = ' <span class="resent muted">· sent again by email</span>'
+RESENT_FROM = ' <span class="resent muted">· resent by email after the {} failed</span>'
+CSRF_FIELD = '<input type="hidden" name="csrfmiddlewaretoken" value="{}">'
 ELSEWHERE = ' <span class="muted">· conversation #{}</span>'
 SUBJECT = """
   <div class="subject">{}</div>"""
@@ -155,8 +171,10 @@ class _ItemWriter:
     """Writes the items of one thread page: what is the same for all of them
     (open conversation, time zone, month names) is looked up once."""
 
-    def __init__(self, conversation_id):
+    def __init__(self, conversation_id, csrf_token=""):
         self.conversation_id = conversation_id
+        self.csrf = CSRF_FIELD.format(_html(csrf_token)) if csrf_token else ""
+        self.staff_names = {}
         self.tz = timezone.get_current_timezone()
         self.words = dates.time_words(get_language())
 
@@ -166,6 +184,23 @@ class _ItemWriter:
         return {"id": row["id"], "at": local.isoformat(),  # the `date` filter's "c"
                 "when": _html(short_time(local, self.words)),
                 "elsewhere": ELSEWHERE.format(row["conversation_id"]) if elsewhere else ""}
+
+    def failed_actions(self, row) -> str:
+        ids = {"conversation": self.conversation_id, "id": row["id"], "csrf": self.csrf}
+        email = EMAIL_INSTEAD.format(**ids) if row["channel"] != "email" and row.get("primary_email") else ""
+        return FAILED_ACTIONS.format(**ids, reason=_html(row["status_reason"] or "The reply was not delivered."),
+                                     attempt=_html(row.get("retries") or 0), email=email)
+
+    def item(self, item) -> str:
+        if item.kind == "note":
+            return self.note(item.row)
+        if item.kind == "activity":
+            return self.activity(item.row)
+        return self.message(item.row)
+
+    def activity(self, row) -> str:
+        common = self.common(row)
+        return ACTIVITY_ITEM.format(**common, text=_html(activity_text(row, self.staff_names)))
 
     def note(self, row) -> str:
         return NOTE_ITEM.format(**self.common(row), author=_html(row["author"]["name"] if row["author"] else "someone"),
@@ -178,8 +213,12 @@ class _ItemWriter:
             status, reason = row["delivery_status"], row["status_reason"]
             delivery = DELIVERY.format(status=_html(status), reason=_html(reason),
                                        label=_html(DELIVERY_LABELS.get(status, status)))
-            if status == "failed" and reason:
-                delivery += FAILURE_REASON.format(_html(reason))
+            if row.get("resent_as"):
+                delivery += RESENT_AS
+            elif status == "failed":
+                delivery += self.failed_actions(row)
+            if row.get("resent_from"):
+                delivery += RESENT_FROM.format("earlier reply")
         else:
             who = "Received"
             # Mail filed under this customer from an address that is not their
@@ -204,13 +243,53 @@ class _ItemWriter:
         )
 
 
-@register.simple_tag
-def thread_items(items, conversation_id):
+ACTIVITY_ITEM = """<li class="item activity" id="a-{id}" data-at="{at}">
+  <span class="activity-text">{text}</span> <time datetime="{at}">{when}</time>{elsewhere}
+</li>
+"""
+# A run of items from another conversation of the customer: a collapsible section with
+# that conversation's own status (open when it is the active one).
+SECTION_START = """<li class="conv-section" data-conversation="{id}"><details{open}>
+  <summary><span class="section-title">{title} #{id}</span> <span class="status status-{status}">{status_label}</span>{subject}
+    <a href="/inbox/{id}/">Open it</a></summary>
+  <ol class="items" aria-label="Items of conversation #{id}">
+"""
+SECTION_END = "</ol></details></li>\n"
+STATUS_LABELS = dict(Conversation.Status.choices)
+
+
+def _section_start(pk, info) -> str:
+    status = (info or {}).get("status", "")
+    active = status in ("open", "pending")
+    subject = (info or {}).get("subject") or ""
+    return SECTION_START.format(
+        id=pk, open=" open" if active else "", status=_html(status),
+        status_label=_html(STATUS_LABELS.get(status, status or "unknown")),
+        title="Active conversation" if active else "Earlier conversation",
+        subject=f' <span class="subject">{_html(subject)}</span>' if subject else "")
+
+
+@register.simple_tag(takes_context=True)
+def thread_items(context, items, conversation_id):
     """The <li> of each selectors.ThreadItem, oldest first; conversation_id is the
-    open conversation (items from the customer's other conversations say which)."""
-    writer = _ItemWriter(conversation_id)
-    return mark_safe("".join(writer.note(item.row) if item.kind == "note" else writer.message(item.row)
-                             for item in items))
+    open conversation. Items of the customer's other conversations are grouped, run by
+    run, in sections marked with that conversation's number and status."""
+    writer = _ItemWriter(conversation_id, context.get("csrf_token") or "")
+    conversations = context.get("thread_conversations") or {}
+    writer.staff_names = {str(member.pk): display_name(member) for member in (context.get("staff") or [])}
+    parts, section = [], None
+    for item in items:
+        owner = item.row["conversation_id"]
+        if owner != section:
+            if section is not None:
+                parts.append(SECTION_END)
+            section = owner if owner != conversation_id else None
+            if section is not None:
+                parts.append(_section_start(owner, conversations.get(owner)))
+        parts.append(writer.item(item))
+    if section is not None:
+        parts.append(SECTION_END)
+    return mark_safe("".join(parts))
 
 
 # --- the conversation's history (its header) -------------------------------------------
@@ -219,26 +298,30 @@ def _person(first, last, username) -> str:
     return f"{first} {last}".strip() or username
 
 
+def activity_text(row, names) -> str:
+    """One status or assignment change in words: who did what. names: staff id (str) -> name."""
+    who = _person(row["actor__first_name"], row["actor__last_name"], row["actor__username"]) \
+        if row["actor__username"] else "A routing rule"
+    kind = row["kind"]
+    if kind == "status_changed":
+        return f"{who} set it to {STATUS_LABELS.get(row['to_value'], row['to_value'])}"
+    if kind == "assigned":
+        target = names.get(row["to_value"], "a former staff member") if row["to_value"] else None
+        return f"{who} assigned it to {target}" if target else f"{who} unassigned it"
+    if kind == "reopened":
+        label = channels.get(row["channel"]).label if row["channel"] else "a message"
+        return f"The customer wrote again ({label}) and reopened it"
+    return "The chatbot handed it over"
+
+
 def history_lines(rows, staff) -> list[dict]:
     """selectors.conversation_history rows as lines a person reads: who did what, and when."""
     names = {str(member.pk): display_name(member) for member in staff}
-    statuses = dict(Conversation.Status.choices)
     words = dates.time_words(get_language())
     tz = timezone.get_current_timezone()
     lines = []
     for row in rows:
-        who = _person(row["actor__first_name"], row["actor__last_name"], row["actor__username"]) \
-            if row["actor__username"] else "A routing rule"
-        kind = row["kind"]
-        if kind == "status_changed":
-            text = f"{who} set it to {statuses.get(row['to_value'], row['to_value'])}"
-        elif kind == "assigned":
-            target = names.get(row["to_value"], "a former staff member") if row["to_value"] else None
-            text = f"{who} assigned it to {target}" if target else f"{who} unassigned it"
-        elif kind == "reopened":
-            text = f"The customer wrote again ({channels.get(row['channel']).label if row['channel'] else 'a message'}) and reopened it"
-        else:
-            text = "The chatbot handed it over"
         local = row["at"].astimezone(tz)
-        lines.append({"text": text, "at": local.isoformat(), "when": dates.short_time(local, words)})
+        lines.append({"text": activity_text(row, names), "at": local.isoformat(),
+                      "when": dates.short_time(local, words)})
     return lines

@@ -43,3 +43,14 @@ def test_print_logins_gives_working_demo_logins(db, client, settings):
     assert "username: manager" in out.getvalue()
     assert client.login(username="manager", password="hibachi-manager-demo")
     assert client.get("/admin/").status_code == 200
+
+
+def test_seed_demo_gives_each_customer_one_active_conversation_at_most(db):
+    """Demo data once gave Luis Nguyen four open conversations; the inbox showed him four times."""
+    from django.db.models import Count
+
+    call_command("seed_demo", customers=60, stdout=StringIO(), stderr=StringIO())
+    per_customer = (Conversation.objects.filter(status__in=["open", "pending"]).values("customer")
+                    .annotate(n=Count("id")).values_list("n", flat=True))
+    assert per_customer and max(per_customer) == 1
+    assert Conversation.objects.filter(status__in=["resolved", "closed"]).exists()
