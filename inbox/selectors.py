@@ -401,7 +401,8 @@ MESSAGE_COLUMNS = ("id", "conversation_id", "channel", "direction", "subject", "
 # What the thread shows of a failed reply's second chances (services.retry_reply,
 # send_by_email_instead), read out of the metadata in the same query.
 MESSAGE_EXTRAS = {"retries": KT("metadata__retries"), "resent_as": KT("metadata__resent_as"),
-                  "resent_from": KT("metadata__resent_from")}
+                  "resent_from": KT("metadata__resent_from"), "attachments": KT("metadata__attachments"),
+                  "cc": KT("metadata__cc")}
 NOTE_COLUMNS = ("id", "conversation_id", "body", "created_at")
 AUTHOR_COLUMNS = ("author_id", "author__username", "author__first_name", "author__last_name")
 

@@ -13,12 +13,15 @@ import re
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
 from crm.models import Booking, CustomerIdentity
+from myhibachi.models import signature_of
 from myhibachi.roles import is_staff_member
 
+from . import attachments as stored_files
 from . import canned, channels, events, history, receiving
 from .changes import TRANSITIONS, assign, locked, set_status
 from .delivery import DELIVERY_RANK, update_delivery
@@ -84,9 +87,17 @@ def receive_many(items: list[dict]) -> list[Received]:
 
 # --- staff actions ---------------------------------------------------------
 
+MAX_CC = 10
+
+
 def reply(*, conversation: Conversation, author, text: str = "", channel: str | None = None,
-          canned_response: CannedResponse | None = None) -> Message:
-    """Queue a staff reply; a Celery task hands it to the channel's sender after commit."""
+          canned_response: CannedResponse | None = None, cc=None, attachments=None) -> Message:
+    """Queue a staff reply; a Celery task hands it to the channel's sender after commit.
+
+    On a channel with subjects (email): cc, addresses copied (at most MAX_CC), and
+    attachments, files (Django UploadedFiles) stored like inbound ones (inbox/attachments.py);
+    the author's signature (myhibachi.models.StaffProfile) is added below the text.
+    Elsewhere either is refused rather than dropped."""
     if canned_response is not None and not text.strip():
         text = render_canned(canned_response, conversation=conversation, agent=author)
     if not text or not text.strip():
@@ -102,13 +113,24 @@ def reply(*, conversation: Conversation, author, text: str = "", channel: str | 
         channel = _reply_channel(conversation.customer, channel)
         recipient = _reply_address(conversation.customer, channel)
         spec = channels.get(channel)
+        metadata = {"to": recipient} if recipient else {}
+        cc = _cc_addresses(cc)
+        if (cc or attachments) and not spec.has_subject:
+            raise CannotReply(f"Copies and attachments go out by email only, not by {spec.label}.")
+        if cc:
+            metadata["cc"] = cc
+        if attachments:
+            metadata["attachments"] = stored_files.store_uploads(attachments)
+        if spec.has_subject:
+            signature = signature_of(author)
+            if signature:
+                text = f"{text.rstrip()}\n\n-- \n{signature}"
         now = timezone.now()
         message = Message.objects.create(
             conversation=conversation, customer=conversation.customer, channel=channel,
             direction=Message.Direction.OUTBOUND, text=text, author=author,
             subject=_reply_subject(conversation) if spec.has_subject else "",
-            metadata={"to": recipient} if recipient else {},
-            delivery_status=Message.DeliveryStatus.QUEUED, created_at=now,
+            metadata=metadata, delivery_status=Message.DeliveryStatus.QUEUED, created_at=now,
         )
         conversation.last_message = message
         conversation.last_activity_at = now
@@ -199,6 +221,27 @@ def _reply_channel(customer, channel: str | None) -> str:
     if why:
         raise CannotReply(why)
     return channel
+
+
+def _cc_addresses(cc) -> list[str]:
+    """Copy addresses from a list or a comma/semicolon/space separated string, checked and deduplicated."""
+    if not cc:
+        return []
+    raw = re.split(r"[,;\s]+", cc) if isinstance(cc, str) else list(cc)
+    found = []
+    for address in raw:
+        address = str(address).strip().lower()
+        if not address:
+            continue
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ValidationError(f"{address[:100]!r} is not an email address; separate copies with commas.")
+        if address not in found:
+            found.append(address)
+    if len(found) > MAX_CC:
+        raise ValidationError(f"{len(found)} copy addresses; a reply can copy at most {MAX_CC}.")
+    return found
 
 
 def _reply_address(customer, channel) -> str | None:

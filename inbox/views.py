@@ -21,6 +21,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
+from django.utils.http import content_disposition_header
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 
@@ -28,6 +29,7 @@ from myhibachi.ids import BadId, parse_id
 from myhibachi.roles import AGENT, MANAGER, is_manager, is_staff_member
 
 from . import assignees, channels, selectors, services
+from . import attachments as stored_files
 from .rows import load as load_rows
 from .templatetags.inbox_ui import history_lines
 from .access import access_conversation
@@ -281,6 +283,7 @@ def _composer(conversation, *, mode="reply", text="", channel=None, error=None, 
     if channel not in options.names():
         channel = options.default
     return {"mode": mode, "text": text, "channel": channel, "error": error, "notice": notice,
+            "email_channels": [spec.name for spec in options.available if spec.has_subject],
             "channels": [(spec.name, spec.label) for spec in options.available],
             "missing": [(spec.label, why) for spec, why in options.missing]}
 
@@ -317,12 +320,14 @@ def send(request, pk):
             services.add_note(conversation=conversation, author=request.user, body=text)
             notice = "Note added (staff only)."
         else:
-            services.reply(conversation=conversation, author=request.user, text=text, channel=channel)
+            services.reply(conversation=conversation, author=request.user, text=text, channel=channel,
+                           cc=request.POST.get("cc", "")[:2000], attachments=request.FILES.getlist("attachments"))
             notice = "Reply queued for sending."
         composer = _composer(conversation, mode=mode, channel=channel, notice=notice)
     except (services.InboxError, ValidationError) as exc:
         error, status = refusal(exc)
         composer = _composer(conversation, mode=mode, text=text, channel=channel, error=error)
+        composer["cc"] = request.POST.get("cc", "")[:2000]
     if not is_htmx(request):
         if status == 200:
             return redirect(reverse("inbox:thread", args=[conversation.pk]) + "#thread-end")
@@ -333,6 +338,47 @@ def send(request, pk):
                       status=status)
     if status == 200:
         response["HX-Trigger"] = json.dumps({"inbox:thread-changed": {"conversation": conversation.pk}})
+    return response
+
+
+# --- my email signature -------------------------------------------------------------
+
+@staff_screen
+def signature(request):
+    """Each staff member's own email signature (myhibachi.models.StaffProfile)."""
+    from myhibachi.models import MAX_SIGNATURE_CHARS, StaffProfile
+
+    profile, _ = StaffProfile.objects.get_or_create(user=request.user)
+    error, saved, status = "", False, 200
+    if request.method == "POST":
+        text = request.POST.get("signature", "").strip()
+        if len(text) > MAX_SIGNATURE_CHARS:
+            error, status = f"A signature can be at most {MAX_SIGNATURE_CHARS:,} characters.", 422
+        else:
+            profile.signature = text
+            profile.save(update_fields=["signature"])
+            saved = True
+    return render(request, "inbox/signature.html", {"profile": profile, "error": error, "saved": saved,
+                                                    "max_chars": MAX_SIGNATURE_CHARS}, status=status)
+
+
+# --- attachments of a message (received or sent) ------------------------------------
+
+@staff_screen
+def attachment(request, pk, message_pk, index):
+    """One stored attachment, always as a download (never shown inline: it is the
+    customer's file, and the page's origin must not run or render it)."""
+    conversation = access_conversation(request.user, pk)
+    message = Message.objects.filter(pk=message_pk, customer_id=conversation.customer_id).only("metadata").first()
+    found = (message.metadata or {}).get("attachments", []) if message else []
+    meta = found[index] if 0 <= index < len(found) and isinstance(found[index], dict) else None
+    data = stored_files.read(meta) if meta else None
+    if data is None:
+        return HttpResponse("That attachment is not stored.", status=404, content_type="text/plain")
+    response = HttpResponse(data, content_type="application/octet-stream")
+    response["Content-Disposition"] = content_disposition_header(True, meta.get("filename") or "attachment")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
 
 

@@ -132,6 +132,8 @@ class ReplySerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=channels.reply_choices(), required=False,
                                       help_text="A channel staff can answer on (default: the customer's last).")
     canned_response = IdRelatedField(queryset=CannedResponse.objects.filter(active=True), required=False)
+    cc = serializers.ListField(child=serializers.EmailField(), required=False, max_length=10,
+                               help_text="Email replies only: addresses copied (at most 10).")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

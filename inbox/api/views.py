@@ -175,7 +175,8 @@ class ReplyView(InboxAPIView):
         conversation = access_conversation(request.user, pk)
         data = _valid(s.ReplySerializer, request)
         message = services.reply(conversation=conversation, author=request.user, text=data["text"],
-                                 channel=data.get("channel"), canned_response=data.get("canned_response"))
+                                 channel=data.get("channel"), canned_response=data.get("canned_response"),
+                                 cc=data.get("cc"))
         return Response(s.MessageSerializer(message).data, status=status.HTTP_201_CREATED)
 
 

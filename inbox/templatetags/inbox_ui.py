@@ -1,6 +1,7 @@
 """Small presentation helpers for the staff screens (no queries)."""
 import functools
 import html
+import json
 from datetime import timedelta
 
 from django import template
@@ -118,10 +119,35 @@ MESSAGE_ITEM = """<li class="item msg {direction}" id="m-{id}" data-at="{at}">
   <div class="item-head">{channel}
     <span class="dir">{who}</span>
     <time datetime="{at}">{when}</time>{delivery}{elsewhere}
-  </div>{subject}{images}
-  {body}
+  </div>{subject}{cc}{images}
+  {body}{attachments}
 </li>
 """
+ATTACHMENTS = """
+  <ul class="attachments" aria-label="Attachments">{}</ul>"""
+ATTACHMENT = '<li><a href="/inbox/{conversation}/messages/{id}/attachments/{n}" download>{name}</a> <span class="muted">{size}</span></li>'
+ATTACHMENT_NOT_KEPT = '<li>{name} <span class="muted">{size}, too large to keep</span></li>'
+CC_LINE = """
+  <div class="cc muted">Cc: {}</div>"""
+
+
+def _size(n) -> str:
+    try:
+        n = int(n)
+    except (TypeError, ValueError):
+        return ""
+    return f"{n / 1_000_000:.1f} MB" if n >= 1_000_000 else f"{max(1, round(n / 1000))} KB"
+
+
+def _json_list(raw) -> list:
+    """A JSON list read as text out of metadata (selectors.MESSAGE_EXTRAS); [] when absent or not a list."""
+    if not raw:
+        return []
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
 SENT_BY = "Sent by <strong>{}</strong>"
 RECEIVED_FROM = 'Received from <strong class="sender">{}</strong>'
 IMAGES_BLOCKED = """
@@ -236,11 +262,24 @@ class _ItemWriter:
         else:
             new, quoted = split_quoted_text(row["text"])
             body = BODY.format("text", _text_html(new)) + (QUOTED.format("text", _text_html(quoted)) if quoted else "")
+        cc = _json_list(row.get("cc"))
         return MESSAGE_ITEM.format(
             **self.common(row), direction=_html(row["direction"]), channel=_channel_icon(row["channel"]), who=who,
             delivery=delivery, subject=SUBJECT.format(_html(row["subject"])) if row["subject"] else "", body=body,
-            images=images,
+            images=images, attachments=self.attachments(row),
+            cc=CC_LINE.format(_html(", ".join(str(a) for a in cc))) if cc else "",
         )
+
+    def attachments(self, row) -> str:
+        found = [meta for meta in _json_list(row.get("attachments")) if isinstance(meta, dict)]
+        if not found:
+            return ""
+        lines = []
+        for n, meta in enumerate(found):
+            name, size = _html(meta.get("filename") or "attachment"), _html(_size(meta.get("size")))
+            lines.append(ATTACHMENT.format(conversation=self.conversation_id, id=row["id"], n=n, name=name, size=size)
+                         if meta.get("path") else ATTACHMENT_NOT_KEPT.format(name=name, size=size))
+        return ATTACHMENTS.format("".join(lines))
 
 
 ACTIVITY_ITEM = """<li class="item activity" id="a-{id}" data-at="{at}">
@@ -272,23 +311,25 @@ def _section_start(pk, info) -> str:
 @register.simple_tag(takes_context=True)
 def thread_items(context, items, conversation_id):
     """The <li> of each selectors.ThreadItem, oldest first; conversation_id is the
-    open conversation. Items of the customer's other conversations are grouped, run by
-    run, in sections marked with that conversation's number and status."""
+    open conversation. The items of each of the customer's other conversations on this
+    page are one section, marked with its number and status, where its first item falls."""
     writer = _ItemWriter(conversation_id, context.get("csrf_token") or "")
     conversations = context.get("thread_conversations") or {}
     writer.staff_names = {str(member.pk): display_name(member) for member in (context.get("staff") or [])}
-    parts, section = [], None
+    others = {}
     for item in items:
         owner = item.row["conversation_id"]
-        if owner != section:
-            if section is not None:
-                parts.append(SECTION_END)
-            section = owner if owner != conversation_id else None
-            if section is not None:
-                parts.append(_section_start(owner, conversations.get(owner)))
-        parts.append(writer.item(item))
-    if section is not None:
-        parts.append(SECTION_END)
+        if owner != conversation_id:
+            others.setdefault(owner, []).append(item)
+    parts = []
+    for item in items:
+        owner = item.row["conversation_id"]
+        if owner == conversation_id:
+            parts.append(writer.item(item))
+        elif owner in others:
+            parts.append(_section_start(owner, conversations.get(owner)))
+            parts.extend(writer.item(inner) for inner in others.pop(owner))
+            parts.append(SECTION_END)
     return mark_safe("".join(parts))
 
 

@@ -602,9 +602,13 @@
     if (field && field.value === "resolved") form.dataset.previous = previousStatus(form);
   });
 
-  document.addEventListener("htmx:afterRequest", function (e) {
-    var form = e.detail.elt, field = form && form.querySelector && form.querySelector('input[name="status"]');
-    if (!field || field.value !== "resolved" || !e.detail.successful || !form.dataset.previous) return;
+  // beforeSwap, not afterRequest: the swap replaces the form (the header, the row), and
+  // an event fired on a detached form never reaches this listener.
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var form = e.detail.requestConfig && e.detail.requestConfig.elt;
+    var field = form && form.querySelector && form.querySelector('input[name="status"]');
+    var ok = e.detail.xhr && e.detail.xhr.status >= 200 && e.detail.xhr.status < 300;
+    if (!field || field.value !== "resolved" || !ok || !form.dataset.previous) return;
     var match = /\/inbox\/(\d+)\/status/.exec(form.getAttribute("hx-post") || "");
     if (!match) return;
     var conversation = Number(match[1]);
@@ -613,8 +617,9 @@
                     name: nameEl ? nameEl.textContent.trim() : "" };
     sessionStorage.setItem(UNDO_KEY, JSON.stringify(pending));
     var next = PAGE === "thread" && body.dataset.nextAfterResolve === "1" ? nextConversation(conversation) : null;
-    if (next) { location.href = "/inbox/" + next + "/"; return; }
-    showUndo(pending);
+    setTimeout(function () {
+      if (next) location.href = "/inbox/" + next + "/"; else showUndo(pending);
+    }, 0);
   });
 
   function resumeUndo() {
@@ -622,6 +627,17 @@
     try { pending = JSON.parse(sessionStorage.getItem(UNDO_KEY) || "null"); } catch (err) { pending = null; }
     if (pending && pending.conversation) showUndo(pending);
   }
+
+  // --- the reply box: Cc and attachments only while an email channel is chosen -------
+  function emailFields() {
+    var box = qs("#composer .composer-email"), select = qs("#reply-channel");
+    if (!box || !select || select.tagName !== "SELECT") return;
+    var email = (box.dataset.emailChannels || "").split(",").indexOf(select.value) >= 0;
+    box.hidden = !email;
+    qsa("input", box).forEach(function (input) { input.disabled = !email; });
+  }
+  document.addEventListener("change", function (e) { if (e.target.id === "reply-channel") emailFields(); });
+  document.addEventListener("htmx:afterSwap", emailFields);
 
   // --- the thread opens at its newest item, with the reply box in view ------------
   function openAtNewest() {
@@ -663,6 +679,7 @@
   setupKeys(page);
   setupNotifyToggle();
   resumeUndo();
+  emailFields();
   if (PAGE === "thread") openAtNewest();
   tickTimes();
   setInterval(tickTimes, 30000);
