@@ -597,29 +597,25 @@
     return at >= 0 ? order[at + 1] || null : null;
   }
 
+  // Watch the request itself: the live refresh (our own change's event) may replace the
+  // header before the answer arrives, and htmx's events on a detached form reach nobody.
   document.addEventListener("htmx:beforeRequest", function (e) {
-    var form = e.detail.elt, field = form && form.querySelector && form.querySelector('input[name="status"]');
-    if (field && field.value === "resolved") form.dataset.previous = previousStatus(form);
-  });
-
-  // beforeSwap, not afterRequest: the swap replaces the form (the header, the row), and
-  // an event fired on a detached form never reaches this listener.
-  document.addEventListener("htmx:beforeSwap", function (e) {
-    var form = e.detail.requestConfig && e.detail.requestConfig.elt;
+    var form = e.detail.elt, xhr = e.detail.xhr;
     var field = form && form.querySelector && form.querySelector('input[name="status"]');
-    var ok = e.detail.xhr && e.detail.xhr.status >= 200 && e.detail.xhr.status < 300;
-    if (!field || field.value !== "resolved" || !ok || !form.dataset.previous) return;
+    if (!field || field.value !== "resolved" || !xhr) return;
     var match = /\/inbox\/(\d+)\/status/.exec(form.getAttribute("hx-post") || "");
     if (!match) return;
     var conversation = Number(match[1]);
     var row = form.closest("li.row"), nameEl = row ? qs(".name", row) : qs("#profile-title");
-    var pending = { conversation: conversation, previous: form.dataset.previous, until: Date.now() + UNDO_MS,
+    var pending = { conversation: conversation, previous: previousStatus(form),
                     name: nameEl ? nameEl.textContent.trim() : "" };
-    sessionStorage.setItem(UNDO_KEY, JSON.stringify(pending));
-    var next = PAGE === "thread" && body.dataset.nextAfterResolve === "1" ? nextConversation(conversation) : null;
-    setTimeout(function () {
+    xhr.addEventListener("load", function () {
+      if (xhr.status < 200 || xhr.status >= 300) return;
+      pending.until = Date.now() + UNDO_MS;
+      sessionStorage.setItem(UNDO_KEY, JSON.stringify(pending));
+      var next = PAGE === "thread" && body.dataset.nextAfterResolve === "1" ? nextConversation(conversation) : null;
       if (next) location.href = "/inbox/" + next + "/"; else showUndo(pending);
-    }, 0);
+    });
   });
 
   function resumeUndo() {
