@@ -239,8 +239,8 @@ def test_thread_shows_who_wrote_what_and_where(agent_client, receive, agent):
     assert f"· conversation #{old.pk}</span>" in page and f"· conversation #{conversation.pk}</span>" not in page
     assert 'Internal note</span> by <strong>someone</strong>' in page
     assert "Sent by <strong>quiet</strong>" in page and "Sent by <strong>myhibachi</strong>" in page
-    assert ('<span class="delivery delivery-failed" title="Number &lt;unreachable&gt;">Failed</span> '
-            '<span class="reason">Number &lt;unreachable&gt;</span>') in page
+    assert '<span class="delivery delivery-failed" title="Number &lt;unreachable&gt;">Failed</span>' in page
+    assert "<strong>Failed:</strong> Number &lt;unreachable&gt;</p>" in page and ">Retry</button>" in page
     assert '<span class="delivery delivery-opened" title="">Opened</span>' in page
     assert '<div class="subject">Party &lt;for&gt; 10 &amp; more</div>' in page
     assert 'class="channel channel-sms"' in page and "Received" in page

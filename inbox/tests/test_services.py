@@ -100,7 +100,9 @@ def _conv(pk, status, *, activity=0, resolved=None):
     ([_conv(1, "open"), _conv(2, "open")], None, (2, "existing")),  # same moment: higher id
     ([_conv(1, "open"), _conv(None, "open")], None, (None, "existing")),  # unsaved: newest of all
     ([_conv(1, "open", activity=5), _conv(2, "pending")], 2, (2, "existing")),  # the hint wins
-    ([_conv(1, "open"), _conv(2, "resolved", resolved=1)], 2, (2, "reopened")),
+    # A resolved hint joins the active conversation: one active conversation per customer at most.
+    ([_conv(1, "open"), _conv(2, "resolved", resolved=1)], 2, (1, "existing")),
+    ([_conv(1, "closed"), _conv(2, "resolved", resolved=1)], 2, (2, "reopened")),  # nothing active: reopened
     ([_conv(1, "open"), _conv(2, "closed")], 2, (1, "existing")),  # a closed hint is passed over
     ([_conv(1, "resolved", resolved=3), _conv(2, "resolved", resolved=1)], None, (2, "reopened")),
     ([_conv(1, "resolved", resolved=30)], None, (None, "created")),  # beyond INBOX_REOPEN_DAYS
