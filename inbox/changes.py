@@ -5,7 +5,7 @@ them while a message is received. One transaction each, the conversation
 row-locked, an event recorded for the browsers.
 """
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from myhibachi.roles import is_staff_member
@@ -31,6 +31,20 @@ def locked(conversation) -> Conversation:
     return Conversation.objects.select_for_update().select_related("customer").get(pk=conversation.pk)
 
 
+ACTIVE = (Status.OPEN, Status.PENDING)
+
+
+def _refuse_second_active(conversation) -> None:
+    """A customer has one active conversation at most (a partial unique index holds it):
+    reopening an older one while another is open or pending is refused, naming it."""
+    other = (Conversation.objects.filter(customer_id=conversation.customer_id, status__in=ACTIVE)
+             .exclude(pk=conversation.pk).values_list("pk", flat=True).first())
+    if other is not None:
+        raise InvalidTransition(
+            f"{conversation.customer.name} already has an active conversation (#{other}); "
+            "continue there, or resolve it before reopening this one.")
+
+
 def set_status(*, conversation: Conversation, status: str, by=None) -> Conversation:
     if status not in Status.values:
         raise ValidationError(f"Unknown status {status!r}; use one of {', '.join(Status.values)}.")
@@ -43,6 +57,8 @@ def set_status(*, conversation: Conversation, status: str, by=None) -> Conversat
                 f"A {conversation.status} conversation cannot be set to {status}"
                 + (" (someone may have changed it a moment ago; reload to see its current state)." if by else ".")
             )
+        if status in ACTIVE and conversation.status not in ACTIVE:
+            _refuse_second_active(conversation)
         now = timezone.now()
         history.record(history.Kind.STATUS_CHANGED, conversation, at=now, actor=by,
                        from_value=conversation.status, to_value=status)
@@ -51,7 +67,12 @@ def set_status(*, conversation: Conversation, status: str, by=None) -> Conversat
         elif status in (Status.OPEN, Status.PENDING):
             conversation.resolved_at = None
         conversation.status = status
-        conversation.save(update_fields=["status", "resolved_at"])
+        try:
+            with transaction.atomic():  # a savepoint: another reopening of this customer may have won
+                conversation.save(update_fields=["status", "resolved_at"])
+        except IntegrityError:
+            raise InvalidTransition(f"{conversation.customer.name} already has an active conversation; "
+                                    "reload to see it.")
         status_counts_changed()
         events.record(events.CONVERSATION_UPDATED, conversation=conversation,
                       payload=conversation_summary(conversation, by=by))

@@ -8,7 +8,7 @@ Adding a channel is one ``register(ChannelSpec(...))`` here (or in its
 adapter package's AppConfig.ready) plus the adapter package that receives
 and sends it (channels_ingest/<channel>/, on channels_ingest.base).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -85,6 +85,107 @@ def choices() -> list[tuple[str, str]]:
 def reply_choices() -> list[tuple[str, str]]:
     """(name, label) of the channels staff can answer on."""
     return [(spec.name, spec.label) for spec in _registry.values() if spec.can_reply]
+
+
+# --- which channels can carry a reply now ------------------------------------------
+
+IDENTITY_NOUNS = {identity.EMAIL: "email address", identity.PHONE: "phone number"}
+
+
+@dataclass(frozen=True)
+class ReplyOptions:
+    """The channels a reply to one customer can go out on right now.
+
+    available: the channels' entries, in registry order; missing: (entry,
+    the reason in words a person acts on) for every other answerable channel;
+    default: the channel the composer and the API pick when none is named
+    (None when nothing can send)."""
+
+    available: list
+    missing: list = field(default_factory=list)
+    default: str | None = None
+
+    def names(self) -> list[str]:
+        return [spec.name for spec in self.available]
+
+    def reason(self, name: str) -> str | None:
+        """Why name cannot carry a reply now; None when it can."""
+        for spec, why in self.missing:
+            if spec.name == name:
+                return why
+        if name in self.names():
+            return None
+        try:
+            spec = get(name)
+        except ValidationError:
+            return f"There is no channel called {name!r}."
+        writable = " or ".join(s.label for s in self.available) or "another channel"
+        return f"A {spec.label.lower()} cannot be answered in writing; reply by {writable}."
+
+
+def reply_options(customer, *, identity_kinds=None, last_inbound: str | None = None,
+                  looked_up: bool = False) -> ReplyOptions:
+    """Which channels can carry a reply to this customer now, why each other one cannot, and the default.
+
+    A channel can reply when staff can answer on it, a sender is configured
+    for it (settings.INBOX_SENDERS) and the customer has the identity it is
+    addressed to (an email address, a phone number; a chat needs a chat the
+    customer started). The default is the channel the customer last wrote on
+    when it can reply; else the one reaching the same identity (a call: SMS);
+    else their preferred channel; else the first that can.
+
+    identity_kinds (the kinds of the customer's identities) and last_inbound
+    (the channel of their newest inbound message) save the queries when the
+    caller has them; looked_up=True says last_inbound is known even when None.
+    The screens and the API (through services.reply) both use this one rule.
+    """
+    if identity_kinds is None:
+        from crm.models import CustomerIdentity
+
+        identity_kinds = set(CustomerIdentity.objects.filter(customer_id=customer.pk)
+                             .values_list("kind", flat=True).distinct())
+    identity_kinds = set(identity_kinds)
+    if last_inbound is None and not looked_up:
+        from .models import Message
+
+        last_inbound = (Message.objects.filter(customer_id=customer.pk, direction="inbound")
+                        .order_by("-created_at", "-id").values_list("channel", flat=True).first())
+    available, missing = [], []
+    for spec in _registry.values():
+        if not spec.can_reply:
+            continue
+        why = _why_not(spec, customer, identity_kinds)
+        if why:
+            missing.append((spec, why))
+        else:
+            available.append(spec)
+    names = [spec.name for spec in available]
+    default = None
+    if last_inbound in names:
+        default = last_inbound
+    elif last_inbound in _registry:  # e.g. a call: answer on what reaches the same phone number
+        kind = _registry[last_inbound].identity_kind
+        default = next((spec.name for spec in available if spec.reply_to_kind == kind), None)
+    if default is None and getattr(customer, "preferred_channel", None) in names:
+        default = customer.preferred_channel
+    if default is None and names:
+        default = names[0]
+    return ReplyOptions(available=available, missing=missing, default=default)
+
+
+def _why_not(spec: ChannelSpec, customer, identity_kinds) -> str | None:
+    if not settings.INBOX_SENDERS.get(spec.name):
+        return f"{spec.label} replies are not set up yet (no {spec.label} sender is configured)."
+    name = getattr(customer, "name", "") or "This customer"
+    if spec.reply_to_kind is None:
+        # Answered in the customer's own session (the chat): they must have started one.
+        if spec.identity_kind not in identity_kinds:
+            return f"{name} has not started a {spec.label.lower()} with us, so there is none to answer in."
+        return None
+    if spec.reply_to_kind not in identity_kinds:
+        noun = IDENTITY_NOUNS.get(spec.reply_to_kind, spec.reply_to_kind)
+        return f"{name} has no {noun} on file."
+    return None
 
 
 register(ChannelSpec("email", "Email", identity_kind=identity.EMAIL, can_reply=True, reply_to_kind=identity.EMAIL,

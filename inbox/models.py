@@ -63,6 +63,13 @@ class Conversation(models.Model):
             models.CheckConstraint(
                 condition=~Q(status="resolved") | Q(resolved_at__isnull=False), name="inbox_conv_resolved_has_time"
             ),
+            # One customer, one place: at most one open or pending conversation per customer
+            # (the receive path joins it; reopening another one is refused while it is active).
+            models.UniqueConstraint(
+                fields=["customer"], condition=Q(status__in=["open", "pending"]),
+                name="inbox_conv_one_active_per_customer",
+                violation_error_message="This customer already has an open or pending conversation.",
+            ),
         ]
 
     def __str__(self):

@@ -142,13 +142,15 @@ def choose_conversation(candidates, *, hint_pk, received_at):
     def newest(key):
         return lambda c: (key(c), c.pk is None, c.pk or 0)
 
+    active = [c for c in candidates if c.status in ACTIVE]
     if hint_pk is not None:
         hinted = next((c for c in candidates if c.pk == hint_pk), None)
         if hinted is not None and hinted.status in ACTIVE:
             return hinted, "existing"
-        if hinted is not None and recently_resolved(hinted):
+        # A customer has one active conversation at most: an answer to an older thread
+        # reopens it only when nothing else is open; otherwise it joins the open one.
+        if hinted is not None and recently_resolved(hinted) and not active:
             return hinted, "reopened"
-    active = [c for c in candidates if c.status in ACTIVE]
     if active:
         return max(active, key=newest(lambda c: c.last_activity_at)), "existing"
     recent = [c for c in candidates if recently_resolved(c)]

@@ -38,7 +38,8 @@ COLUMNS = (
     "customer_id", "customer__first_name", "customer__last_name",
     "assignee_id", "assignee__username", "assignee__first_name", "assignee__last_name",
     "last_message_id", "last_message__channel", "last_message__direction", "last_message__text",
-    "last_message__subject", "last_message__created_at",
+    "last_message__subject", "last_message__created_at", "last_message__delivery_status",
+    "last_message__status_reason",
 )
 
 
@@ -86,6 +87,12 @@ class RowMessage:
     text: str
     subject: str
     created_at: object
+    delivery_status: str = ""
+    status_reason: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.direction == "outbound" and self.delivery_status == "failed"
 
     @property
     def preview(self) -> str:
@@ -192,13 +199,13 @@ def _build(values, identities, tags, channels) -> ConversationRow:
     (pk, status, subject, activity, unread, created, first_response, resolved,
      customer_id, first, last,
      assignee_id, username, a_first, a_last,
-     message_id, channel, direction, text, m_subject, m_created) = values
+     message_id, channel, direction, text, m_subject, m_created, m_status, m_reason) = values
     return ConversationRow(
         id=pk, status=status, subject=subject,
         customer=RowCustomer(customer_id, full_name(first, last, "Unknown customer"), identities[customer_id]),
         assignee=None if assignee_id is None else RowUser(assignee_id, username, full_name(a_first, a_last, username)),
         last_message=None if message_id is None else RowMessage(message_id, channel, direction, text, m_subject,
-                                                                 m_created),
+                                                                 m_created, m_status, m_reason),
         last_activity_at=activity, is_unread=unread, tags=tags[pk], created_at=created,
         first_response_at=first_response, resolved_at=resolved, channels=channels[pk],
     )
@@ -269,6 +276,7 @@ SELECT c.id, c.status, c.subject, {us("c.last_activity_at")}, c.is_unread, {us("
        c.customer_id, cu.first_name, cu.last_name,
        c.assignee_id, u.username, u.first_name, u.last_name,
        c.last_message_id, m.channel, m.direction, m.text, m.subject, {us("m.created_at")},
+       m.delivery_status, m.status_reason,
        ARRAY(SELECT i.kind || ':' || i.value FROM {table(CustomerIdentity)} AS i
              WHERE i.customer_id = c.customer_id ORDER BY i.is_primary DESC, i.kind, i.id),
        ARRAY(SELECT t.name FROM {table(Conversation.tags.through)} AS ct JOIN {table(Tag)} AS t ON t.id = ct.tag_id

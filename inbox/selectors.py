@@ -534,6 +534,11 @@ MESSAGE_COLUMNS = ("id", "conversation_id", "channel", "direction", "subject", "
 # inbound message came from (metadata["from"]), and "primary_email", the
 # customer's primary email identity (None without one): the thread names the
 # sender whenever the two differ.
+# What the thread shows of a failed reply's second chances (services.retry_reply,
+# send_by_email_instead), read out of the metadata in the same query.
+MESSAGE_EXTRAS = {"retries": KT("metadata__retries"), "resent_as": KT("metadata__resent_as"),
+                  "resent_from": KT("metadata__resent_from"), "attachments": KT("metadata__attachments"),
+                  "cc": KT("metadata__cc")}
 NOTE_COLUMNS = ("id", "conversation_id", "body", "created_at")
 # And what the thread shows of SMS/MMS and calls (channels_ingest/ringcentral): "attachments"
 # (stored MMS files), "call" (direction, numbers, duration, result, recording) and "unparsed"
@@ -565,7 +570,10 @@ class ThreadItem:
 
     @property
     def key(self):
-        return (self.row["created_at"], 0 if self.kind == "message" else 1, self.row["id"])
+        return (self.row["created_at"], KIND_RANK[self.kind], self.row["id"])
+
+
+KIND_RANK = {"message": 0, "note": 1, "activity": 2}
 
 
 def _with_authors(found, authors: dict) -> list:
@@ -611,7 +619,7 @@ def customer_thread(customer_id: int, *, size: int = 50, before: str | None = No
     newest_messages = _with_authors(messages.order_by("-created_at", "-id")
                                     .values(*message_columns, *AUTHOR_COLUMNS, sender=KT("metadata__from"),
                                             item_kind=KT("metadata__kind"), primary_email=Subquery(primary_email),
-                                            **MEDIA_COLUMNS)[: size + 1],
+                                            **MEDIA_COLUMNS, **MESSAGE_EXTRAS)[: size + 1],
                                     authors)
     newest_notes = _with_authors(notes.order_by("-created_at", "-id")
                                  .values(*NOTE_COLUMNS, *AUTHOR_COLUMNS)[: size + 1], authors)
@@ -625,6 +633,35 @@ def customer_thread(customer_id: int, *, size: int = 50, before: str | None = No
                                "id": oldest.pk})
     items.reverse()
     return items, older
+
+
+def customer_conversations(customer_id: int) -> list[dict]:
+    """Every conversation of the customer (id, status, subject, is_unread), newest first: the
+    thread's sections and its live updates' list. One query."""
+    return list(Conversation.objects.filter(customer_id=customer_id).order_by("-last_activity_at", "-id")
+                .values("id", "status", "subject", "is_unread"))
+
+
+TIMELINE_KINDS = (ConversationActivity.Kind.STATUS_CHANGED, ConversationActivity.Kind.ASSIGNED,
+                  ConversationActivity.Kind.REOPENED)
+
+
+def with_timeline(items, *, conversation_ids, older, before=None, limit: int = 200) -> list:
+    """The thread page's items with the status and assignment changes of the customer's
+    conversations that fall among them (one query), as ThreadItem("activity", row) where
+    row has "created_at" (the change's time), "conversation_id" and history columns.
+    The window: from the page's oldest item (or the start when the page reaches it) to
+    the cursor of an older page (or now)."""
+    qs = ConversationActivity.objects.filter(conversation_id__in=conversation_ids, kind__in=TIMELINE_KINDS)
+    if older is not None and items:
+        qs = qs.filter(at__gte=items[0].created_at)
+    if before:
+        qs = qs.filter(at__lt=_cursor_time(decode_cursor(before)))
+    found = [ThreadItem("activity", {**row, "created_at": row["at"]}) for row in
+             qs.order_by("-at", "-id").values("id", "conversation_id", "kind", "from_value", "to_value", "channel",
+                                             "at", "actor__username", "actor__first_name",
+                                             "actor__last_name")[:limit]]
+    return sorted(items + found, key=lambda item: item.key)
 
 
 # --- events (catch-up for live screens) ---------------------------------------

@@ -13,13 +13,16 @@ import re
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
 from crm import identity
 from crm.models import Booking, CustomerIdentity
+from myhibachi.models import signature_of
 from myhibachi.roles import is_staff_member
 
+from . import attachments as stored_files
 from . import canned, channels, events, history, receiving
 from .changes import TRANSITIONS, assign, locked, set_status
 from .delivery import DELIVERY_RANK, update_delivery
@@ -33,7 +36,7 @@ from .tasks import deliver_message
 
 __all__ = [
     "receive_message", "receive_many", "receiving_in_bulk", "Received",
-    "reply", "default_reply_channel", "reply_refusals", "annotate_message", "set_call_back", "CALL_BACK_TAG",
+    "reply", "retry_reply", "send_by_email_instead", "default_reply_channel", "reply_refusals", "annotate_message", "set_call_back", "CALL_BACK_TAG",
     "render_canned", "add_note", "mark_read", "record_bot_handoff",
     "set_status", "assign", "add_tag", "remove_tag", "locked", "TRANSITIONS", "update_delivery", "DELIVERY_RANK",
     "InboxError", "InvalidTransition", "ReplyTooLarge", "CannotReply", "StaleReply",
@@ -96,15 +99,23 @@ def record_bot_handoff(*, message: Message, at=None) -> None:
 
 # --- staff actions ---------------------------------------------------------
 
+MAX_CC = 10
+
+
 def reply(*, conversation: Conversation, author, text: str = "", channel: str | None = None,
-          canned_response: CannedResponse | None = None, seen_through: int | None = None) -> Message:
+          canned_response: CannedResponse | None = None, seen_through: int | None = None, cc=None,
+          attachments=None) -> Message:
     """Queue a staff reply; a Celery task hands it to the channel's sender after commit.
 
     seen_through: the id of the newest message of the customer's thread the agent
     had seen when they started writing. Newer messages (the customer's, or other
     staff's replies) hold the reply with StaleReply; None sends without looking
     (the API's and the screen's "send anyway").
-    """
+
+    On a channel with subjects (email): cc, addresses copied (at most MAX_CC), and
+    attachments, files (Django UploadedFiles) stored like inbound ones (inbox/attachments.py);
+    the author's signature (myhibachi.models.StaffProfile) is added below the text.
+    Elsewhere either is refused rather than dropped."""
     if canned_response is not None and not text.strip():
         text = render_canned(canned_response, conversation=conversation, agent=author)
     if not text or not text.strip():
@@ -119,7 +130,7 @@ def reply(*, conversation: Conversation, author, text: str = "", channel: str | 
             raise InvalidTransition("This conversation is closed. Reopen it before replying.")
         if seen_through is not None:
             _hold_if_stale(conversation, author=author, seen_through=seen_through)
-        channel = channel or default_reply_channel(conversation.customer)
+        channel = _reply_channel(conversation.customer, channel)
         spec = channels.get(channel)
         if spec.max_reply_units is not None and channels.utf16_units(text) > spec.max_reply_units:
             raise ReplyTooLarge(
@@ -127,13 +138,24 @@ def reply(*, conversation: Conversation, author, text: str = "", channel: str | 
                 f"this reply is {channels.utf16_units(text):,}. Shorten it or send it in parts."
             )
         recipient = _reply_address(conversation.customer, channel)
+        metadata = {"to": recipient} if recipient else {}
+        cc = _cc_addresses(cc)
+        if (cc or attachments) and not spec.has_subject:
+            raise CannotReply(f"Copies and attachments go out by email only, not by {spec.label}.")
+        if cc:
+            metadata["cc"] = cc
+        if attachments:
+            metadata["attachments"] = stored_files.store_uploads(attachments)
+        if spec.has_subject:
+            signature = signature_of(author)
+            if signature:
+                text = f"{text.rstrip()}\n\n-- \n{signature}"
         now = timezone.now()
         message = Message.objects.create(
             conversation=conversation, customer=conversation.customer, channel=channel,
             direction=Message.Direction.OUTBOUND, text=text, author=author,
             subject=_reply_subject(conversation) if spec.has_subject else "",
-            metadata={"to": recipient} if recipient else {},
-            delivery_status=Message.DeliveryStatus.QUEUED, created_at=now,
+            metadata=metadata, delivery_status=Message.DeliveryStatus.QUEUED, created_at=now,
         )
         conversation.last_message = message
         conversation.last_activity_at = now
@@ -197,38 +219,109 @@ def _hold_if_stale(conversation, *, author, seen_through: int) -> None:
         raise StaleReply(STALE_MESSAGE, new_messages=newer)
 
 
-def default_reply_channel(customer) -> str:
-    """The channel the customer last wrote on, if staff can answer there; else their preferred one,
-    or the channel that reaches the same identity when staff cannot answer on that (a call: SMS)."""
-    last = (
-        Message.objects.filter(customer=customer, direction=Message.Direction.INBOUND,
-                               channel__in=[name for name, _ in channels.reply_choices()])
-        .order_by("-created_at", "-id")
-        .values_list("channel", flat=True)
-        .first()
-    )
-    if last:
-        return last
-    preferred = channels.get(customer.preferred_channel)
-    if preferred.can_reply:
-        return preferred.name
-    return next((spec.name for spec in channels.all_channels()
-                 if spec.can_reply and spec.reply_to_kind == preferred.identity_kind), "email")
+def _locked_failed_reply(message: Message) -> Message:
+    message = Message.objects.select_for_update().select_related("conversation__customer").get(pk=message.pk)
+    if message.direction != Message.Direction.OUTBOUND:
+        raise ValidationError("Only a reply to the customer can be sent again.")
+    return message
 
 
-IDENTITY_NOUNS = {identity.EMAIL: "email address", identity.PHONE: "phone number"}
+def retry_reply(*, message: Message, by, attempt: int | None = None) -> Message:
+    """Send a failed reply again, on its channel. Idempotent: a reply that is not failed
+    (already queued again, or sent) is left alone, and attempt (how many retries the
+    person saw, metadata["retries"]) makes a repeated click of the same Retry a no-op
+    even after the new attempt failed too."""
+    with transaction.atomic():
+        message = _locked_failed_reply(message)
+        retries = int((message.metadata or {}).get("retries", 0))
+        if message.delivery_status != Message.DeliveryStatus.FAILED or (attempt is not None and attempt != retries):
+            return message
+        if message.metadata.get("resent_as"):
+            raise InvalidTransition("This reply was already sent again by email.")
+        why = channels.reply_options(message.conversation.customer).reason(message.channel)
+        if why:
+            raise CannotReply(why)
+        # The one move of a delivery status backwards (failed -> queued), made here on
+        # purpose; update_delivery only moves it forward.
+        message.metadata = {**message.metadata, "retries": retries + 1, "last_failure": message.status_reason}
+        message.delivery_status = Message.DeliveryStatus.QUEUED
+        message.status_reason = ""
+        message.save(update_fields=["delivery_status", "status_reason", "metadata"])
+        events.record(events.MESSAGE_UPDATED, conversation=message.conversation, payload=message_summary(message))
+        transaction.on_commit(lambda: deliver_message.delay(message.pk))
+    return message
+
+
+def send_by_email_instead(*, message: Message, by) -> Message:
+    """Send the text of a failed reply as a new email reply; returns the email. Idempotent:
+    the failed reply remembers the email (metadata["resent_as"]) and a second call returns it."""
+    with transaction.atomic():
+        message = _locked_failed_reply(message)
+        resent = (message.metadata or {}).get("resent_as")
+        if resent:
+            return Message.objects.get(pk=resent)
+        if message.delivery_status != Message.DeliveryStatus.FAILED:
+            raise InvalidTransition("This reply has not failed, so it is not sent again.")
+        if message.channel == "email":
+            raise InvalidTransition("This reply was an email already; use Retry.")
+        email = reply(conversation=message.conversation, author=by, text=message.text, channel="email")
+        email.metadata = {**email.metadata, "resent_from": message.pk}
+        email.save(update_fields=["metadata"])
+        message.metadata = {**message.metadata, "resent_as": email.pk}
+        message.save(update_fields=["metadata"])
+        events.record(events.MESSAGE_UPDATED, conversation=message.conversation, payload=message_summary(message))
+    return email
+
+
+def default_reply_channel(customer) -> str | None:
+    """The channel a reply goes out on when none is named (channels.reply_options: the channel the
+    customer last wrote on when it can send now); None when no channel can."""
+    return channels.reply_options(customer).default
+
+
+def _reply_channel(customer, channel: str | None) -> str:
+    """The channel this reply goes out on: the one asked for, or the default; CannotReply with
+    the reason when it cannot send now (no sender, no address, no chat)."""
+    options = channels.reply_options(customer)
+    if channel is None:
+        if options.default is None:
+            reasons = " ".join(why for _, why in options.missing)
+            raise CannotReply(f"No channel can reach {customer.name} right now. {reasons}".strip())
+        return options.default
+    why = options.reason(channel)
+    if why:
+        raise CannotReply(why)
+    return channel
+
+
+def _cc_addresses(cc) -> list[str]:
+    """Copy addresses from a list or a comma/semicolon/space separated string, checked and deduplicated."""
+    if not cc:
+        return []
+    raw = re.split(r"[,;\s]+", cc) if isinstance(cc, str) else list(cc)
+    found = []
+    for address in raw:
+        address = str(address).strip().lower()
+        if not address:
+            continue
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ValidationError(f"{address[:100]!r} is not an email address; separate copies with commas.")
+        if address not in found:
+            found.append(address)
+    if len(found) > MAX_CC:
+        raise ValidationError(f"{len(found)} copy addresses; a reply can copy at most {MAX_CC}.")
+    return found
 
 
 def _reply_address(customer, channel) -> str | None:
     spec = channels.get(channel)
-    if not spec.can_reply:
-        writable = " or ".join(label for _, label in channels.reply_choices())
-        raise CannotReply(f"A {spec.label.lower()} cannot be answered in writing; reply by {writable}.")
     if spec.reply_to_kind is None:
         return None  # answered in the channel's own session (the chat)
     found = _reply_identity(customer, spec)
     if not found:
-        noun = IDENTITY_NOUNS.get(spec.reply_to_kind, spec.reply_to_kind)
+        noun = channels.IDENTITY_NOUNS.get(spec.reply_to_kind, spec.reply_to_kind)
         raise CannotReply(f"{customer.name} has no {noun} on file, so this reply cannot go out by {spec.label}.")
     refusal = opt_out_refusal(found, spec)
     if refusal:

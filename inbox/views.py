@@ -20,6 +20,8 @@ from django.template.backends.utils import csrf_input
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
+from django.utils.http import content_disposition_header
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 
@@ -28,11 +30,12 @@ from myhibachi.ids import BadId, parse_id
 from myhibachi.roles import AGENT, MANAGER, is_manager, is_staff_member
 
 from . import assignees, channels, search, selectors, services
+from . import attachments as stored_files
 from .rows import load as load_rows
 from .templatetags.inbox_ui import history_lines
 from .access import access_conversation
 from .tagging import tag_name
-from .models import CannedResponse, Conversation
+from .models import CannedResponse, Conversation, Message
 
 Status = Conversation.Status
 PAGE_SIZE = 25
@@ -233,10 +236,18 @@ def inbox_rows(request):
 
 # --- one thread ------------------------------------------------------------------
 
-def _thread_context(request, conversation, *, size=THREAD_SIZE, before=None):
+def _thread_context(request, conversation, *, size=THREAD_SIZE, before=None, staff=None):
+    """The thread's items (messages, notes, and the status and assignment changes among
+    them), the customer's conversations (the sections of older ones are marked with their
+    own status) and the staff (names in the timeline, the assignee list)."""
+    conversations = selectors.customer_conversations(conversation.customer_id)
     items, older = selectors.customer_thread(conversation.customer_id, size=size, before=before)
+    items = selectors.with_timeline(items, conversation_ids=[c["id"] for c in conversations], older=older,
+                                    before=before)
     return {"conversation": conversation, "customer": conversation.customer, "items": items, "older": older,
-            "now": timezone.now()}
+            "now": timezone.now(), "thread_conversations": {c["id"]: c for c in conversations},
+            "conversation_ids": [c["id"] for c in conversations],
+            "staff": list(staff_members()) if staff is None else staff}
 
 
 @staff_screen
@@ -249,22 +260,21 @@ def _thread_response(request, conversation, *, composer=None, header_error=None,
                      extra=None):
     selectors.with_identities(conversation, tags=True)
     latest_event = selectors.latest_event_id()
-    if mark_read:
-        services.mark_read(conversation=conversation, by=request.user)
     before = request.GET.get("before") or None
     try:
         context = _thread_context(request, conversation, before=before)
     except selectors.BadCursor:
         before = None
         context = _thread_context(request, conversation)
+    if mark_read:
+        _mark_seen_read(request, conversation, context)
     customer = conversation.customer
     if composer is None:
-        composer = _composer(conversation, channel=None if before else _last_inbound_channel(context["items"]))
+        composer = _composer(conversation, identities=customer.identity_list,
+                             last_inbound=None if before else _last_inbound_channel(context["items"]))
     context.update({
         "profile": selectors.customer_profile(customer, conversation_id=conversation.pk),
         "identities": customer.identity_list,
-        "conversation_ids": list(customer.conversations.values_list("id", flat=True)),
-        "staff": staff_members(),
         "canned": _canned(),
         "composer": composer,
         "header_error": header_error,
@@ -272,8 +282,20 @@ def _thread_response(request, conversation, *, composer=None, header_error=None,
         "is_manager": is_manager(request.user),
         "all_tags": selectors.all_tag_names(),
         **(extra or {}),
+        "next_after_resolve": settings.INBOX_NEXT_AFTER_RESOLVE,
     })
     return render(request, "inbox/thread.html", context, status=status)
+
+
+def _mark_seen_read(request, conversation, context):
+    """Read state follows what the agent saw: the conversation opened, and any other
+    conversation of the customer with an item on this page (the thread shows them all)."""
+    services.mark_read(conversation=conversation, by=request.user)
+    shown = {item.row["conversation_id"] for item in context["items"]}
+    for pk, info in context["thread_conversations"].items():
+        if pk != conversation.pk and info["is_unread"] and pk in shown:
+            services.mark_read(conversation=selectors.conversation_detail(pk), by=request.user)
+            info["is_unread"] = False
 
 
 def _canned():
@@ -281,14 +303,12 @@ def _canned():
 
 
 def _last_inbound_channel(newest_items):
-    """The channel services.default_reply_channel() picks, read off the newest page
-    when it can be (saves its query): the newest inbound message on a channel staff
-    can answer there is the customer's newest, as every newer item is on that page.
-    None when the page has none; the service then decides."""
-    answerable = dict(channels.reply_choices())
+    """The channel of the customer's newest inbound message, read off the newest page
+    when it can be (saves channels.reply_options() its query): every newer item is on
+    that page. None when the page has none; reply_options then looks it up."""
     for item in reversed(newest_items):
         row = item.row
-        if item.kind == "message" and row["direction"] == "inbound" and row["channel"] in answerable:
+        if item.kind == "message" and row["direction"] == "inbound":
             return row["channel"]
     return None
 
@@ -298,8 +318,6 @@ def thread_live(request, pk):
     """The conversation header and the newest thread items, for live merging."""
     conversation = selectors.tag_names(access_conversation(request.user, pk))
     context = _thread_context(request, conversation, size=LIVE_THREAD_SIZE)
-    context.update({"staff": staff_members(),
-                    "conversation_ids": list(conversation.customer.conversations.values_list("id", flat=True))})
     return render(request, "inbox/_thread_live.html", context)
 
 
@@ -313,17 +331,25 @@ def thread_older(request, pk):
     return render(request, "inbox/_items.html", context)
 
 
-def _composer(conversation, *, mode="reply", text="", channel=None, error=None, notice=None):
-    reply_channels = channels.reply_choices()
-    if channel is None:
-        channel = services.default_reply_channel(conversation.customer)
+def _composer(conversation, *, mode="reply", text="", channel=None, error=None, notice=None,
+              identities=None, last_inbound=None):
+    """The reply box: only the channels that can send now (channels.reply_options), the
+    customer's last channel picked, and each missing channel with the reason."""
+    options = channels.reply_options(
+        conversation.customer, last_inbound=last_inbound,
+        identity_kinds=None if identities is None else {i.kind for i in identities})
+    if channel not in options.names():
+        channel = options.default
     # Per channel: its length limit (SMS: UTF-16 units, counted live by static/js/sms_counter.js) and why
     # a reply on it would be refused (the customer texted STOP), shown before anyone writes.
     refusals = services.reply_refusals(conversation.customer)
-    options = [(value, label, channels.get(value).max_reply_units, refusals.get(value, ""))
-               for value, label in reply_channels]
     return {"mode": mode, "text": text, "channel": channel, "error": error, "notice": notice,
-            "channels": reply_channels, "options": options, "refusal": refusals.get(channel, "")}
+            "email_channels": [spec.name for spec in options.available if spec.has_subject],
+            "channels": [(spec.name, spec.label) for spec in options.available],
+            "options": [(spec.name, spec.label, spec.max_reply_units, refusals.get(spec.name, ""))
+                        for spec in options.available],
+            "refusal": refusals.get(channel, ""),
+            "missing": [(spec.label, why) for spec, why in options.missing]}
 
 
 def _post_only(view):
@@ -362,9 +388,7 @@ def send(request, pk):
     conversation = access_conversation(request.user, pk)
     mode = "note" if request.POST.get("mode") == "note" else "reply"
     text = request.POST.get("text", "")
-    channel = request.POST.get("channel") or None
-    if channel not in dict(channels.reply_choices()):
-        channel = None
+    channel = request.POST.get("channel") or None  # services.reply refuses one that cannot send, saying why
     status = 200
     try:
         if mode == "note":
@@ -375,13 +399,15 @@ def send(request, pk):
             notice = "Note added (staff only)."
         else:
             services.reply(conversation=conversation, author=request.user, text=text, channel=channel,
-                           seen_through=_seen_through(request.POST))
+                           seen_through=_seen_through(request.POST),
+                           cc=request.POST.get("cc", "")[:2000], attachments=request.FILES.getlist("attachments"))
             notice = "Reply queued for sending."
         composer = _composer(conversation, mode=mode, channel=channel, notice=notice)
     except (services.InboxError, ValidationError) as exc:
         error, status = refusal(exc)
         composer = _composer(conversation, mode=mode, text=text, channel=channel, error=error)
         composer["stale"] = getattr(exc, "new_messages", None)  # StaleReply: shown above the box
+        composer["cc"] = request.POST.get("cc", "")[:2000]
     if not is_htmx(request):
         if status == 200:
             return redirect(reverse("inbox:thread", args=[conversation.pk]) + "#thread-end")
@@ -393,6 +419,86 @@ def send(request, pk):
     if status == 200:
         response["HX-Trigger"] = json.dumps({"inbox:thread-changed": {"conversation": conversation.pk}})
     return response
+
+
+# --- my email signature -------------------------------------------------------------
+
+@staff_screen
+def signature(request):
+    """Each staff member's own email signature (myhibachi.models.StaffProfile)."""
+    from myhibachi.models import MAX_SIGNATURE_CHARS, StaffProfile
+
+    profile, _ = StaffProfile.objects.get_or_create(user=request.user)
+    error, saved, status = "", False, 200
+    if request.method == "POST":
+        text = request.POST.get("signature", "").strip()
+        if len(text) > MAX_SIGNATURE_CHARS:
+            error, status = f"A signature can be at most {MAX_SIGNATURE_CHARS:,} characters.", 422
+        else:
+            profile.signature = text
+            profile.save(update_fields=["signature"])
+            saved = True
+    return render(request, "inbox/signature.html", {"profile": profile, "error": error, "saved": saved,
+                                                    "max_chars": MAX_SIGNATURE_CHARS}, status=status)
+
+
+# --- attachments of a message (received or sent) ------------------------------------
+
+@staff_screen
+def attachment(request, pk, message_pk, index):
+    """One stored attachment, always as a download (never shown inline: it is the
+    customer's file, and the page's origin must not run or render it)."""
+    conversation = access_conversation(request.user, pk)
+    message = Message.objects.filter(pk=message_pk, customer_id=conversation.customer_id).only("metadata").first()
+    found = (message.metadata or {}).get("attachments", []) if message else []
+    meta = found[index] if 0 <= index < len(found) and isinstance(found[index], dict) else None
+    data = stored_files.read(meta) if meta else None
+    if data is None:
+        return HttpResponse("That attachment is not stored.", status=404, content_type="text/plain")
+    response = HttpResponse(data, content_type="application/octet-stream")
+    response["Content-Disposition"] = content_disposition_header(True, meta.get("filename") or "attachment")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+# --- a failed reply: Retry, or Send by email instead ---------------------------------
+
+def _failed_reply_action(request, pk, message_pk, act):
+    conversation = access_conversation(request.user, pk)
+    message = Message.objects.filter(pk=message_pk, customer_id=conversation.customer_id,
+                                     direction=Message.Direction.OUTBOUND).first()
+    if message is None:
+        return HttpResponse("That reply is not in this customer's thread.", status=404, content_type="text/plain")
+    error, status = "", 200
+    try:
+        act(message)
+    except (services.InboxError, ValidationError) as exc:
+        error, status = refusal(exc)
+    if not is_htmx(request):
+        if error:
+            return HttpResponse(error, status=status, content_type="text/plain")
+        return redirect(reverse("inbox:thread", args=[conversation.pk]) + f"#m-{message.pk}")
+    response = HttpResponse(f'<p class="error" role="alert">{escape(error)}</p>' if error else "", status=status)
+    if not error:
+        response["HX-Trigger"] = json.dumps({"inbox:thread-changed": {"conversation": conversation.pk}})
+    return response
+
+
+@staff_screen
+@_post_only
+def retry_reply(request, pk, message_pk):
+    attempt = request.POST.get("attempt")
+    attempt = int(attempt) if attempt and attempt.isdigit() and len(attempt) < 6 else None
+    return _failed_reply_action(request, pk, message_pk,
+                                lambda message: services.retry_reply(message=message, by=request.user, attempt=attempt))
+
+
+@staff_screen
+@_post_only
+def email_instead(request, pk, message_pk):
+    return _failed_reply_action(request, pk, message_pk,
+                                lambda message: services.send_by_email_instead(message=message, by=request.user))
 
 
 def _after_action(request, conversation, error, status):

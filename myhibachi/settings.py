@@ -357,6 +357,8 @@ SPECTACULAR_SETTINGS = {
 # reached wins; below the lowest the tier is "none".
 LOYALTY_TIERS = {"silver": 2, "gold": 5, "platinum": 10}
 INBOX_REOPEN_DAYS = int(env("INBOX_REOPEN_DAYS", "7"))
+# After Resolve in a thread (button or `e`), open the next conversation of the list (the undo bar follows).
+INBOX_NEXT_AFTER_RESOLVE = env_bool("INBOX_NEXT_AFTER_RESOLVE", True)
 
 # --- Production hardening (DEBUG off) ---------------------------------------
 if not DEBUG:

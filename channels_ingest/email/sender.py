@@ -15,6 +15,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
 from crm.models import Channel
+from inbox import attachments as stored_files
 from inbox import services
 from inbox.delivery import PermanentSendError, TransientSendError
 from inbox.models import Message
@@ -45,9 +46,16 @@ def threading_headers(message: Message) -> dict:
 def build(message: Message, *, to: str, message_id: str) -> EmailMultiAlternatives:
     subject = message.subject or "Re: Your My Hibachi event"
     headers = {"Message-ID": f"<{message_id}>", **threading_headers(message)}
+    metadata = message.metadata or {}
     email = EmailMultiAlternatives(subject=subject, body=message.text, from_email=settings.DEFAULT_FROM_EMAIL,
-                                   to=[to], headers=headers)
+                                   to=[to], cc=metadata.get("cc") or None, headers=headers)
     email.attach_alternative(render_to_string("email/reply.html", {"text": message.text}), "text/html")
+    for meta in metadata.get("attachments", []):  # stored when the reply was written (inbox/attachments.py)
+        data = stored_files.read(meta)
+        if data is None:
+            raise PermanentSendError(f"The attachment {meta.get('filename', '')!r} is no longer stored; "
+                                     "attach it again in a new reply.")
+        email.attach(meta.get("filename") or "attachment", data, meta.get("content_type") or None)
     email.tags = ["reply"]
     email.metadata = {"inbox_message": message.pk}
     return email

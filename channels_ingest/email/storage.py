@@ -4,28 +4,16 @@ hashes, so storing the same email twice (e.g. after a crash) writes nothing new.
 import hashlib
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
-from django.utils.text import get_valid_filename
+
+from inbox import attachments as stored_files
 
 
-def _save(name: str, data: bytes) -> str:
-    if default_storage.exists(name):
-        return name
-    return default_storage.save(name, ContentFile(data))
+_save = stored_files.save  # one scheme for every stored file (inbox/attachments.py)
 
 
 def save_raw(raw: bytes) -> str:
     digest = hashlib.sha256(raw).hexdigest()
     return _save(f"email/raw/{digest[:2]}/{digest}.eml", raw)
-
-
-def _safe_name(filename: str) -> str:
-    try:
-        name = get_valid_filename(filename)[-100:]
-    except Exception:  # get_valid_filename refuses names like ".."
-        name = ""
-    return name or "attachment"
 
 
 def store_attachments(attachments) -> list:
@@ -47,9 +35,8 @@ def store_attachments(attachments) -> list:
             meta["too_large"] = True
             meta["limit"] = limit
         else:
-            digest = hashlib.sha256(attachment.data).hexdigest()
-            meta["path"] = _save(f"email/attachments/{digest[:2]}/{digest}/{_safe_name(attachment.filename)}",
-                                 attachment.data)
-            meta["sha256"] = digest
+            stored_file = stored_files.store(filename=attachment.filename, content_type=attachment.content_type,
+                                            data=attachment.data)
+            meta["path"], meta["sha256"] = stored_file["path"], stored_file["sha256"]
         stored.append(meta)
     return stored

@@ -144,6 +144,8 @@ class ReplySerializer(serializers.Serializer):
                   "409 `stale_reply` with them in `new_items`. Leave out to send without this check.")
     send_anyway = serializers.BooleanField(
         required=False, default=False, help_text="Send even if there are newer messages than `seen_through`.")
+    cc = serializers.ListField(child=serializers.EmailField(), required=False, max_length=10,
+                               help_text="Email replies only: addresses copied (at most 10).")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

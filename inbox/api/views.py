@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from crm import identity
 from crm.merge import MergeRefused, merge_customers
 from crm.models import Customer, CustomerIdentity
-from inbox import selectors, services
+from inbox import channels, selectors, services
 from inbox.access import access_conversation
 from inbox.models import CannedResponse, RoutingRule
 from myhibachi.ids import BadId, parse_id
@@ -131,6 +131,12 @@ class ConversationDetailView(InboxAPIView):
             "profile": s.ProfileSerializer(),
             "thread": s.ThreadItemSerializer(many=True),
             "older": serializers.CharField(allow_null=True),
+            "reply_options": inline_serializer("ReplyOptions", {
+                "available": serializers.ListField(child=serializers.CharField()),
+                "default": serializers.CharField(allow_null=True),
+                "missing": inline_serializer("MissingChannel", {"channel": serializers.CharField(),
+                                                                "reason": serializers.CharField()}, many=True),
+            }),
         }),
     )
     def get(self, request, pk):
@@ -147,7 +153,19 @@ class ConversationDetailView(InboxAPIView):
             "profile": s.ProfileSerializer(selectors.customer_profile(conversation.customer, panel=False)).data,
             "thread": [encoders.thread_item_data(item) for item in items],
             "older": older,
+            "reply_options": _reply_options(conversation, items if not request.query_params.get("before") else []),
         })
+
+
+def _reply_options(conversation, newest_items) -> dict:
+    """The channels a reply can go out on now (the composer's and services.reply's rule).
+    newest_items: the thread's newest page, where the customer's last channel is read when it is there."""
+    last = next((item.row["channel"] for item in reversed(newest_items)
+                 if item.kind == "message" and item.row["direction"] == "inbound"), None)
+    options = channels.reply_options(conversation.customer, last_inbound=last,
+                                     identity_kinds={i.kind for i in conversation.customer.identity_list})
+    return {"available": options.names(), "default": options.default,
+            "missing": [{"channel": spec.name, "reason": why} for spec, why in options.missing]}
 
 
 class ReplyView(InboxAPIView):
@@ -171,7 +189,7 @@ class ReplyView(InboxAPIView):
         try:
             message = services.reply(
                 conversation=conversation, author=request.user, text=data["text"], channel=data.get("channel"),
-                canned_response=data.get("canned_response"),
+                canned_response=data.get("canned_response"), cc=data.get("cc"),
                 seen_through=None if data["send_anyway"] else data.get("seen_through"))
         except services.StaleReply as exc:
             exc.details = {"new_items": s.MessageSerializer(exc.new_messages, many=True).data,

@@ -2,6 +2,7 @@
 import functools
 import re
 import html
+import json
 from datetime import timedelta
 
 from django import template
@@ -119,8 +120,8 @@ MESSAGE_ITEM = """<li class="item msg {direction}" id="m-{id}" data-at="{at}">
   <div class="item-head">{channel}
     <span class="dir">{who}</span>
     <time datetime="{at}">{when}</time>{delivery}{elsewhere}
-  </div>{subject}{images}
-  {body}{media}
+  </div>{subject}{cc}{images}
+  {body}{attachments}{media}
 </li>
 """
 # SMS/MMS and calls: stored files are served to staff by channels_ingest.ringcentral.views.media.
@@ -134,6 +135,33 @@ RECORDING = """
   <audio controls preload="none" src="{}" class="recording">Recording</audio>"""
 UNPARSED = """
   <p class="flag" role="note">The number this came from could not be read as a phone number; it is kept as given.</p>"""
+ATTACHMENTS = """
+  <ul class="attachments" aria-label="Attachments">{}</ul>"""
+ATTACHMENT = '<li><a href="/inbox/{conversation}/messages/{id}/attachments/{n}" download>{name}</a> <span class="muted">{size}</span></li>'
+ATTACHMENT_NOT_KEPT = '<li>{name} <span class="muted">{size}, too large to keep</span></li>'
+CC_LINE = """
+  <div class="cc muted">Cc: {}</div>"""
+
+
+def _size(n) -> str:
+    try:
+        n = int(n)
+    except (TypeError, ValueError):
+        return ""
+    return f"{n / 1_000_000:.1f} MB" if n >= 1_000_000 else f"{max(1, round(n / 1000))} KB"
+
+
+def _json_list(raw) -> list:
+    """A JSON list read as text out of metadata (selectors.MESSAGE_EXTRAS); [] when absent or not a list."""
+    if not raw:
+        return []
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
 SENT_BY = "Sent by <strong>{}</strong>"
 RECEIVED_FROM = 'Received from <strong class="sender">{}</strong>'
 IMAGES_BLOCKED = """
@@ -142,6 +170,22 @@ IMAGES_BLOCKED = """
 DELIVERY = """
     <span class="delivery delivery-{status}" title="{reason}">{label}</span>"""
 FAILURE_REASON = ' <span class="reason">{}</span>'
+# A failed reply: the reason, Retry, and (not an email, the customer has one) Send by email instead.
+# Buttons post once (hx-disabled-elt); the services make a repeat a no-op (attempt, resent_as).
+FAILED_ACTIONS = """
+  <div class="failed-reply" role="group" aria-label="This reply was not delivered">
+    <p class="failure"><strong>Failed:</strong> {reason}</p>
+    <form method="post" action="/inbox/{conversation}/messages/{id}/retry" hx-post="/inbox/{conversation}/messages/{id}/retry"
+          hx-swap="none" hx-disabled-elt="find button" class="inline retry-form">{csrf}<input type="hidden" name="attempt" value="{attempt}">
+      <button type="submit" class="retry">Retry</button></form>{email}
+  </div>"""
+EMAIL_INSTEAD = """
+    <form method="post" action="/inbox/{conversation}/messages/{id}/email-instead" hx-post="/inbox/{conversation}/messages/{id}/email-instead"
+          hx-swap="none" hx-disabled-elt="find button" class="inline email-instead-form">{csrf}
+      <button type="submit" class="email-instead">Send by email instead</button></form>"""
+RESENT_AS = ' <span class="resent muted">· sent again by email</span>'
+RESENT_FROM = ' <span class="resent muted">· resent by email after the {} failed</span>'
+CSRF_FIELD = '<input type="hidden" name="csrfmiddlewaretoken" value="{}">'
 ELSEWHERE = ' <span class="muted">· conversation #{}</span>'
 SUBJECT = """
   <div class="subject">{}</div>"""
@@ -169,8 +213,10 @@ class _ItemWriter:
     """Writes the items of one thread page: what is the same for all of them
     (open conversation, time zone, month names) is looked up once."""
 
-    def __init__(self, conversation_id):
+    def __init__(self, conversation_id, csrf_token=""):
         self.conversation_id = conversation_id
+        self.csrf = CSRF_FIELD.format(_html(csrf_token)) if csrf_token else ""
+        self.staff_names = {}
         self.tz = timezone.get_current_timezone()
         self.words = dates.time_words(get_language())
 
@@ -180,6 +226,23 @@ class _ItemWriter:
         return {"id": row["id"], "at": local.isoformat(),  # the `date` filter's "c"
                 "when": _html(short_time(local, self.words)),
                 "elsewhere": ELSEWHERE.format(row["conversation_id"]) if elsewhere else ""}
+
+    def failed_actions(self, row) -> str:
+        ids = {"conversation": self.conversation_id, "id": row["id"], "csrf": self.csrf}
+        email = EMAIL_INSTEAD.format(**ids) if row["channel"] != "email" and row.get("primary_email") else ""
+        return FAILED_ACTIONS.format(**ids, reason=_html(row["status_reason"] or "The reply was not delivered."),
+                                     attempt=_html(row.get("retries") or 0), email=email)
+
+    def item(self, item) -> str:
+        if item.kind == "note":
+            return self.note(item.row)
+        if item.kind == "activity":
+            return self.activity(item.row)
+        return self.message(item.row)
+
+    def activity(self, row) -> str:
+        common = self.common(row)
+        return ACTIVITY_ITEM.format(**common, text=_html(activity_text(row, self.staff_names)))
 
     def note(self, row) -> str:
         return NOTE_ITEM.format(**self.common(row), author=_html(row["author"]["name"] if row["author"] else "someone"),
@@ -192,8 +255,12 @@ class _ItemWriter:
             status, reason = row["delivery_status"], row["status_reason"]
             delivery = DELIVERY.format(status=_html(status), reason=_html(reason),
                                        label=_html(DELIVERY_LABELS.get(status, status)))
-            if status == "failed" and reason:
-                delivery += FAILURE_REASON.format(_html(reason))
+            if row.get("resent_as"):
+                delivery += RESENT_AS
+            elif status == "failed":
+                delivery += self.failed_actions(row)
+            if row.get("resent_from"):
+                delivery += RESENT_FROM.format("earlier reply")
         else:
             who = "Received"
             # Mail filed under this customer from an address that is not their
@@ -215,19 +282,31 @@ class _ItemWriter:
         else:
             new, quoted = split_quoted_text(row["text"])
             body = BODY.format("text", _text_html(new)) + (QUOTED.format("text", _text_html(quoted)) if quoted else "")
+        cc = _json_list(row.get("cc"))
         return MESSAGE_ITEM.format(
             **self.common(row), direction=_html(row["direction"]), channel=_channel_icon(row["channel"]), who=who,
             delivery=delivery, subject=SUBJECT.format(_html(row["subject"])) if row["subject"] else "", body=body,
-            images=images, media=_media(row),
+            images=images, media=_media(row), attachments=self.attachments(row) if row["channel"] != "sms" else "",
+            cc=CC_LINE.format(_html(", ".join(str(a) for a in cc))) if cc else "",
         )
 
+    def attachments(self, row) -> str:
+        found = [meta for meta in _json_list(row.get("attachments")) if isinstance(meta, dict)]
+        if not found:
+            return ""
+        lines = []
+        for n, meta in enumerate(found):
+            name, size = _html(meta.get("filename") or "attachment"), _html(_size(meta.get("size")))
+            lines.append(ATTACHMENT.format(conversation=self.conversation_id, id=row["id"], n=n, name=name, size=size)
+                         if meta.get("path") else ATTACHMENT_NOT_KEPT.format(name=name, size=size))
+        return ATTACHMENTS.format("".join(lines))
 
 def _media(row) -> str:
     """MMS pictures inline and other files as links, a call's facts and recording, the unreadable-number flag."""
     parts = []
     if row.get("unparsed") in (True, "true", "1", 1):
         parts.append(UNPARSED)
-    attachments = row.get("attachments")
+    attachments = row.get("attachments") if row.get("channel") == "sms" else None  # email's: _ItemWriter.attachments
     if isinstance(attachments, list) and attachments:
         links = []
         for index, item in enumerate(attachments):
@@ -254,13 +333,55 @@ def _media(row) -> str:
     return "".join(parts)
 
 
-@register.simple_tag
-def thread_items(items, conversation_id):
+ACTIVITY_ITEM = """<li class="item activity" id="a-{id}" data-at="{at}">
+  <span class="activity-text">{text}</span> <time datetime="{at}">{when}</time>{elsewhere}
+</li>
+"""
+# A run of items from another conversation of the customer: a collapsible section with
+# that conversation's own status (open when it is the active one).
+SECTION_START = """<li class="conv-section" data-conversation="{id}"><details{open}>
+  <summary><span class="section-title">{title} #{id}</span> <span class="status status-{status}">{status_label}</span>{subject}
+    <a href="/inbox/{id}/">Open it</a></summary>
+  <ol class="items" aria-label="Items of conversation #{id}">
+"""
+SECTION_END = "</ol></details></li>\n"
+STATUS_LABELS = dict(Conversation.Status.choices)
+
+
+def _section_start(pk, info) -> str:
+    status = (info or {}).get("status", "")
+    active = status in ("open", "pending")
+    subject = (info or {}).get("subject") or ""
+    return SECTION_START.format(
+        id=pk, open=" open" if active else "", status=_html(status),
+        status_label=_html(STATUS_LABELS.get(status, status or "unknown")),
+        title="Active conversation" if active else "Earlier conversation",
+        subject=f' <span class="subject">{_html(subject)}</span>' if subject else "")
+
+
+@register.simple_tag(takes_context=True)
+def thread_items(context, items, conversation_id):
     """The <li> of each selectors.ThreadItem, oldest first; conversation_id is the
-    open conversation (items from the customer's other conversations say which)."""
-    writer = _ItemWriter(conversation_id)
-    return mark_safe("".join(writer.note(item.row) if item.kind == "note" else writer.message(item.row)
-                             for item in items))
+    open conversation. The items of each of the customer's other conversations on this
+    page are one section, marked with its number and status, where its first item falls."""
+    writer = _ItemWriter(conversation_id, context.get("csrf_token") or "")
+    conversations = context.get("thread_conversations") or {}
+    writer.staff_names = {str(member.pk): display_name(member) for member in (context.get("staff") or [])}
+    others = {}
+    for item in items:
+        owner = item.row["conversation_id"]
+        if owner != conversation_id:
+            others.setdefault(owner, []).append(item)
+    parts = []
+    for item in items:
+        owner = item.row["conversation_id"]
+        if owner == conversation_id:
+            parts.append(writer.item(item))
+        elif owner in others:
+            parts.append(_section_start(owner, conversations.get(owner)))
+            parts.extend(writer.item(inner) for inner in others.pop(owner))
+            parts.append(SECTION_END)
+    return mark_safe("".join(parts))
 
 
 # --- the conversation's history (its header) -------------------------------------------
@@ -269,35 +390,39 @@ def _person(first, last, username) -> str:
     return f"{first} {last}".strip() or username
 
 
+def activity_text(row, names) -> str:
+    """One status or assignment change in words: who did what. names: staff id (str) -> name."""
+    who = _person(row["actor__first_name"], row["actor__last_name"], row["actor__username"]) \
+        if row["actor__username"] else "A routing rule"
+    kind = row["kind"]
+    if kind == "status_changed":
+        return f"{who} set it to {STATUS_LABELS.get(row['to_value'], row['to_value'])}"
+    if kind == "assigned":
+        target = names.get(row["to_value"], "a former staff member") if row["to_value"] else None
+        return f"{who} assigned it to {target}" if target else f"{who} unassigned it"
+    if kind == "reopened":
+        label = channels.get(row["channel"]).label if row["channel"] else "a message"
+        return f"The customer wrote again ({label}) and reopened it"
+    if kind == "merged":
+        return (f"{who if row['actor__username'] else 'The website chat'} merged customer #{row['from_value']} "
+                f"into customer #{row['to_value']}")
+    if kind == "tagged":
+        return f"{who} tagged it {row['to_value']}"
+    if kind == "untagged":
+        return f"{who} removed the tag {row['from_value']}"
+    return "The chatbot handed it over"
+
+
 def history_lines(rows, staff) -> list[dict]:
     """selectors.conversation_history rows as lines a person reads: who did what, and when."""
     names = {str(member.pk): display_name(member) for member in staff}
-    statuses = dict(Conversation.Status.choices)
     words = dates.time_words(get_language())
     tz = timezone.get_current_timezone()
     lines = []
     for row in rows:
-        who = _person(row["actor__first_name"], row["actor__last_name"], row["actor__username"]) \
-            if row["actor__username"] else "A routing rule"
-        kind = row["kind"]
-        if kind == "status_changed":
-            text = f"{who} set it to {statuses.get(row['to_value'], row['to_value'])}"
-        elif kind == "assigned":
-            target = names.get(row["to_value"], "a former staff member") if row["to_value"] else None
-            text = f"{who} assigned it to {target}" if target else f"{who} unassigned it"
-        elif kind == "reopened":
-            text = f"The customer wrote again ({channels.get(row['channel']).label if row['channel'] else 'a message'}) and reopened it"
-        elif kind == "merged":
-            text = f"{who if row['actor__username'] else 'The website chat'} merged customer #{row['from_value']} " \
-                   f"into customer #{row['to_value']}"
-        elif kind == "tagged":
-            text = f"{who} tagged it {row['to_value']}"
-        elif kind == "untagged":
-            text = f"{who} removed the tag {row['from_value']}"
-        else:
-            text = "The chatbot handed it over"
         local = row["at"].astimezone(tz)
-        lines.append({"text": text, "at": local.isoformat(), "when": dates.short_time(local, words)})
+        lines.append({"text": activity_text(row, names), "at": local.isoformat(),
+                      "when": dates.short_time(local, words)})
     return lines
 
 

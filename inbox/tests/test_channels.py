@@ -41,16 +41,61 @@ def test_every_channel_has_an_icon_the_pages_can_show(agent_client):
         assert f'id="i-{spec.icon_id}"' in page, spec.name
 
 
-def test_the_reply_box_offers_only_channels_staff_can_answer_on(agent_client, receive):
+def _offered(page):
+    select = re.search(r'<select id="reply-channel".*?</select>', page, re.S)
+    options = re.findall(r'<option value="(\w+)"( selected)?', select.group(0)) if select else []
+    return [name for name, _ in options], next((name for name, chosen in options if chosen), None)
+
+
+def test_the_reply_box_offers_only_channels_that_can_send_now_and_says_why_the_others_cannot(
+        agent_client, receive, recording_sender):
     conversation = receive(sender="+14155550100", channel="call", text="Missed call").message.conversation
     page = agent_client.get(f"/inbox/{conversation.pk}/").content.decode()
-    offered = set(re.findall(r'name="channel" value="(\w+)"', page)) or \
-        set(re.findall(r'<option value="(\w+)"[^>]*>(?:Email|SMS|Chat|Call)<', page))
-    assert offered == {name for name, _ in channels.reply_choices()}
-    assert "call" not in offered
+    offered, chosen = _offered(page)
+    assert offered == ["sms"] and chosen == "sms"  # a call is answered where the same phone number is reached
+    missing = re.search(r'<ul id="channels-missing".*?</ul>', page, re.S).group(0)
+    assert "<strong>Email:</strong>" in missing and "has no email address on file" in missing
+    assert "<strong>Chat:</strong>" in missing and "has not started a chat" in missing
 
 
-def test_an_anonymous_website_visitor_is_received_by_their_token(agent):
+def test_a_channel_without_a_sender_is_not_offered_and_the_reason_says_so(agent_client, receive, settings):
+    settings.INBOX_SENDERS = {"email": "tests.senders.record"}
+    conversation = receive(sender="john@example.com", text="Hi").message.conversation
+    conversation.customer.identities.create(kind="phone", value="+14155550199")
+    receive(sender="+14155550199", channel="sms", text="Sent from my phone")  # the customer last wrote by SMS
+    page = agent_client.get(f"/inbox/{conversation.pk}/").content.decode()
+    offered, chosen = _offered(page)
+    assert offered == ["email"] and chosen == "email"
+    assert "SMS replies are not set up yet (no SMS sender is configured)." in page
+
+
+def test_the_default_is_the_channel_the_customer_last_wrote_on_even_after_replies_on_another(
+        agent_client, receive, recording_sender, agent):
+    from inbox import services
+
+    conversation = receive(sender="john@example.com", text="Hi").message.conversation
+    conversation.customer.identities.create(kind="phone", value="+14155550199")
+    for text in ("First answer", "Second answer"):
+        services.reply(conversation=conversation, author=agent, text=text, channel="email")
+    assert channels.reply_options(conversation.customer).default == "email"
+    offered, chosen = _offered(agent_client.get(f"/inbox/{conversation.pk}/").content.decode())
+    assert offered == ["email", "sms"] and chosen == "email"
+
+
+def test_the_api_refuses_a_reply_on_a_channel_that_cannot_send_with_the_reason(agent_client, receive, settings):
+    settings.INBOX_SENDERS = {"email": "tests.senders.record"}
+    conversation = receive(sender="john@example.com", text="Hi").message.conversation
+    conversation.customer.identities.create(kind="phone", value="+14155550199")
+    response = agent_client.post(f"/api/v1/inbox/{conversation.pk}/reply",
+                                 {"text": "Hello", "channel": "sms"}, content_type="application/json")
+    assert response.status_code == 422, response.content
+    assert "SMS replies are not set up yet" in response.content.decode()
+    detail = agent_client.get(f"/api/v1/inbox/{conversation.pk}").json()
+    assert detail["reply_options"]["available"] == ["email"] and detail["reply_options"]["default"] == "email"
+    assert {m["channel"] for m in detail["reply_options"]["missing"]} == {"sms", "chat"}
+
+
+def test_an_anonymous_website_visitor_is_received_by_their_token(agent, recording_sender):
     from inbox import services
 
     token = "visitor-7fQ2mZ8kL0pX3sW9dR1tY6"

@@ -10,7 +10,7 @@ from crm.models import Customer
 from inbox import rows, selectors, services
 from inbox.api.serializers import ConversationRowSerializer
 from inbox.models import Conversation, Tag
-from tests.factories import make_user
+from tests.factories import make_customer, make_user
 
 
 def as_json(data):
@@ -34,7 +34,8 @@ def varied_rows(receive):
     Customer.objects.filter(pk=nameless.customer_id).update(first_name="", last_name="")
     usernamed = make_user("kim", first_name="", last_name="")
     services.assign(conversation=nameless, assignee=usernamed)
-    empty = Conversation.objects.create(customer=plain.customer)  # no message yet
+    # No message yet (a customer of its own: a customer has one active conversation at most).
+    empty = Conversation.objects.create(customer=make_customer("empty@example.com", first_name="Em"))
     return [plain, by_phone, worked, nameless, empty]
 
 

@@ -100,7 +100,9 @@ def _conv(pk, status, *, activity=0, resolved=None):
     ([_conv(1, "open"), _conv(2, "open")], None, (2, "existing")),  # same moment: higher id
     ([_conv(1, "open"), _conv(None, "open")], None, (None, "existing")),  # unsaved: newest of all
     ([_conv(1, "open", activity=5), _conv(2, "pending")], 2, (2, "existing")),  # the hint wins
-    ([_conv(1, "open"), _conv(2, "resolved", resolved=1)], 2, (2, "reopened")),
+    # A resolved hint joins the active conversation: one active conversation per customer at most.
+    ([_conv(1, "open"), _conv(2, "resolved", resolved=1)], 2, (1, "existing")),
+    ([_conv(1, "closed"), _conv(2, "resolved", resolved=1)], 2, (2, "reopened")),  # nothing active: reopened
     ([_conv(1, "open"), _conv(2, "closed")], 2, (1, "existing")),  # a closed hint is passed over
     ([_conv(1, "resolved", resolved=3), _conv(2, "resolved", resolved=1)], None, (2, "reopened")),
     ([_conv(1, "resolved", resolved=30)], None, (None, "created")),  # beyond INBOX_REOPEN_DAYS
@@ -151,11 +153,24 @@ def test_first_response_time_is_kept_from_the_first_reply(receive, recording_sen
     assert conversation.first_response_at == first.created_at
 
 
-def test_reply_without_a_sender_is_marked_failed_with_a_reason(receive, settings, django_capture_on_commit_callbacks):
+def test_reply_without_a_sender_is_refused_before_anything_is_stored(receive, settings):
     settings.INBOX_SENDERS = {}
     conversation = receive().message.conversation
-    with django_capture_on_commit_callbacks(execute=True):
-        message = services.reply(conversation=conversation, author=make_user("sarah"), text="hello")
+    with pytest.raises(services.CannotReply) as info:
+        services.reply(conversation=conversation, author=make_user("sarah"), text="hello")
+    assert "Email replies are not set up yet" in info.value.message
+    assert not Message.objects.filter(direction="outbound").exists()
+
+
+def test_a_reply_whose_sender_was_removed_after_queueing_fails_with_a_reason(
+        receive, settings, django_capture_on_commit_callbacks):
+    settings.INBOX_SENDERS = {"email": "tests.senders.record"}
+    conversation = receive().message.conversation
+    message = services.reply(conversation=conversation, author=make_user("sarah"), text="hello")
+    settings.INBOX_SENDERS = {}
+    from inbox.tasks import deliver_message
+
+    deliver_message.delay(message.pk)
     message.refresh_from_db()
     assert message.delivery_status == "failed"
     assert "No sender is configured" in message.status_reason
@@ -210,7 +225,7 @@ def test_calls_cannot_be_answered_in_writing(receive):
         services.reply(conversation=conversation, author=make_user("sarah"), text="hi", channel="call")
 
 
-def test_sms_reply_needs_a_phone_number(receive):
+def test_sms_reply_needs_a_phone_number(receive, recording_sender):
     conversation = receive(sender="nophone@example.com").message.conversation
     with pytest.raises(services.CannotReply) as info:
         services.reply(conversation=conversation, author=make_user("sarah"), text="hi", channel="sms")

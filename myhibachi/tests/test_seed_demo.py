@@ -57,3 +57,14 @@ def test_demo_data_agrees_with_itself(db):
     mentions = [(n.body, n.author.username) for n in Note.objects.select_related("author") if "@" in n.body]
     assert mentions and all(f"@{author} " not in f"{body} " for body, author in mentions)
     assert not Booking.objects.filter(address="").exists()
+
+
+def test_seed_demo_gives_each_customer_one_active_conversation_at_most(db):
+    """Demo data once gave Luis Nguyen four open conversations; the inbox showed him four times."""
+    from django.db.models import Count
+
+    call_command("seed_demo", customers=60, stdout=StringIO(), stderr=StringIO())
+    per_customer = (Conversation.objects.filter(status__in=["open", "pending"]).values("customer")
+                    .annotate(n=Count("id")).values_list("n", flat=True))
+    assert per_customer and max(per_customer) == 1
+    assert Conversation.objects.filter(status__in=["resolved", "closed"]).exists()

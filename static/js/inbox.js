@@ -692,6 +692,116 @@
     if (e.key === "Escape") e.target.blur();
   });
 
+  // --- after Resolve: a confirmation with Undo, then on to the next conversation ----
+  // The thread's Resolve (button or `e`) and a row's Resolve both post a status form.
+  // The pending undo lives in sessionStorage so it survives the move to the next
+  // conversation (settings.INBOX_NEXT_AFTER_RESOLVE, body data-next-after-resolve).
+  var UNDO_KEY = "myhibachi.undo", UNDO_MS = 6000;
+
+  function csrfToken() {
+    try { return JSON.parse(body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || ""; } catch (err) { return ""; }
+  }
+
+  function previousStatus(form) {
+    var header = form.closest("#conv-header");
+    if (header) return header.dataset.status;
+    var row = form.closest("li.row"), badge = row && qs(".status", row);
+    var m = badge && /status-(\w+)/.exec(badge.className);
+    return m ? m[1] : "open";
+  }
+
+  function showUndo(pending) {
+    var old = qs("#undo-bar");
+    if (old) old.remove();
+    var left = pending.until - Date.now();
+    if (left <= 0) { sessionStorage.removeItem(UNDO_KEY); return; }
+    var bar = document.createElement("div");
+    bar.id = "undo-bar";
+    bar.className = "undo-bar";
+    bar.setAttribute("role", "status");
+    var text = document.createElement("span");
+    text.textContent = "Resolved " + (pending.name || "conversation #" + pending.conversation) + ".";
+    var undo = document.createElement("button");
+    undo.type = "button";
+    undo.id = "undo-resolve";
+    undo.textContent = "Undo";
+    bar.appendChild(text);
+    bar.appendChild(undo);
+    document.body.appendChild(bar);
+    var timer = setTimeout(function () { bar.remove(); sessionStorage.removeItem(UNDO_KEY); }, left);
+    undo.addEventListener("click", function () {
+      clearTimeout(timer);
+      undo.disabled = true;
+      sessionStorage.removeItem(UNDO_KEY);
+      var form = new FormData();
+      form.append("status", pending.previous || "open");
+      fetch("/inbox/" + pending.conversation + "/status", {
+        method: "POST", body: form, credentials: "same-origin",
+        headers: { "X-CSRFToken": csrfToken(), "HX-Request": "true" },
+      }).then(function (r) {
+        text.textContent = r.ok ? "Undone: conversation #" + pending.conversation + " is " + (pending.previous || "open") + " again."
+                                : "Could not undo; open the conversation to change its status.";
+        undo.remove();
+        if (r.ok && PAGE === "thread" && Number(body.dataset.conversation) === pending.conversation) {
+          document.body.dispatchEvent(new CustomEvent("inbox:thread-changed"));
+        }
+        setTimeout(function () { bar.remove(); }, 3000);
+      });
+    });
+  }
+
+  function nextConversation(conversation) {
+    var order = [];
+    try { order = JSON.parse(sessionStorage.getItem("myhibachi.order") || "[]"); } catch (err) { order = []; }
+    var at = order.indexOf(String(conversation));
+    return at >= 0 ? order[at + 1] || null : null;
+  }
+
+  // Watch the request itself: the live refresh (our own change's event) may replace the
+  // header before the answer arrives, and htmx's events on a detached form reach nobody.
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var form = e.detail.elt, xhr = e.detail.xhr;
+    var field = form && form.querySelector && form.querySelector('input[name="status"]');
+    if (!field || field.value !== "resolved" || !xhr) return;
+    var match = /\/inbox\/(\d+)\/status/.exec(form.getAttribute("hx-post") || "");
+    if (!match) return;
+    var conversation = Number(match[1]);
+    var row = form.closest("li.row"), nameEl = row ? qs(".name", row) : qs("#profile-title");
+    var pending = { conversation: conversation, previous: previousStatus(form),
+                    name: nameEl ? nameEl.textContent.trim() : "" };
+    xhr.addEventListener("load", function () {
+      if (xhr.status < 200 || xhr.status >= 300) return;
+      pending.until = Date.now() + UNDO_MS;
+      sessionStorage.setItem(UNDO_KEY, JSON.stringify(pending));
+      var next = PAGE === "thread" && body.dataset.nextAfterResolve === "1" ? nextConversation(conversation) : null;
+      if (next) location.href = "/inbox/" + next + "/"; else showUndo(pending);
+    });
+  });
+
+  function resumeUndo() {
+    var pending = null;
+    try { pending = JSON.parse(sessionStorage.getItem(UNDO_KEY) || "null"); } catch (err) { pending = null; }
+    if (pending && pending.conversation) showUndo(pending);
+  }
+
+  // --- the reply box: Cc and attachments only while an email channel is chosen -------
+  function emailFields() {
+    var box = qs("#composer .composer-email"), select = qs("#reply-channel");
+    if (!box || !select || select.tagName !== "SELECT") return;
+    var email = (box.dataset.emailChannels || "").split(",").indexOf(select.value) >= 0;
+    box.hidden = !email;
+    qsa("input", box).forEach(function (input) { input.disabled = !email; });
+  }
+  document.addEventListener("change", function (e) { if (e.target.id === "reply-channel") emailFields(); });
+  document.addEventListener("htmx:afterSwap", emailFields);
+
+  // --- the thread opens at its newest item, with the reply box in view ------------
+  function openAtNewest() {
+    if (location.hash && location.hash !== "#thread-end") return; // a link to one item, or #reply/#note
+    var composer = qs("#composer");
+    if (composer) composer.scrollIntoView({ block: "end" });
+  }
+
   // --- global keys -------------------------------------------------------------
   function typing(el) {
     if (!el) return false;
@@ -755,6 +865,9 @@
   setupKeys(page);
   setupNotifyToggle();
   setupTabCues();
+  resumeUndo();
+  emailFields();
+  if (PAGE === "thread") openAtNewest();
   tickTimes();
   setInterval(tickTimes, 30000);
   if (page) {

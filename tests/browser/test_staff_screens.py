@@ -118,7 +118,9 @@ def test_agent_replies_with_a_canned_response_adds_a_note_and_resolves(live, sig
     screenshot(page, "thread.png")
 
     page.get_by_role("button", name="Resolve").click()
-    expect(page.locator("#conv-status")).to_have_text("Resolved")
+    # Resolved: on to the next conversation of the list, with the confirmation and its Undo.
+    page.wait_for_url(re.compile(rf".*/inbox/(?!{conversation.pk}/)\d+/$"))
+    expect(page.locator("#undo-bar")).to_contain_text("Resolved John Doe")
     assert alice.api(f"/api/v1/inbox/{conversation.pk}")["conversation"]["status"] == "resolved"
     page.goto("/")
     expect(page.get_by_role("heading", level=1)).to_have_text("Inbox (2 Open)")
@@ -301,8 +303,11 @@ def test_keyboard_only_and_phone_width(live, sign_in):
     page.keyboard.press("n")
     expect(page.get_by_label("Note (staff only)")).to_be_focused()
     page.keyboard.press("Escape")
+    first = int(re.search(r"/inbox/(\d+)/$", page.url).group(1))
     page.keyboard.press("e")
-    expect(page.locator("#conv-status")).to_have_text("Resolved")
+    page.wait_for_url(re.compile(rf".*/inbox/(?!{first}/)\d+/$"))  # the next conversation of the list
+    expect(page.locator("#undo-bar")).to_be_visible()
+    assert alice.api(f"/api/v1/inbox/{first}")["conversation"]["status"] == "resolved"
     page.keyboard.press("/")
     expect(page.locator("#q")).to_be_focused()
 

@@ -305,6 +305,16 @@ class Command(BaseCommand):
                                   at=c.resolved_at) for c in conversations if c.resolved_at]
         return rows
 
+    def _one_active(self, conversations):
+        """A customer has at most one open or pending conversation (the receive path's rule, and
+        a unique index): the one with the newest activity stays active, older ones are resolved."""
+        active = sorted((c for c in conversations if c.status in ("open", "pending")),
+                        key=lambda c: c.last_activity_at, reverse=True)
+        for conversation in active[1:]:
+            conversation.status = "resolved"
+            conversation.is_unread = False
+            conversation.resolved_at = min(conversation.last_activity_at + timedelta(hours=1), self.now)
+
     def _conversations(self, customers, plans, agents, opts):
         per_customer, per_conversation = opts["conversations_per_customer"], opts["messages_per_conversation"]
         conversations, drafts = [], []
@@ -330,6 +340,7 @@ class Command(BaseCommand):
                 )
                 conversations.append(conversation)
                 drafts.append((conversation, customer, channel, times, rng))
+            self._one_active(conversations[-per_customer:] if per_customer else [])
         Conversation.objects.bulk_create(conversations, batch_size=2000)
 
         messages, notes = [], []
