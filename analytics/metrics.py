@@ -18,8 +18,9 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import BooleanField, Count, DateField, ExpressionWrapper, Max, OuterRef, Q, Subquery, Sum
-from django.db.models.functions import ExtractHour, Trunc
+from django.db.models.functions import Coalesce, ExtractHour, Trunc
 
+from channels_ingest.chat.models import ChatbotSession
 from channels_ingest.email.models import Campaign, SentEmail, TrackingEvent
 from crm.models import Booking, Lead, LostReason, MarketingSpend, Payment
 from inbox.models import ConversationActivity
@@ -570,25 +571,50 @@ def email(rng):
 
 # --- chatbot --------------------------------------------------------------------------------------
 def chatbot_sessions(rng):
-    """The chatbot's sessions in the range, or None while no chatbot is installed.
-
-    The one place that knows where chatbot sessions live: until the chatbot issue
-    lands its ChatbotSession model this returns None, and chatbot() reports zeros.
-    """
-    return None
+    """The chatbot's sessions (channels_ingest.chat.ChatbotSession) that started in the range, each
+    with its local period; a session without started_at counts from when it was posted."""
+    at = Coalesce("started_at", "created_at")
+    return (ChatbotSession.objects.annotate(at=at).filter(**_in_range("at", rng))
+            .annotate(period=Trunc(at, rng.interval, output_field=DateField(), tzinfo=timebase.zone())))
 
 
 def chatbot(rng):
-    """Chatbot sessions per period, hand-off rate (sessions handed to staff / sessions),
-    satisfaction (mean rating), cost per session, and bookings (and their totals) confirmed
-    within CHATBOT_ATTRIBUTION_DAYS after a session of the same customer. Zeros (and None
-    for rates) until chatbot sessions exist; "available" says which."""
-    sessions = chatbot_sessions(rng)
-    series = [{"period": b.isoformat(), "sessions": 0, "handoffs": 0, "bookings": 0, "revenue": ZERO}
-              for b in rng.buckets()]
-    totals = {"available": sessions is not None, "sessions": 0, "handoffs": 0, "handoff_rate": None,
-              "satisfaction": None, "cost_per_session": None, "bookings": 0, "revenue": ZERO,
+    """Chatbot sessions per period (by the session's start), hand-offs (sessions the bot handed to
+    staff) and the hand-off rate (hand-offs / sessions), satisfaction (mean rating of the rated
+    sessions; unrated ones do not count), cost per session (total cost / sessions), and the
+    bookings that followed a session: confirmed in the range, at most CHATBOT_ATTRIBUTION_DAYS
+    after a session of the same customer (a session after the confirmation does not count), each
+    booking once, counted in the period of its confirmation, with its total as revenue."""
+    sessions = list(chatbot_sessions(rng).values("period", "handed_off", "rating", "cost"))
+    cells = defaultdict(lambda: {"sessions": 0, "handoffs": 0, "bookings": 0, "revenue": ZERO})
+    for row in sessions:
+        cells[row["period"]]["sessions"] += 1
+        cells[row["period"]]["handoffs"] += int(row["handed_off"])
+    window = timedelta(days=settings.CHATBOT_ATTRIBUTION_DAYS)
+    # Sessions that can lead to a booking confirmed in the range started up to the window before it.
+    earlier = (ChatbotSession.objects.annotate(at=Coalesce("started_at", "created_at"))
+               .filter(at__gte=rng.since - window, at__lt=rng.until, customer__isnull=False)
+               .values_list("customer_id", "at"))
+    starts = defaultdict(list)
+    for customer_id, at in earlier:
+        starts[customer_id].append(at)
+    followed = (Booking.objects.filter(**_in_range("confirmed_at", rng), customer_id__in=list(starts))
+                .annotate(period=period_of("confirmed_at", rng.interval))
+                .values_list("customer_id", "confirmed_at", "period", "total"))
+    for customer_id, confirmed_at, period, total in followed:
+        if any(at <= confirmed_at <= at + window for at in starts[customer_id]):
+            cells[period]["bookings"] += 1
+            cells[period]["revenue"] += total
+    series = _series(rng, cells, {"sessions": 0, "handoffs": 0, "bookings": 0, "revenue": ZERO})
+    ratings = [row["rating"] for row in sessions if row["rating"] is not None]
+    count = len(sessions)
+    cost = sum((row["cost"] for row in sessions), ZERO)
+    totals = {"available": True, "sessions": count, "handoffs": sum(r["handoffs"] for r in series),
+              "satisfaction": round(sum(ratings) / len(ratings), 2) if ratings else None,
+              "cost_per_session": (cost / count).quantize(Decimal("0.0001")) if count else None,
+              "bookings": sum(r["bookings"] for r in series), "revenue": sum((r["revenue"] for r in series), ZERO),
               "attribution_days": settings.CHATBOT_ATTRIBUTION_DAYS}
+    totals["handoff_rate"] = ratio(totals["handoffs"], count)
     return {"series": series, "totals": totals}
 
 
