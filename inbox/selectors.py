@@ -537,8 +537,8 @@ MESSAGE_COLUMNS = ("id", "conversation_id", "channel", "direction", "subject", "
 # What the thread shows of a failed reply's second chances (services.retry_reply,
 # send_by_email_instead), read out of the metadata in the same query.
 MESSAGE_EXTRAS = {"retries": KT("metadata__retries"), "resent_as": KT("metadata__resent_as"),
-                  "resent_from": KT("metadata__resent_from"), "attachments": KT("metadata__attachments"),
-                  "cc": KT("metadata__cc")}
+                  "resent_from": KT("metadata__resent_from"), "cc": KT("metadata__cc")}
+# (its "attachments" is read with MEDIA_COLUMNS below, as JSON)
 NOTE_COLUMNS = ("id", "conversation_id", "body", "created_at")
 # And what the thread shows of SMS/MMS and calls (channels_ingest/ringcentral): "attachments"
 # (stored MMS files), "call" (direction, numbers, duration, result, recording) and "unparsed"
