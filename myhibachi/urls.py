@@ -1,8 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.templatetags.static import static
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 from channels_ingest.chat.chatbot import ChatbotSessionView
 
@@ -19,7 +17,7 @@ urlpatterns = [
          name="password_reset_confirm"),
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     # Browsers ask for /favicon.ico on pages without an icon link (the admin's, an image).
-    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+    path("favicon.ico", views.favicon),
     path("admin/", admin.site.urls),
     # The website chatbot's integration (channels_ingest/chat/chatbot.py), before the inbox API's catch-all.
     path("api/v1/chatbot/sessions", ChatbotSessionView.as_view(), name="api-chatbot-sessions"),

@@ -97,7 +97,8 @@ def test_todays_figures_follow_a_new_booking_and_a_moved_one(manager_client):
     assert sum(row["booked_amount"] for row in series) == 1234.0
 
 
-def test_staff_figures_follow_new_messages_and_replies(manager_client, manager):
+def test_staff_figures_follow_new_messages_and_replies(manager_client, manager, settings):
+    settings.INBOX_SENDERS = {**settings.INBOX_SENDERS, "sms": "tests.senders.record"}
     today = timebase.local_date(timezone.now())
     received = services.receive_message(channel="sms", sender="+14155550100", text="Hi, a party for 10?",
                                         external_id="an-1")

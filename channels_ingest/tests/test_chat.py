@@ -155,10 +155,10 @@ def test_a_chat_reply_to_a_customer_who_never_chatted_fails_with_a_reason(db):
     agent = make_user("alice")
     conversation = inbox_services.receive_message(channel="email", sender="x@example.com", text="hi",
                                                   external_id="e1").message.conversation
-    reply = inbox_services.reply(conversation=conversation, author=agent, text="hello", channel="chat")
-    assert deliver_message.apply(args=[reply.pk]).get() == "failed"
-    reply.refresh_from_db()
-    assert "never written on the website chat" in reply.status_reason
+    # Refused before anything is stored (inbox.channels.reply_options: no chat to answer in).
+    with pytest.raises(inbox_services.CannotReply, match="has not started a chat with us"):
+        inbox_services.reply(conversation=conversation, author=agent, text="hello", channel="chat")
+    assert not conversation.messages.filter(direction="outbound").exists()
 
 
 def test_staff_typing_reaches_the_visitor(agent_client, agent):

@@ -50,7 +50,8 @@ def test_a_staff_page_gets_a_short_503_page_not_a_traceback(agent_client, databa
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_reply_is_refused_with_503_and_stored_once_when_retried_after(agent_client, agent):
+def test_a_reply_is_refused_with_503_and_stored_once_when_retried_after(agent_client, agent, settings):
+    settings.INBOX_SENDERS = {**settings.INBOX_SENDERS, "sms": "tests.senders.record"}
     from inbox import services
     from inbox.models import Message
 
