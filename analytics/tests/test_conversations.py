@@ -27,7 +27,7 @@ def la(settings):
 def conversation(customer, start, *events, channel="sms"):
     """A conversation opened by a customer message at start; events: (seconds after start, kind, actor, extra).
     Stored as resolved: the figures come from the history, and a customer has one active conversation at most."""
-    conv = Conversation.objects.create(customer=customer, created_at=start, status="resolved")
+    conv = Conversation.objects.create(customer=customer, created_at=start, status="resolved", resolved_at=start)
     history.record(Kind.RECEIVED, conv, at=start, channel=channel)
     for seconds, kind, actor, extra in events:
         history.record(kind, conv, at=start + timedelta(seconds=seconds), actor=actor,
