@@ -243,7 +243,11 @@ def _refresh_recent() -> dict:
 def ensure_fresh(max_age: int | None = None) -> None:
     """Run the incremental step first when the last one is older than max_age seconds (default
     ANALYTICS_REFRESH_SECONDS: no beat in a newcomer's set-up; a stalled beat in production)."""
-    state = RefreshState.objects.filter(name="conversations").values_list("refreshed_at", flat=True).first()
+    state = RefreshState.objects.filter(name="conversations").values_list("refreshed_at", "last_id").first()
     age = settings.ANALYTICS_REFRESH_SECONDS if max_age is None else max_age
-    if state is None or timezone.now() - state > timedelta(seconds=age):
+    if state is None or state[0] is None or timezone.now() - state[0] > timedelta(seconds=age):
+        refresh_recent()
+    elif max_age is not None and ConversationActivity.objects.filter(id__gt=state[1]).exists():
+        # A live reload follows an event: history newer than the last step is what it came for,
+        # however recent that step was (one indexed probe when nothing is new).
         refresh_recent()

@@ -106,7 +106,7 @@ SECTIONS = [
 def dashboard(request):
     today = timebase.local_date(datetime.now(dt_timezone.utc))
     rng, preset, error = chosen_range(request.GET, today)
-    # A live reload (the page heard of a new message) may be up to LIVE_MAX_AGE seconds behind.
+    # A live reload (the page heard of a new message) brings in any newer history at once (ensure_fresh).
     refresh.ensure_fresh(LIVE_MAX_AGE if request.GET.get("live") else None)
     manager = is_manager(request.user)
     if manager:
