@@ -830,12 +830,17 @@
   }
 
   // A dialog gives focus back, when it closes (Escape or its button), to what
-  // opened it; to the shortcuts button if that is gone (a live swap replaced it).
+  // opened it. A live update may have swapped the opener's list row for a fresh
+  // copy meanwhile: then focus goes to the same conversation's new row, and to
+  // the shortcuts button only when that conversation has left the list.
   function openDialog(dialog, opener) {
     if (!dialog) return;
     var back = opener && opener !== document.body ? opener : qs("#shortcuts-open");
+    var row = back && back.closest ? back.closest("li.row[id]") : null, rowId = row ? row.id : null;
     dialog.addEventListener("close", function () {
-      var target = back && document.contains(back) ? back : qs("#shortcuts-open");
+      var target = back && document.contains(back) ? back : null;
+      if (!target && rowId) target = qs("#" + rowId + " .row-link");
+      if (!target) target = qs("#shortcuts-open");
       if (target) target.focus();
     }, { once: true });
     dialog.showModal();
