@@ -33,7 +33,7 @@ from . import assignees, channels, search, selectors, services
 from . import attachments as stored_files
 from .rows import load as load_rows
 from .templatetags.inbox_ui import history_lines
-from .access import access_conversation
+from .access import access_conversation, access_reply
 from .tagging import tag_name
 from .models import CannedResponse, Conversation, Message
 
@@ -466,10 +466,7 @@ def attachment(request, pk, message_pk, index):
 
 def _failed_reply_action(request, pk, message_pk, act):
     conversation = access_conversation(request.user, pk)
-    message = Message.objects.filter(pk=message_pk, customer_id=conversation.customer_id,
-                                     direction=Message.Direction.OUTBOUND).first()
-    if message is None:
-        return HttpResponse("That reply is not in this customer's thread.", status=404, content_type="text/plain")
+    message = access_reply(conversation, message_pk)
     error, status = "", 200
     try:
         act(message)
