@@ -13,7 +13,7 @@ Daphne serves it the same way (manage.py runserver, the test live server).
 import gc
 import os
 
-from django.core.asgi import get_asgi_application
+from myhibachi.handler import get_asgi_application  # the whole request on one thread (handler.py)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myhibachi.settings")
 # A node pools its PostgreSQL connections unless told otherwise (DB_POOL_SIZE=0 turns it
