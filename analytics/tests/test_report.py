@@ -179,3 +179,11 @@ def test_the_renderer_fetches_no_url():
             fetcher.fetch(url)
     assert fetcher.fetch("data:text/plain,ok").read() == b"ok"
 
+
+def test_the_dashboard_links_managers_to_the_pdf_of_its_range(client, manager, agent):
+    client.force_login(manager)
+    html = client.get("/analytics/?preset=custom&start=2025-01-01&end=2025-03-31&interval=week").content.decode()
+    assert ('href="/analytics/report.pdf?start=2025-01-01&amp;end=2025-03-31&amp;interval=week" data-pdf download>'
+            'Download PDF</a>') in html
+    client.force_login(agent)
+    assert "Download PDF" not in client.get("/analytics/").content.decode()
