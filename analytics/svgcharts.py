@@ -90,6 +90,9 @@ def chart(*, kind: str, categories: list, series: list, unit: str, axis: str, fm
     parts.append(f'<path d="{marks}" stroke="#555555" stroke-width="0.5" fill="none"/>')
     parts += [f'<text x="{x(i):.1f}" y="{bottom + 4 + FONT:.1f}" text-anchor="middle">{_text(categories[i])}</text>'
               for i in shown]
+    if not any(values):  # said between two grid lines
+        parts.append(f'<text x="{LEFT + plot_w / 2:.1f}" y="{TOP + height * 0.375 + FONT * 0.35:.1f}" '
+                     f'text-anchor="middle" fill="#666666">Nothing in this range</text>')
     if kind == "bar":
         parts += _bars(series, x, y, slot)
     else:
@@ -108,8 +111,8 @@ def chart(*, kind: str, categories: list, series: list, unit: str, axis: str, fm
 
 
 def _bars(series, x, y, slot):
-    group = slot * 0.8
-    width = group / max(len(series), 1)
+    width = min(slot * 0.8 / max(len(series), 1), 28)  # a few categories: bars, not slabs
+    group = width * len(series)
     parts = []
     for s, (_, vs) in enumerate(series):
         rects = []

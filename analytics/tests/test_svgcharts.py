@@ -39,3 +39,10 @@ def test_a_refund_month_goes_below_the_zero_line():
     assert len(bars) == 2  # February's zero draws nothing
     tops = [float(b.split()[1].split("h")[0]) for b in bars]
     assert tops[0] == zero_y and tops[1] < zero_y  # January hangs down from zero, March stands on it
+
+
+def test_a_chart_with_nothing_to_show_says_so():
+    texts = [t.text for t in ET.fromstring(svgcharts.chart(
+        kind="bar", categories=["Jan", "Feb"], series=[("Replies", [0, 0]), ("p90", [None, None])], unit="u",
+        axis="t")).iter(f"{SVG}text")]
+    assert "Nothing in this range" in texts
