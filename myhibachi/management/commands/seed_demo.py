@@ -10,6 +10,7 @@ in batches, so --scale 500 (100,000 customers) stays quick.
 import random
 import sys
 import time
+from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -17,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
@@ -25,6 +26,7 @@ from crm.models import (Booking, Channel, Customer, CustomerIdentity, EventType,
                         Payment, Source)
 from inbox import history, routing
 from inbox.models import CannedResponse, Conversation, Message, Note, RoutingRule, Tag
+from myhibachi.management.demo import insert
 
 EMAIL_DOMAIN = "demo.myhibachi.test"
 FIRST = ["John", "Jane", "Mike", "Sarah", "Ana", "Luis", "Mei", "Kenji", "Priya", "Omar", "Grace", "Tom", "Lena",
@@ -67,6 +69,18 @@ SEASON = [0.45, 0.45, 0.55, 0.7, 0.85, 1.0, 1.0, 0.95, 0.75, 0.6, 0.65, 0.95]
 LOST_WEIGHTS = {"date_unavailable": 35, "price": 25, "no_response": 20, "chose_competitor": 12, "other": 8}
 
 
+@contextmanager
+def unlogged_statements():
+    """With DEBUG on (as `make run` has it) Django keeps the text of every statement, all its values
+    written out, in memory: for bulk inserts of thousands of rows that took longer than the inserts
+    (and grew with --scale). The seed's statements skip that log; cursors log again afterwards."""
+    connection.make_debug_cursor = connection.make_cursor
+    try:
+        yield
+    finally:
+        del connection.make_debug_cursor
+
+
 class Command(BaseCommand):
     help = (
         "Fill the database with demo staff, customers, bookings, leads, marketing spend, conversations, "
@@ -87,12 +101,20 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         if opts["scale"] < 1 or (opts["customers"] is not None and opts["customers"] < 0):
             raise CommandError("--scale must be at least 1 and --customers not negative.")
+        with unlogged_statements():
+            self._seed(opts)
+        if opts["print_logins"]:
+            self._logins()
+
+    def _seed(self, opts):
         self.now = timezone.now()
-        self.lost_reasons = {slug: LostReason.objects.get_or_create(slug=slug, defaults={"name": name, "order": n})[0]
-                             for n, (slug, name) in enumerate(LostReason.DEFAULTS)}
-        staff = self._staff()
-        self._canned_and_rules()
-        self._marketing_spend(random.Random(opts["seed"]))
+        with transaction.atomic():  # one commit for the setup, not one per row (each a disk sync on SQLite)
+            self.lost_reasons = {
+                slug: LostReason.objects.get_or_create(slug=slug, defaults={"name": name, "order": n})[0]
+                for n, (slug, name) in enumerate(LostReason.DEFAULTS)}
+            staff = self._staff()
+            self._canned_and_rules()
+            self._marketing_spend(random.Random(opts["seed"]))
         total = opts["customers"] if opts["customers"] is not None else 200 * opts["scale"]
         existing = set(
             int(v.split("@")[0].removeprefix("guest"))
@@ -114,8 +136,6 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(
             f"Demo data ready: {len(missing):,} customers added, {len(existing & set(range(total))):,} already there."
         ))
-        if opts["print_logins"]:
-            self._logins()
 
     # --- staff, canned responses, rules, spend --------------------------------
     def _staff(self):
@@ -202,7 +222,7 @@ class Command(BaseCommand):
                                       preferred_channel=rng.choice([Channel.EMAIL, Channel.SMS, Channel.SMS]),
                                       created_at=created))
             plans.append((i, rng))
-        Customer.objects.bulk_create(customers)
+        insert(customers)
 
         identities, bookings, booking_sources = [], [], []
         for customer, (i, rng) in zip(customers, plans):
@@ -213,10 +233,9 @@ class Command(BaseCommand):
             for _ in range(rng.choice([0, 1, 1, 2, 3, 5, 6, 11])):
                 bookings.append(self._booking(customer, rng))
                 booking_sources.append(rng)
-        CustomerIdentity.objects.bulk_create(identities)
-        Booking.objects.bulk_create(bookings)
-        Payment.objects.bulk_create([p for booking, rng in zip(bookings, booking_sources)
-                                     for p in self._payments(booking, rng)])
+        insert(identities)
+        insert(bookings)
+        insert([p for booking, rng in zip(bookings, booking_sources) for p in self._payments(booking, rng)])
 
         leads = []
         for booking in bookings:
@@ -229,7 +248,7 @@ class Command(BaseCommand):
                 leads.append(Lead(source=rng.choice(SOURCES), customer=customer, status=status,
                                   lost_reason=self._lost_reason(rng) if status == Lead.Status.LOST else None,
                                   created_at=customer.created_at))
-        Lead.objects.bulk_create(leads)
+        insert(leads)
         self._conversations(customers, plans, agents, opts)
 
     def _lost_reason(self, rng):
@@ -341,7 +360,7 @@ class Command(BaseCommand):
                 conversations.append(conversation)
                 drafts.append((conversation, customer, channel, times, rng))
             self._one_active(conversations[-per_customer:] if per_customer else [])
-        Conversation.objects.bulk_create(conversations, batch_size=2000)
+        insert(conversations)
 
         messages, notes = [], []
         for conversation, customer, channel, times, rng in drafts:
@@ -371,7 +390,7 @@ class Command(BaseCommand):
                 authors = [a for a in agents if f"@{a.get_username()} " not in f"{body} "] or agents
                 notes.append(Note(conversation=conversation, customer=customer, author=rng.choice(authors),
                                   body=body, created_at=times[-1]))
-        Message.objects.bulk_create(messages, batch_size=5000)
+        insert(messages)
         history.record_many(self._history(messages, conversations))
         tagged, first_texts = [], {}
         for message in messages:
@@ -381,7 +400,7 @@ class Command(BaseCommand):
                 if routing.has_words(text, spec["words"], spec.get("match", "any")):
                     tagged.extend(Conversation.tags.through(conversation_id=conversation_id, tag=tag) for tag in tags)
         Conversation.tags.through.objects.bulk_create(tagged, batch_size=5000)
-        Note.objects.bulk_create(notes, batch_size=2000)
+        insert(notes)
         history.record_many([history.activity(history.Kind.NOTE, n.conversation, actor=n.author, at=n.created_at)
                              for n in notes])
         ids = [c.pk for c in conversations]
