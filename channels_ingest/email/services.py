@@ -3,7 +3,8 @@
 - the do-not-email list: ``suppress``, ``suppression_for``, ``suppressed_among``;
 - mail we could not store: ``keep_rejected``;
 - mail we sent: ``record_reply``, ``claim_booking_email`` / ``finish_booking_email`` /
-  ``release_booking_email``, ``set_sent_status``.
+  ``release_booking_email``, ``set_sent_status``; ``record_sent_history`` for mail sent
+  before (the demo data of manage.py seed_demo).
 
 Campaign figures are written by campaigns.py, a mailbox's poll state by imap.py
 and locks.py, tracking records by tracking.py; nothing else writes these models.
@@ -100,6 +101,13 @@ def finish_booking_email(record: SentEmail, *, status: str, esp_message_id=None,
 def release_booking_email(record: SentEmail) -> None:
     """Give the claim back, so a retry of the send can take it again."""
     record.delete()
+
+
+def record_sent_history(records: list, *, batch_size: int = 1000) -> list:
+    """Store records of mail that was sent before, as given (their sending time and status
+    included), in bulk; returns them with their ids. Nothing is sent or checked: the caller
+    made the records (the demo data of manage.py seed_demo)."""
+    return SentEmail.objects.bulk_create(records, batch_size=batch_size)
 
 
 def set_sent_status(*, message=None, sent: SentEmail | None = None, status: str) -> None:
