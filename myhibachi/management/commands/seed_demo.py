@@ -2,17 +2,21 @@
 
 Every generated customer has a fixed index and a fixed email
 (guest000123@demo.myhibachi.test); a run creates only the customers (and
-their bookings, leads, conversations, messages and notes) whose index does
-not exist yet. So running it twice creates nothing the second time, and a
-larger --scale adds only the difference. Rows are written with bulk inserts
-in batches, so --scale 500 (100,000 customers) stays quick.
+their bookings, leads, conversations, messages, notes and chatbot sessions)
+whose index does not exist yet. So running it twice creates nothing the
+second time, and a larger --scale adds only the difference. Rows are written with bulk inserts in batches, so --scale 500 (100,000
+customers) stays quick. What each channel stores is made the way its adapter
+makes it: see myhibachi/management/demo/.
 """
+import bisect
 import random
 import sys
 import time
+from collections import defaultdict
 from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -26,9 +30,13 @@ from crm.models import (Booking, Channel, Customer, CustomerIdentity, EventType,
                         Payment, Source)
 from inbox import history, routing
 from inbox.models import CannedResponse, Conversation, Message, Note, RoutingRule, Tag
+from inbox.services import CALL_BACK_TAG
+from myhibachi.management.demo import chatbot as demo_chat
 from myhibachi.management.demo import insert
+from myhibachi.management.demo import phone as demo_phone
 
 EMAIL_DOMAIN = "demo.myhibachi.test"
+TWO_YEARS = timedelta(days=730)  # how far back the demo's customers go
 FIRST = ["John", "Jane", "Mike", "Sarah", "Ana", "Luis", "Mei", "Kenji", "Priya", "Omar", "Grace", "Tom", "Lena",
          "Carlos", "Aiko", "Ben", "Fatima", "Noah", "Chloe", "Diego", "Hana", "Ivan", "Jade", "Kai", "Maya", "Raj"]
 LAST = ["Doe", "Smith", "Johnson", "Nguyen", "Garcia", "Kim", "Patel", "Tanaka", "Lopez", "Chen", "Brown", "Wong",
@@ -44,8 +52,6 @@ INBOUND = [
     "We need to change the guest count to {n}, is that ok?",
     "Do you serve the Sacramento area? Looking for a graduation party.",
 ]
-# A call's text is what happened on the phone; it is never a chat line or an email.
-CALLS = ["Missed call, left a voicemail about a birthday party quote.", "Called about the date for {n} guests."]
 STREETS = ["Ocean Ave", "Maple St", "Sunset Blvd", "Oak Dr", "Harbor Way", "Mission Rd"]
 OUTBOUND = [
     "Great! We have availability. What time works best for you?",
@@ -83,8 +89,9 @@ def unlogged_statements():
 
 class Command(BaseCommand):
     help = (
-        "Fill the database with demo staff, customers, bookings, leads, marketing spend, conversations, "
-        "notes, canned responses and routing rules. Idempotent: only missing customers are added."
+        "Fill the database with demo staff, customers, bookings, leads, marketing spend, conversations over "
+        "email, SMS, calls and the website chat (with the chatbot's sessions), notes, canned responses and "
+        "routing rules. Idempotent: only missing customers are added."
     )
 
     def add_arguments(self, parser):
@@ -115,6 +122,7 @@ class Command(BaseCommand):
             staff = self._staff()
             self._canned_and_rules()
             self._marketing_spend(random.Random(opts["seed"]))
+            self.call_back_tag, _ = Tag.objects.get_or_create(name=CALL_BACK_TAG)
         total = opts["customers"] if opts["customers"] is not None else 200 * opts["scale"]
         existing = set(
             int(v.split("@")[0].removeprefix("guest"))
@@ -213,11 +221,10 @@ class Command(BaseCommand):
     # --- customers and everything that hangs off them ---------------------------
     def _customers(self, indexes, agents, opts):
         now = self.now
-        two_years = timedelta(days=730)
         customers, plans = [], []
         for i in indexes:
             rng = random.Random(opts["seed"] * 1_000_003 + i)
-            created = now - two_years + timedelta(seconds=rng.randrange(int(two_years.total_seconds())))
+            created = now - TWO_YEARS + timedelta(seconds=rng.randrange(int(TWO_YEARS.total_seconds())))
             customers.append(Customer(first_name=rng.choice(FIRST), last_name=rng.choice(LAST),
                                       preferred_channel=rng.choice([Channel.EMAIL, Channel.SMS, Channel.SMS]),
                                       created_at=created))
@@ -225,14 +232,18 @@ class Command(BaseCommand):
         insert(customers)
 
         identities, bookings, booking_sources = [], [], []
+        contacts, bookings_of = {}, defaultdict(list)
         for customer, (i, rng) in zip(customers, plans):
-            identities.append(CustomerIdentity(customer=customer, kind="email", value=f"guest{i:06d}@{EMAIL_DOMAIN}",
+            contact = contacts[customer.pk] = Contact(i, f"guest{i:06d}@{EMAIL_DOMAIN}", f"+1415{2000000 + i}",
+                                                      f"{customer.first_name} {customer.last_name}")
+            identities.append(CustomerIdentity(customer=customer, kind="email", value=contact.email,
                                                is_primary=True, created_at=customer.created_at))
-            identities.append(CustomerIdentity(customer=customer, kind="phone", value=f"+1415{2000000 + i}",
+            identities.append(CustomerIdentity(customer=customer, kind="phone", value=contact.phone,
                                                created_at=customer.created_at))
             for _ in range(rng.choice([0, 1, 1, 2, 3, 5, 6, 11])):
                 bookings.append(self._booking(customer, rng))
                 booking_sources.append(rng)
+                bookings_of[customer.pk].append(bookings[-1])
         insert(identities)
         insert(bookings)
         insert([p for booking, rng in zip(bookings, booking_sources) for p in self._payments(booking, rng)])
@@ -249,7 +260,8 @@ class Command(BaseCommand):
                                   lost_reason=self._lost_reason(rng) if status == Lead.Status.LOST else None,
                                   created_at=customer.created_at))
         insert(leads)
-        self._conversations(customers, plans, agents, opts)
+        made = self._conversations(customers, plans, agents, opts, contacts, bookings_of)
+        self._chatbot(customers, plans, made)
 
     def _lost_reason(self, rng):
         slug = rng.choices(list(LOST_WEIGHTS), list(LOST_WEIGHTS.values()))[0]
@@ -315,11 +327,14 @@ class Command(BaseCommand):
         return [p for p in paid if p.paid_at <= self.now]
 
     @staticmethod
-    def _history(messages, conversations):
-        """The conversation history the services would have written: received, replied, resolved."""
+    def _history(messages, conversations, handoffs):
+        """The conversation history the services would have written: received, replied, the
+        chatbot's hand-offs (inbox.services.record_bot_handoff), resolved."""
         Kind = history.Kind
         rows = [history.activity(Kind.RECEIVED if m.direction == "inbound" else Kind.REPLIED, m.conversation,
                                  actor=m.author, channel=m.channel, message=m, at=m.created_at) for m in messages]
+        rows += [history.activity(Kind.BOT_HANDOFF, m.conversation, channel=m.channel, message=m, at=m.created_at)
+                 for m in handoffs]
         rows += [history.activity(Kind.STATUS_CHANGED, c, actor=c.assignee, from_value="open", to_value="resolved",
                                   at=c.resolved_at) for c in conversations if c.resolved_at]
         return rows
@@ -334,10 +349,13 @@ class Command(BaseCommand):
             conversation.is_unread = False
             conversation.resolved_at = min(conversation.last_activity_at + timedelta(hours=1), self.now)
 
-    def _conversations(self, customers, plans, agents, opts):
+    def _conversations(self, customers, plans, agents, opts, contacts, bookings_of):
+        """Each customer's conversations with their messages, notes, tags and history. Returns what
+        is stored after them (_chatbot): the chatbot sessions whose transcripts are in these threads."""
         per_customer, per_conversation = opts["conversations_per_customer"], opts["messages_per_conversation"]
-        conversations, drafts = [], []
+        threads, made = [], Made()
         for customer, (i, rng) in zip(customers, plans):
+            contact, mine = contacts[customer.pk], []
             span = max((self.now - customer.created_at).total_seconds(), 3600)
             for _ in range(per_customer):
                 started = customer.created_at + timedelta(seconds=rng.randrange(int(span)))
@@ -348,6 +366,8 @@ class Command(BaseCommand):
                     status = rng.choices(["open", "pending", "resolved"], [6, 2, 2])[0]
                 channel = rng.choice(CHANNELS)
                 count = max(1, rng.randrange(1, 2 * per_conversation)) if per_conversation > 1 else 1
+                if (status == "open" and count % 2 == 0) or (status == "pending" and count % 2):
+                    count += 1  # an open conversation waits for us (they wrote last), a pending one for them
                 times = sorted(started + timedelta(minutes=rng.randrange(0, 60 * 24 * 3)) for _ in range(count))
                 times = [min(t, self.now) for t in times]
                 conversation = Conversation(
@@ -357,52 +377,39 @@ class Command(BaseCommand):
                     is_unread=status == "open" and rng.random() < 0.5,
                     resolved_at=min(times[-1] + timedelta(hours=1), self.now) if status in ("resolved", "closed") else None,
                 )
-                conversations.append(conversation)
-                drafts.append((conversation, customer, channel, times, rng))
-            self._one_active(conversations[-per_customer:] if per_customer else [])
+                mine.append((conversation, self._thread(conversation, contact, channel, times, rng,
+                                                        conversation.assignee or agents[0], made)))
+                if rng.random() < 0.2:
+                    body = rng.choice(NOTES)  # nobody @-mentions themselves
+                    authors = [a for a in agents if f"@{a.get_username()} " not in f"{body} "] or agents
+                    made.notes.append(Note(conversation=conversation, customer=customer, author=rng.choice(authors),
+                                           body=body, created_at=times[-1]))
+            self._bot_before_booking(mine, bookings_of[customer.pk], rng, contact, made)
+            self._one_active([conversation for conversation, _ in mine])
+            threads += mine
+        conversations = [conversation for conversation, _ in threads]
         insert(conversations)
-
-        messages, notes = [], []
-        for conversation, customer, channel, times, rng in drafts:
-            for n, at in enumerate(times):
-                inbound = n % 2 == 0 or channel == Channel.CALL
-                msg_channel = channel if rng.random() < 0.8 else rng.choice([Channel.EMAIL, Channel.SMS])
-                if not inbound and msg_channel == Channel.CALL:
-                    msg_channel = Channel.SMS
-                lines = CALLS if msg_channel == Channel.CALL else INBOUND if inbound else OUTBOUND
-                text = rng.choice(lines).format(n=rng.randrange(8, 60))
-                messages.append(Message(
-                    conversation=conversation, customer=customer, channel=msg_channel,
-                    direction="inbound" if inbound else "outbound", text=text,
-                    subject=conversation.subject if msg_channel == Channel.EMAIL else "",
-                    author=None if inbound else conversation.assignee or agents[0],
-                    # Only email reports opens (a tracking pixel); SMS and chat stop at delivered.
-                    delivery_status="received" if inbound else rng.choice(
-                        ["sent", "delivered", "opened"] if msg_channel == Channel.EMAIL else ["sent", "delivered"]),
-                    external_id=f"demo-{conversation.pk}-{n}",
-                    metadata={"duration": rng.randrange(0, 600)} if msg_channel == Channel.CALL else {},
-                    created_at=at,
-                ))
-                if not inbound and conversation.first_response_at is None:
-                    conversation.first_response_at = at
-            if rng.random() < 0.2:
-                body = rng.choice(NOTES)  # nobody @-mentions themselves
-                authors = [a for a in agents if f"@{a.get_username()} " not in f"{body} "] or agents
-                notes.append(Note(conversation=conversation, customer=customer, author=rng.choice(authors),
-                                  body=body, created_at=times[-1]))
+        messages = [message for _, thread in threads for message in thread]
+        for message in messages:  # saved since it was set: take its id (as bulk_create would)
+            message.conversation = message.conversation
         insert(messages)
-        history.record_many(self._history(messages, conversations))
-        tagged, first_texts = [], {}
-        for message in messages:
-            first_texts.setdefault(message.conversation_id, f"{message.subject}\n{message.text}")
-        for conversation_id, text in first_texts.items():
+        insert(made.visitor_identities())
+        history.record_many(self._history(messages, conversations, made.handoffs))
+
+        tagged = []
+        for conversation, thread in threads:
+            first = f"{thread[0].subject}\n{thread[0].text}"
             for spec, tags in self.keyword_tags:
-                if routing.has_words(text, spec["words"], spec.get("match", "any")):
-                    tagged.extend(Conversation.tags.through(conversation_id=conversation_id, tag=tag) for tag in tags)
+                if routing.has_words(first, spec["words"], spec.get("match", "any")):
+                    tagged.extend(Conversation.tags.through(conversation_id=conversation.pk, tag=tag) for tag in tags)
+            if demo_phone.waits_for_call_back(thread):
+                tagged.append(Conversation.tags.through(conversation_id=conversation.pk, tag=self.call_back_tag))
         Conversation.tags.through.objects.bulk_create(tagged, batch_size=5000)
-        insert(notes)
+        for note in made.notes:
+            note.conversation = note.conversation
+        insert(made.notes)
         history.record_many([history.activity(history.Kind.NOTE, n.conversation, actor=n.author, at=n.created_at)
-                             for n in notes])
+                             for n in made.notes])
         ids = [c.pk for c in conversations]
         latest = Message.objects.filter(conversation=OuterRef("pk")).order_by("-created_at", "-id").values("pk")[:1]
         first_reply = (Message.objects.filter(conversation=OuterRef("pk"), direction="outbound")
@@ -411,3 +418,138 @@ class Command(BaseCommand):
             Conversation.objects.filter(pk__in=ids[start:start + 5000]).update(
                 last_message=Subquery(latest), first_response_at=Subquery(first_reply)
             )
+        for session, message in made.sessions:
+            session.message, session.conversation = message, message.conversation
+        return made
+
+    def _thread(self, conversation, contact, channel, times, rng, author, made) -> list:
+        """The messages of one conversation in time order, each made as its channel's adapter makes it."""
+        customer, index, thread = conversation.customer, contact.index, []
+        handoff = channel == Channel.CHAT and rng.random() < 0.4
+        guests = rng.randrange(8, 60)
+        for n, at in enumerate(times):
+            inbound = n % 2 == 0
+            if channel == Channel.CALL:
+                kind = Channel.CALL if n == 0 or rng.random() < 0.3 else Channel.SMS
+            elif channel == Channel.CHAT:
+                kind = Channel.CHAT
+            else:
+                kind = channel if rng.random() < 0.85 else ({Channel.EMAIL, Channel.SMS} - {channel}).pop()
+            serial = made.serial(index)
+            text = rng.choice(INBOUND if inbound else OUTBOUND).format(n=guests)
+            message = Message(conversation=conversation, customer_id=customer.pk, channel=kind, created_at=at,
+                              text=text, direction="inbound" if inbound else "outbound",
+                              author=None if inbound else author, delivery_status="received" if inbound else "sent")
+            if kind == Channel.CALL:  # a call-log record, ours or theirs: always an inbound item
+                active = conversation.status in ("open", "pending")
+                result = None
+                if n == 0 and active:  # only a missed call or a voicemail opens a conversation
+                    result = rng.choice(["Missed", "Voicemail"])
+                elif inbound and n == len(times) - 1 and not active:  # one that is over ended on a call taken
+                    result = "Accepted"
+                message.direction, message.author, message.delivery_status = "inbound", None, "received"
+                message.text, message.metadata, message.external_id = demo_phone.call(
+                    rng, index=index, n=serial, phone=contact.phone, at=at, inbound=inbound, result=result)
+            elif kind == Channel.SMS:
+                message.external_id = demo_phone.sms_id(index, serial)
+                if inbound:
+                    message.metadata = demo_phone.inbound_sms(rc_id=message.external_id, phone=contact.phone,
+                                                              text=text, at=at, index=index)
+                else:
+                    call = thread[-1].metadata.get("call") if thread and thread[-1].channel == Channel.CALL else None
+                    message.text = demo_phone.FOLLOW_UPS.get(call and call["result"], text)
+                    message.metadata, message.delivery_status, message.status_reason = demo_phone.outbound_sms(
+                        rng, rc_id=message.external_id, phone=contact.phone)
+            elif kind == Channel.CHAT:
+                digest = made.visitor(customer, index, at)
+                if n == 0 and handoff:
+                    session = demo_chat.session(
+                        rng, session_id=f"demo-{index:06d}-{serial}", script=rng.choice(demo_chat.HANDOFFS),
+                        ended_at=at, fill={"n": guests}, customer=customer, contact={"name": contact.name})
+                    message.text, message.metadata, message.external_id = demo_chat.transcript_item(session,
+                                                                                                   sender=digest)
+                    made.sessions.append((session, message))
+                    made.handoffs.append(message)
+                elif inbound:
+                    message.metadata, message.external_id = demo_chat.visitor_line(rng, digest)
+                else:
+                    message.metadata = {"visitor": digest}  # delivered to the visitor's sockets: "sent"
+            else:  # email; only email reports opens (a tracking pixel)
+                message.subject, message.external_id = conversation.subject, f"demo-{index}-{serial}"
+                if not inbound:
+                    message.delivery_status = rng.choice(["sent", "delivered", "opened"])
+            thread.append(message)
+        return thread
+
+    def _bot_before_booking(self, threads, bookings, rng, contact, made):
+        """Half the website bookings began with the chatbot: the visitor asked for a quote and left an
+        email, and the transcript joined the customer's latest conversation of that moment (a session
+        that does not hand off never opens one: channels_ingest/chat/chatbot.py)."""
+        for booking in bookings:
+            if booking.confirmed_at is None or booking.source != Source.WEBSITE or rng.random() >= 0.5:
+                continue
+            ended = booking.inquiry_at
+            hosts = [(c, thread) for c, thread in threads if thread and thread[0].created_at <= ended]
+            if not hosts:
+                continue
+            conversation, thread = max(hosts, key=lambda pair: pair[1][0].created_at)
+            serial = made.serial(contact.index)
+            session = demo_chat.session(
+                rng, session_id=f"demo-{contact.index:06d}-{serial}", script="quote", ended_at=ended,
+                fill={"n": booking.guest_count, "day": rng.choice(demo_chat.DAYS), "email": contact.email,
+                      "occasion": rng.choice(demo_chat.OCCASIONS)},
+                customer=conversation.customer, contact={"name": contact.name, "email": contact.email})
+            message = Message(conversation=conversation, customer_id=booking.customer_id, channel=Channel.CHAT,
+                              direction="inbound", delivery_status="received", created_at=ended)
+            message.text, message.metadata, message.external_id = demo_chat.transcript_item(session,
+                                                                                           sender=contact.email)
+            made.visitor(conversation.customer, contact.index, ended)  # the widget's token came too: chat replies work
+            bisect.insort(thread, message, key=lambda m: m.created_at)
+            conversation.last_activity_at = max(conversation.last_activity_at, ended)
+            made.sessions.append((session, message))
+
+    def _chatbot(self, customers, plans, made):
+        """The batch's chatbot sessions: those in the threads and the anonymous ones (visitors who
+        left no contact)."""
+        sessions = [session for session, _ in made.sessions]
+        for customer, (i, rng) in zip(customers, plans):
+            for n in range(rng.choice([0, 0, 1, 1, 2])):
+                ended = self.now - timedelta(seconds=rng.randrange(int(TWO_YEARS.total_seconds())))
+                sessions.append(demo_chat.session(
+                    rng, session_id=f"demo-{i:06d}-visitor{n}", script=rng.choice(demo_chat.ANONYMOUS),
+                    ended_at=ended, fill={"n": rng.randrange(8, 60), "city": rng.choice(LOCATIONS)}))
+        insert(sessions)
+
+
+class Contact(NamedTuple):
+    """How a demo customer is reached: their fixed index, email, phone and name."""
+    index: int
+    email: str
+    phone: str
+    name: str
+
+
+class Made:
+    """What one batch's threads made that is stored after them, and the per-customer serial
+    numbers that keep the channels' ids (RingCentral's, Message-IDs, session ids) unique."""
+
+    def __init__(self):
+        self.notes, self.handoffs, self.sessions = [], [], []
+        self.serials = defaultdict(int)
+        self.visitors = {}  # customer -> (visitor digest, first chat)
+
+    def serial(self, index: int) -> int:
+        self.serials[index] += 1
+        return self.serials[index]
+
+    def visitor(self, customer, index: int, at) -> str:
+        """The digest of the customer's chat visitor (their identity is made with the first line)."""
+        digest, first = self.visitors.get(customer, (None, at))
+        if digest is None:
+            digest = demo_chat.visitor_digest(index)
+        self.visitors[customer] = (digest, min(first, at))
+        return digest
+
+    def visitor_identities(self) -> list:
+        return [CustomerIdentity(customer=customer, kind="visitor", value=digest, is_primary=True, created_at=first)
+                for customer, (digest, first) in self.visitors.items()]

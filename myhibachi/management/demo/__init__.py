@@ -1,4 +1,11 @@
-"""Helpers of manage.py seed_demo (myhibachi/management/commands/seed_demo.py)."""
+"""What seed_demo writes beyond customers, bookings and conversations, one module per channel,
+each shaped like what that channel's real adapter stores (so the demo looks like use, not a mock):
+
+- phone.py: SMS and calls, through channels_ingest/ringcentral/records.py's own parsing;
+- chatbot.py: website chat lines from a visitor, the chatbot's sessions and their transcripts.
+
+Everything is drawn from the caller's seeded random.Random, so the same seed gives the same data.
+"""
 from inbox import sql
 
 
