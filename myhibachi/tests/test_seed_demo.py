@@ -11,6 +11,7 @@ from analytics import metrics
 from analytics.timebase import Range, local_date
 from channels_ingest.chat.chatbot import transcript_text
 from channels_ingest.chat.models import ChatbotSession
+from channels_ingest.email.models import Campaign, CampaignRecipient, SentEmail, Suppression, TrackingEvent
 from crm.models import Booking, Customer, CustomerIdentity, Lead, MarketingSpend
 from inbox.models import CannedResponse, Conversation, ConversationActivity, Message, Note, RoutingRule
 
@@ -24,7 +25,10 @@ def seed(customers):
 def _counts():
     counts = {model.__name__: model.objects.count() for model in
               (Customer, CustomerIdentity, Booking, Lead, MarketingSpend, Conversation, Message, Note,
-               CannedResponse, RoutingRule, Conversation.tags.through, ConversationActivity, ChatbotSession)}
+               CannedResponse, RoutingRule, Conversation.tags.through, ConversationActivity, ChatbotSession,
+               SentEmail, TrackingEvent, Campaign, CampaignRecipient)}
+    counts["campaign figures"] = list(Campaign.objects.order_by("pk").values_list(
+        "recipients_count", "sent_count", "delivered_count", "opened_count", "clicked_count", "bounced_count"))
     return counts
 
 
@@ -49,6 +53,15 @@ def test_a_larger_scale_adds_only_the_difference(db):
     call_command("seed_demo", customers=25, stdout=StringIO(), stderr=StringIO())
     assert Customer.objects.count() == 25
     assert CustomerIdentity.objects.filter(kind="email").count() == 25
+    # The campaigns gained the new customers, and their figures (each recipient once) moved with them.
+    assert Campaign.objects.count() == 2
+    for campaign in Campaign.objects.all():
+        sent = campaign.recipients.all()
+        assert sent.count() == campaign.recipients_count == campaign.sent_count > 0
+        assert [campaign.delivered_count, campaign.opened_count, campaign.clicked_count, campaign.bounced_count] == [
+            sent.filter(**{f"{kind}_at__isnull": False}).count()
+            for kind in ("delivered", "opened", "clicked", "bounced")]
+        assert campaign.delivered_count > campaign.opened_count > 0
 
 
 def test_print_logins_gives_working_demo_logins(db, client, settings):
@@ -96,8 +109,15 @@ def last_twelve_months():
 
 
 def test_the_dashboard_has_figures_for_every_channel_on_demo_data(seeded):
-    """Issues 14/15: the chatbot area was all zeros on the demo data."""
+    """Issues 14/15: the email and chatbot areas were all zeros on the demo data."""
     year = last_twelve_months()
+    email = metrics.email(year)
+    assert email["totals"]["sent"] > email["totals"]["delivered"] > email["totals"]["opened"] > 0
+    assert email["totals"]["clicked"] > 0 and email["totals"]["bounced"] > 0
+    assert len(email["campaigns"]) == 2 and all(c["sent"] and c["opened"] for c in email["campaigns"])
+    assert {row["kind"] for row in email["transactional"] if row["sent"]} == {"reply", "confirmation", "reminder"}
+    assert sum(1 for row in email["series"] if row["sent"]) >= 6  # spread over the year, not one month
+
     bot = metrics.chatbot(year)["totals"]
     assert bot["sessions"] > bot["handoffs"] > 0 and 0 < bot["handoff_rate"] < 1
     assert 1 <= bot["satisfaction"] <= 5 and bot["cost_per_session"] > 0
@@ -181,3 +201,23 @@ def test_chatbot_sessions_hand_off_into_conversations_and_leave_a_history(seeded
     chatting = set(Message.objects.filter(channel="chat").values_list("customer_id", flat=True))
     assert chatting <= set(CustomerIdentity.objects.filter(kind="visitor").values_list("customer_id", flat=True))
 
+
+def test_email_records_agree_with_the_thread_and_with_sendgrids_events(seeded):
+    replies = Message.objects.filter(channel="email", direction="outbound")
+    records = {r.message_id: r for r in SentEmail.objects.filter(kind="reply")}
+    assert replies.count() == len(records) > 0
+    events = {}
+    for sent_id, kind in TrackingEvent.objects.filter(sent_email__isnull=False).values_list("sent_email", "event_type"):
+        events.setdefault(sent_id, set()).add(kind)
+    for message in replies:
+        record, kinds = records[message.pk], events.get(records[message.pk].pk, set())
+        assert record.to == message.metadata["to"] and record.created_at == message.created_at
+        expected = ("failed" if "bounced" in kinds else "clicked" if "clicked" in kinds else "opened"
+                    if "opened" in kinds else "delivered" if "delivered" in kinds else "sent")
+        assert message.delivery_status == expected
+        assert (record.status == "bounced") == ("bounced" in kinds) == message.status_reason.startswith("Bounced: ")
+    # Booking mail went to confirmed bookings only, once each; bounces suppressed nobody who is mailed later.
+    confirmed = set(Booking.objects.filter(confirmed_at__isnull=False).values_list("pk", flat=True))
+    assert set(SentEmail.objects.filter(kind="confirmation").values_list("booking_id", flat=True)) <= confirmed
+    assert SentEmail.objects.filter(kind="reminder").exists()
+    assert not Suppression.objects.exists()

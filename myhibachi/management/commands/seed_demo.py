@@ -2,9 +2,11 @@
 
 Every generated customer has a fixed index and a fixed email
 (guest000123@demo.myhibachi.test); a run creates only the customers (and
-their bookings, leads, conversations, messages, notes and chatbot sessions)
-whose index does not exist yet. So running it twice creates nothing the
-second time, and a larger --scale adds only the difference. Rows are written with bulk inserts in batches, so --scale 500 (100,000
+their bookings, leads, conversations, messages, notes, chatbot sessions and
+email records) whose index does not exist yet. So running it twice creates
+nothing the second time, and a larger --scale adds only the difference (the
+two demo campaigns gain the new customers, their figures moving with them).
+Rows are written with bulk inserts in batches, so --scale 500 (100,000
 customers) stays quick. What each channel stores is made the way its adapter
 makes it: see myhibachi/management/demo/.
 """
@@ -33,6 +35,7 @@ from inbox.models import CannedResponse, Conversation, Message, Note, RoutingRul
 from inbox.services import CALL_BACK_TAG
 from myhibachi.management.demo import chatbot as demo_chat
 from myhibachi.management.demo import insert
+from myhibachi.management.demo import mail as demo_mail
 from myhibachi.management.demo import phone as demo_phone
 
 EMAIL_DOMAIN = "demo.myhibachi.test"
@@ -90,8 +93,9 @@ def unlogged_statements():
 class Command(BaseCommand):
     help = (
         "Fill the database with demo staff, customers, bookings, leads, marketing spend, conversations over "
-        "email, SMS, calls and the website chat (with the chatbot's sessions), notes, canned responses and "
-        "routing rules. Idempotent: only missing customers are added."
+        "email, SMS, calls and the website chat (with the chatbot's sessions), notes, canned responses, routing "
+        "rules, and the email records SendGrid would have left (replies, booking mail, two campaigns). "
+        "Idempotent: only missing customers are added."
     )
 
     def add_arguments(self, parser):
@@ -123,6 +127,7 @@ class Command(BaseCommand):
             self._canned_and_rules()
             self._marketing_spend(random.Random(opts["seed"]))
             self.call_back_tag, _ = Tag.objects.get_or_create(name=CALL_BACK_TAG)
+            self.campaigns = demo_mail.campaigns(now=self.now, by=self.manager)
         total = opts["customers"] if opts["customers"] is not None else 200 * opts["scale"]
         existing = set(
             int(v.split("@")[0].removeprefix("guest"))
@@ -164,6 +169,8 @@ class Command(BaseCommand):
             user.groups.add(group)
             if group == agent_group:
                 users.append(user)
+            else:
+                self.manager = user
         return users
 
     def _logins(self):
@@ -261,7 +268,7 @@ class Command(BaseCommand):
                                   created_at=customer.created_at))
         insert(leads)
         made = self._conversations(customers, plans, agents, opts, contacts, bookings_of)
-        self._chatbot(customers, plans, made)
+        self._mail_and_bot(customers, plans, contacts, bookings_of, made)
 
     def _lost_reason(self, rng):
         slug = rng.choices(list(LOST_WEIGHTS), list(LOST_WEIGHTS.values()))[0]
@@ -351,7 +358,8 @@ class Command(BaseCommand):
 
     def _conversations(self, customers, plans, agents, opts, contacts, bookings_of):
         """Each customer's conversations with their messages, notes, tags and history. Returns what
-        is stored after them (_chatbot): the chatbot sessions whose transcripts are in these threads."""
+        is stored with the batch's mail and chatbot records (_mail_and_bot): the staff emails and
+        the chatbot sessions whose transcripts are in these threads."""
         per_customer, per_conversation = opts["conversations_per_customer"], opts["messages_per_conversation"]
         threads, made = [], Made()
         for customer, (i, rng) in zip(customers, plans):
@@ -427,6 +435,7 @@ class Command(BaseCommand):
         customer, index, thread = conversation.customer, contact.index, []
         handoff = channel == Channel.CHAT and rng.random() < 0.4
         guests = rng.randrange(8, 60)
+        ours = theirs = None  # the Message-IDs of the last emails each way
         for n, at in enumerate(times):
             inbound = n % 2 == 0
             if channel == Channel.CALL:
@@ -474,10 +483,20 @@ class Command(BaseCommand):
                     message.metadata, message.external_id = demo_chat.visitor_line(rng, digest)
                 else:
                     message.metadata = {"visitor": digest}  # delivered to the visitor's sockets: "sent"
-            else:  # email; only email reports opens (a tracking pixel)
-                message.subject, message.external_id = conversation.subject, f"demo-{index}-{serial}"
-                if not inbound:
-                    message.delivery_status = rng.choice(["sent", "delivered", "opened"])
+            elif inbound:
+                message.external_id = theirs = f"CA{index:06d}.{serial}@{EMAIL_DOMAIN}"
+                message.subject = f"Re: {conversation.subject}" if ours else conversation.subject
+                message.metadata = demo_mail.inbound_metadata(address=contact.email, name=contact.name,
+                                                              message_id=theirs, answers=ours)
+            else:
+                message.external_id = ours = demo_mail.our_message_id(index, serial)
+                message.subject = f"Re: {conversation.subject}"
+                mail = demo_mail.plan(rng, "reply", to=contact.email, sent_at=at, now=self.now)
+                message.metadata = {"to": contact.email, "message_id": ours, "esp_message_id": mail.esp_id,
+                                    "sendgrid_message_id": mail.provider_id,
+                                    "in_reply_to": f"<{theirs}>" if theirs else ""}
+                message.delivery_status, message.status_reason = mail.delivery_status, mail.reason
+                made.replies.append((message, mail))
             thread.append(message)
         return thread
 
@@ -508,16 +527,25 @@ class Command(BaseCommand):
             conversation.last_activity_at = max(conversation.last_activity_at, ended)
             made.sessions.append((session, message))
 
-    def _chatbot(self, customers, plans, made):
-        """The batch's chatbot sessions: those in the threads and the anonymous ones (visitors who
-        left no contact)."""
-        sessions = [session for session, _ in made.sessions]
+    def _mail_and_bot(self, customers, plans, contacts, bookings_of, made):
+        """The batch's email records (staff replies, booking confirmations and reminders, the two
+        campaigns' new recipients) with their tracking events, and its chatbot sessions: those
+        in the threads and the anonymous ones (visitors who left no contact)."""
+        sent = [(demo_mail.sent_email(mail, message=message, message_id_header=message.external_id), mail)
+                for message, mail in made.replies]
+        recipients, sessions = [], [session for session, _ in made.sessions]
         for customer, (i, rng) in zip(customers, plans):
+            contact, bookings = contacts[customer.pk], bookings_of[customer.pk]
+            sent += demo_mail.booking_mail(rng, bookings, to=contact.email, now=self.now)
+            recipients += demo_mail.recipients(rng, self.campaigns, customer=customer, to=contact.email,
+                                               bookings=bookings, now=self.now)
             for n in range(rng.choice([0, 0, 1, 1, 2])):
                 ended = self.now - timedelta(seconds=rng.randrange(int(TWO_YEARS.total_seconds())))
                 sessions.append(demo_chat.session(
                     rng, session_id=f"demo-{i:06d}-visitor{n}", script=rng.choice(demo_chat.ANONYMOUS),
                     ended_at=ended, fill={"n": rng.randrange(8, 60), "city": rng.choice(LOCATIONS)}))
+        demo_mail.store_sent(sent, now=self.now)
+        demo_mail.store_recipients(recipients, now=self.now)
         insert(sessions)
 
 
@@ -534,7 +562,7 @@ class Made:
     numbers that keep the channels' ids (RingCentral's, Message-IDs, session ids) unique."""
 
     def __init__(self):
-        self.notes, self.handoffs, self.sessions = [], [], []
+        self.notes, self.handoffs, self.sessions, self.replies = [], [], [], []
         self.serials = defaultdict(int)
         self.visitors = {}  # customer -> (visitor digest, first chat)
 

@@ -2,7 +2,8 @@
 each shaped like what that channel's real adapter stores (so the demo looks like use, not a mock):
 
 - phone.py: SMS and calls, through channels_ingest/ringcentral/records.py's own parsing;
-- chatbot.py: website chat lines from a visitor, the chatbot's sessions and their transcripts.
+- chatbot.py: website chat lines from a visitor, the chatbot's sessions and their transcripts;
+- mail.py: what SendGrid was given and said back (replies, booking mail, campaigns).
 
 Everything is drawn from the caller's seeded random.Random, so the same seed gives the same data.
 """
