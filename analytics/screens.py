@@ -4,3 +4,12 @@ from django.urls import path
 from . import views
 
 urlpatterns = [path("", views.dashboard, name="analytics-dashboard")]
+
+# The report builder (analytics/builder_views.py).
+from . import builder_views  # noqa: E402
+
+urlpatterns += [
+    path("builder/", builder_views.report_builder, name="analytics-builder"),
+    path("builder/save", builder_views.save_report, name="analytics-builder-save"),
+    path("builder/<str:pk>", builder_views.change_report, name="analytics-builder-change"),
+]
