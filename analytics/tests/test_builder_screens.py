@@ -122,7 +122,12 @@ def test_a_saved_spec_this_version_cannot_run_shows_why(manager_client, manager)
     assert "needs choosing again" in html
 
 
+def test_the_dashboard_links_managers_to_the_builder(manager_client):
+    assert 'href="/analytics/builder/">Report builder</a>' in manager_client.get("/analytics/").content.decode()
+
+
 def test_agents_are_refused_and_strangers_sent_to_log_in(agent_client, manager, client):
+    assert "/analytics/builder/" not in agent_client.get("/analytics/").content.decode()
     report = SavedReport.objects.create(owner=manager, name="Shared", spec={"measure": "leads"}, shared=True)
     assert agent_client.get(URL).status_code == 403
     assert agent_client.get(f"{URL}?report={report.pk}").status_code == 403
