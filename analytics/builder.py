@@ -303,7 +303,7 @@ class Result:
         return {"spec": self.spec.as_json(), "measure": {"name": m.name, "label": m.label, "kind": m.kind,
                                                          "definition": m.definition},
                 "start": self.spec.rng.start, "end": self.spec.rng.end, "time_zone": timebase.zone().key,
-                "dimensions": list(self.spec.dimensions), "rows": self.csv_rows_as_dicts(), "total": self.total}
+                "dimensions": list(self.spec.dimensions), "rows": self.row_dicts(), "total": self.total}
 
     def header(self) -> list:
         names = []
@@ -311,7 +311,7 @@ class Result:
             names += [d, "agent_name"] if d == "agent" else [d]
         return names + [self.spec.measure.name]
 
-    def csv_rows_as_dicts(self) -> list:
+    def row_dicts(self) -> list:
         header = self.header()
         return [dict(zip(header, row)) for row in self._flat()]
 

@@ -160,3 +160,24 @@ def test_the_endpoints_are_in_the_openapi_schema(manager_client):
     assert {"get", "post"} <= paths["/api/v1/analytics/reports"].keys()
     assert {"get", "put", "delete"} <= paths["/api/v1/analytics/reports/{id}"].keys()
     assert "csv" in str(paths["/api/v1/analytics/reports/{id}/run"]["get"]["parameters"])
+
+
+def test_a_retried_post_with_the_same_idempotency_key_saves_once(manager_client):
+    body = {"name": "Once", "spec": BY_SOURCE}
+    first = manager_client.post(REPORTS, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = manager_client.post(REPORTS, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert (first.status_code, again.status_code) == (201, 201) and again["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"] and SavedReport.objects.count() == 1
+
+
+def test_list_and_run_read_a_constant_number_of_queries(manager_client, manager, other_manager, shop,
+                                                        django_assert_max_num_queries):
+    report = saved(manager)
+    for n in range(6):
+        saved(other_manager if n % 2 else manager, f"r{n}", shared=True)
+    manager_client.get(REPORTS)  # warm up: the first request of a client reads a little more
+    with django_assert_max_num_queries(2):  # the user with their groups; the reports with their owners
+        assert len(manager_client.get(REPORTS).json()) == 7
+    # The user; the report; the total; the cells.
+    with django_assert_max_num_queries(4):
+        assert manager_client.get(f"{REPORTS}/{report.pk}/run").status_code == 200
