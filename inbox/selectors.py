@@ -421,7 +421,7 @@ def with_identities(conversation: Conversation, *, tags: bool = False) -> Conver
     prefetch_related's machinery cost more than both of them."""
     conversation.customer.identity_list = list(
         CustomerIdentity.objects.filter(customer_id=conversation.customer_id)
-        .order_by("-is_primary", "kind", "id").only("customer_id", "kind", "value", "is_primary"))
+        .order_by("-is_primary", "kind", "id").only("customer_id", "kind", "value", "is_primary", "opted_out_at"))
     if tags:
         conversation.tag_names = list(Conversation.tags.through.objects.filter(conversation_id=conversation.pk)
                                       .order_by("tag__name").values_list("tag__name", flat=True))
