@@ -423,8 +423,7 @@ def with_identities(conversation: Conversation, *, tags: bool = False) -> Conver
         CustomerIdentity.objects.filter(customer_id=conversation.customer_id)
         .order_by("-is_primary", "kind", "id").only("customer_id", "kind", "value", "is_primary", "opted_out_at"))
     if tags:
-        conversation.tag_names = list(Conversation.tags.through.objects.filter(conversation_id=conversation.pk)
-                                      .order_by("tag__name").values_list("tag__name", flat=True))
+        tag_names(conversation)
     return conversation
 
 
@@ -434,7 +433,7 @@ UPCOMING = [Booking.Status.INQUIRY, Booking.Status.QUOTED, Booking.Status.CONFIR
 
 
 def tag_names(conversation: Conversation) -> Conversation:
-    """Give the conversation `tag_names` (one query), as with_identities(tags=True) does."""
+    """Give the conversation `tag_names` (one query; with_identities(tags=True) calls this)."""
     conversation.tag_names = list(Conversation.tags.through.objects.filter(conversation_id=conversation.pk)
                                   .order_by("tag__name").values_list("tag__name", flat=True))
     return conversation
