@@ -22,7 +22,7 @@ from crm import identity
 from crm.models import Booking, Customer, CustomerIdentity
 from myhibachi.ids import parse_id
 
-from . import rows, search, sql
+from . import channels, rows, search, sql
 from .errors import BadCursor  # noqa: F401  (selectors.BadCursor is what callers catch)
 from .sql import table
 from .models import Conversation, ConversationActivity, InboxEvent, Message, Note, Tag
@@ -421,7 +421,7 @@ def with_identities(conversation: Conversation, *, tags: bool = False) -> Conver
     prefetch_related's machinery cost more than both of them."""
     conversation.customer.identity_list = list(
         CustomerIdentity.objects.filter(customer_id=conversation.customer_id)
-        .order_by("-is_primary", "kind", "id").only("customer_id", "kind", "value", "is_primary", "opted_out_at"))
+        .order_by("-is_primary", "kind", "id").only("customer_id", *channels.IDENTITY_FIELDS))
     if tags:
         tag_names(conversation)
     return conversation

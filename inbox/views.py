@@ -332,23 +332,24 @@ def thread_older(request, pk):
 
 def _composer(conversation, *, mode="reply", text="", channel=None, error=None, notice=None,
               identities=None, last_inbound=None):
-    """The reply box: only the channels that can send now (channels.reply_options), the
-    customer's last channel picked, and each missing channel with the reason."""
-    options = channels.reply_options(
-        conversation.customer, last_inbound=last_inbound,
-        identity_kinds=None if identities is None else {i.kind for i in identities})
-    if channel not in options.names():
+    """The reply box: the channels that reach the customer now (channels.reply_options), the
+    customer's last channel picked, and each missing channel with the reason. A channel the
+    customer opted out of (texted STOP) is still offered, with its refusal shown before anyone
+    writes; sending on it is refused with the same words (services.reply reads the same rule)."""
+    options = channels.reply_options(conversation.customer, last_inbound=last_inbound, identities=identities)
+    offered = options.offered()
+    if channel not in [spec.name for spec in offered]:
         channel = options.default
+    refusals = {name: options.reason(name) for name in options.opted_out}
     # Per channel: its length limit (SMS: UTF-16 units, counted live by static/js/sms_counter.js) and why
-    # a reply on it would be refused (the customer texted STOP), shown before anyone writes.
-    refusals = services.reply_refusals(conversation.customer)
+    # a reply on it would be refused.
     return {"mode": mode, "text": text, "channel": channel, "error": error, "notice": notice,
-            "email_channels": [spec.name for spec in options.available if spec.has_subject],
-            "channels": [(spec.name, spec.label) for spec in options.available],
+            "email_channels": [spec.name for spec in offered if spec.has_subject],
+            "channels": [(spec.name, spec.label) for spec in offered],
             "options": [(spec.name, spec.label, spec.max_reply_units, refusals.get(spec.name, ""))
-                        for spec in options.available],
+                        for spec in offered],
             "refusal": refusals.get(channel, ""),
-            "missing": [(spec.label, why) for spec, why in options.missing]}
+            "missing": [(spec.label, why) for spec, why in options.missing if spec.name not in options.opted_out]}
 
 
 def _post_only(view):

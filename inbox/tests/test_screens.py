@@ -283,7 +283,7 @@ def test_plain_text_quoted_history_is_collapsed(agent_client, receive):
     assert "Sounds good!" in body and "Shall we book?" in quoted
 
 
-THREAD_QUERIES = 17  # the thread screen of a customer with an email and a phone identity
+THREAD_QUERIES = 16  # the thread screen of a customer with an email and a phone identity
 
 
 def test_thread_queries_do_not_grow_with_the_thread(agent_client, receive, agent, django_assert_num_queries,
