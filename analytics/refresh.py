@@ -254,7 +254,13 @@ def ensure_fresh(max_age: int | None = None) -> None:
     age = settings.ANALYTICS_REFRESH_SECONDS if max_age is None else max_age
     if state is None or state[0] is None or timezone.now() - state[0] > timedelta(seconds=age):
         refresh_recent()
-    elif max_age is not None and ConversationActivity.objects.filter(id__gt=state[1]).exists():
-        # A live reload follows an event: history newer than the last step is what it came for,
-        # however recent that step was (one indexed probe when nothing is new).
+    elif max_age is not None and (ConversationActivity.objects.filter(id__gt=state[1]).exists()
+                                  or _money_changed_since(state[0])):
+        # A live reload follows an event or a booking's hint: what changed after the last step
+        # is what it came for, however recent that step was (indexed probes when nothing is new).
         refresh_recent()
+
+
+def _money_changed_since(moment) -> bool:
+    return (Booking.objects.filter(updated_at__gt=moment).exists()
+            or Payment.objects.filter(updated_at__gt=moment).exists() or DirtyDay.objects.exists())

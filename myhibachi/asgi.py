@@ -3,19 +3,24 @@
 Production nodes run it with Uvicorn, which hands a staff event to 500 sockets
 in well under half the time Daphne takes (bench/bench_screens.py, README):
 
-    DB_POOL_SIZE=8 uvicorn myhibachi.asgi:application --loop uvloop --http httptools \
+    uvicorn myhibachi.asgi:application --loop uvloop --http httptools \
         --ws websockets-sansio --ws-per-message-deflate false --no-access-log
 
 (no per-message deflate: it would compress every event once per socket;
-DB_POOL_SIZE: a pool of database connections, see settings.py).
+a pool of 8 database connections by default, DB_POOL_SIZE, see settings.py).
 Daphne serves it the same way (manage.py runserver, the test live server).
 """
 import gc
 import os
 
-from django.core.asgi import get_asgi_application
+from myhibachi.handler import get_asgi_application  # the whole request on one thread (handler.py)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myhibachi.settings")
+# A node pools its PostgreSQL connections unless told otherwise (DB_POOL_SIZE=0 turns it
+# off): without a pool every request opens a connection of its own. Only the ASGI entry
+# point sets this default, before the settings are read, so Celery, manage.py and the
+# tests keep plain connections; runserver has read the settings before it imports this.
+os.environ.setdefault("DB_POOL_SIZE", "8")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs apps loaded)

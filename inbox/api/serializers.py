@@ -89,6 +89,11 @@ class CleanHtmlField(serializers.CharField):
         return clean_html(value)
 
 
+class RetrySerializer(serializers.Serializer):
+    attempt = serializers.IntegerField(required=False, min_value=0, max_value=99_999, help_text=(
+        "How many retries you saw (the reply's metadata.retries); a retry that already happened is not repeated."))
+
+
 class MessageSerializer(serializers.ModelSerializer):
     author = UserBriefSerializer(allow_null=True)
     html = CleanHtmlField(read_only=True, help_text="Sanitised HTML (email only).")

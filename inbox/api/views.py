@@ -16,7 +16,7 @@ from crm import identity
 from crm.merge import MergeRefused, merge_customers
 from crm.models import Customer, CustomerIdentity
 from inbox import channels, selectors, services
-from inbox.access import access_conversation
+from inbox.access import access_conversation, access_reply
 from inbox.models import CannedResponse, RoutingRule
 from myhibachi.ids import BadId, parse_id
 from myhibachi.roles import IsManager, IsManagerOrReadOnly, IsStaffMember
@@ -163,7 +163,7 @@ def _reply_options(conversation, newest_items) -> dict:
     last = next((item.row["channel"] for item in reversed(newest_items)
                  if item.kind == "message" and item.row["direction"] == "inbound"), None)
     options = channels.reply_options(conversation.customer, last_inbound=last,
-                                     identity_kinds={i.kind for i in conversation.customer.identity_list})
+                                     identities=conversation.customer.identity_list)
     return {"available": options.names(), "default": options.default,
             "missing": [{"channel": spec.name, "reason": why} for spec, why in options.missing]}
 
@@ -196,6 +196,34 @@ class ReplyView(InboxAPIView):
                            "seen_through": exc.new_messages[-1].pk}
             raise  # an error: the idempotency record rolls back with it
         return Response(s.MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+class RetryReplyView(InboxAPIView):
+    @extend_schema(request=s.RetrySerializer, responses={200: s.MessageSerializer})
+    @idempotent
+    def post(self, request, pk, message_pk):
+        """Send a failed reply again on its channel. Idempotent: a reply that is no longer
+        failed is returned as it is, and `attempt` (the `metadata.retries` you saw) makes a
+        repeated request for the same retry a no-op even after that retry failed too.
+        422 when the channel cannot send now (the message says why)."""
+        conversation = access_conversation(request.user, pk)
+        message = access_reply(conversation, message_pk)
+        data = _valid(s.RetrySerializer, request)
+        message = services.retry_reply(message=message, by=request.user, attempt=data.get("attempt"))
+        return Response(s.MessageSerializer(message).data)
+
+
+class EmailInsteadView(InboxAPIView):
+    @extend_schema(request=None, responses={201: s.MessageSerializer})
+    @idempotent
+    def post(self, request, pk, message_pk):
+        """Send the text of a failed SMS or chat reply as an email reply; returns the email.
+        Idempotent: asking again returns the same email. 409 when the reply has not failed
+        or was an email already, 422 when the customer has no email address we may use."""
+        conversation = access_conversation(request.user, pk)
+        message = access_reply(conversation, message_pk)
+        email = services.send_by_email_instead(message=message, by=request.user)
+        return Response(s.MessageSerializer(email).data, status=status.HTTP_201_CREATED)
 
 
 class StatusView(InboxAPIView):

@@ -1,4 +1,5 @@
 """A failed reply says so and can be sent again: Retry, or by email instead, each once."""
+import json
 import re
 
 import pytest
@@ -94,13 +95,49 @@ def test_a_reply_of_another_customer_cannot_be_retried_through_this_thread(agent
     assert response.status_code == 404
 
 
+# --- the same through the API ------------------------------------------------------
+
+def _post_json(client, url, data=None, **headers):
+    return client.post(url, json.dumps(data or {}), content_type="application/json", **headers)
+
+
+def test_the_api_retries_a_failed_reply_once(agent_client, failed_sms, settings, django_capture_on_commit_callbacks):
+    settings.INBOX_SENDERS = {"email": "tests.senders.record", "sms": "tests.senders.record"}
+    url = f"/api/v1/inbox/{failed_sms.conversation_id}/messages/{failed_sms.pk}/retry"
+    with django_capture_on_commit_callbacks(execute=True):
+        answers = [_post_json(agent_client, url, {"attempt": 0}) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json()["id"] == failed_sms.pk and answers[0].json()["delivery_status"] == "queued"
+    assert senders.sent == [failed_sms.pk]
+    assert _post_json(agent_client, url, {"attempt": "two"}).status_code == 400
+
+
+def test_the_api_sends_a_failed_sms_by_email_once(agent_client, failed_sms, django_capture_on_commit_callbacks):
+    url = f"/api/v1/inbox/{failed_sms.conversation_id}/messages/{failed_sms.pk}/email-instead"
+    with django_capture_on_commit_callbacks(execute=True):
+        first = _post_json(agent_client, url, HTTP_IDEMPOTENCY_KEY="again-1")
+        second = _post_json(agent_client, url)
+    assert first.status_code == second.status_code == 201
+    assert first.json()["id"] == second.json()["id"] and first.json()["channel"] == "email"
+    assert senders.sent == [first.json()["id"]]
+    # An email cannot be "sent by email instead": 409 with the reason.
+    refused = _post_json(agent_client, f"/api/v1/inbox/{failed_sms.conversation_id}/messages/{first.json()['id']}"
+                                       "/email-instead")
+    assert refused.status_code == 409 and "not sent again" in refused.json()["message"]
+
+
+def test_the_api_finds_only_replies_of_this_thread(agent_client, client, failed_sms, receive):
+    inbound = receive(sender="someone@example.com", text="hello").message
+    base = f"/api/v1/inbox/{failed_sms.conversation_id}/messages"
+    assert _post_json(agent_client, f"{base}/{inbound.pk}/retry").status_code == 404  # another customer's
+    assert _post_json(agent_client, f"/api/v1/inbox/{inbound.conversation_id}/messages/{inbound.pk}/retry"
+                      ).status_code == 404  # the customer's own message, not a reply
+    assert _post_json(agent_client, f"{base}/99999999/email-instead").status_code == 404
+    client.logout()
+    assert _post_json(client, f"{base}/{failed_sms.pk}/retry").status_code in (401, 403)
+
+
 # --- email replies: copies, attachments, the agent's signature ---------------------
-
-@pytest.fixture
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    return tmp_path / "media"
-
 
 def test_an_email_reply_carries_copies_attachments_and_the_signature(agent_client, agent, receive, media,
                                                                      recording_sender):
@@ -131,7 +168,7 @@ def test_an_email_reply_carries_copies_attachments_and_the_signature(agent_clien
     assert "Cc: partner@example.com, office@example.com" in item
     link = re.search(r'href="(/inbox/\d+/messages/\d+/attachments/0)"[^>]*>invoice-1042.pdf<', item).group(1)
     download = agent_client.get(link)
-    assert download.status_code == 200 and download.content == b"%PDF-1.4 the invoice"
+    assert download.status_code == 200 and download.getvalue() == b"%PDF-1.4 the invoice"
     assert download["Content-Disposition"].startswith("attachment;")
 
 
@@ -142,8 +179,8 @@ def test_the_thread_lists_attachments_received(agent_client, receive, media):
     conversation = receive(text="Our menu", metadata={"attachments": [meta, {"filename": "video.mov", "size": 90_000_000,
                                                                             "too_large": True}]}).message.conversation
     thread = agent_client.get(f"/inbox/{conversation.pk}/").content.decode()
-    assert re.search(r'attachments/0" download>menu.jpg</a>', thread)
-    assert "video.mov <span class=\"muted\">90.0 MB, too large to keep</span>" in thread
+    assert re.search(r'<img src="/inbox/\d+/messages/\d+/attachments/0" alt="menu.jpg"', thread)
+    assert "video.mov (90.0 MB, too large to keep)" in thread
     assert agent_client.get(f"/inbox/{conversation.pk}/messages/1/attachments/1").status_code == 404
 
 

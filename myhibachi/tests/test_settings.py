@@ -70,3 +70,35 @@ def test_a_trusted_proxy_that_is_not_an_address_stops_start_up_with_a_clear_mess
     result = _manage("check", env={**PRODUCTION, "TRUSTED_PROXIES": "127.0.0.1,nginx"})
     assert result.returncode != 0
     assert "TRUSTED_PROXIES: 'nginx' is not an IP address" in result.stderr
+
+
+POOL_PROBE = ("import myhibachi.asgi; from django.db import connection; d = connection.settings_dict; "
+              "print(d['ENGINE'], d['OPTIONS'].get('pool', {}).get('max_size'))")
+
+
+def _python(code, env):
+    base = {k: v for k, v in os.environ.items() if k not in ("DB_POOL_SIZE", "DJANGO_SETTINGS_MODULE")}
+    base.update(DJANGO_SETTINGS_MODULE="myhibachi.settings", DEBUG="1",
+                DATABASE_URL="postgres://postgres@127.0.0.1:5432/unused", **env)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=base, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_a_node_pools_its_database_connections_without_being_told():
+    # Settings only: nothing connects, so no PostgreSQL is needed.
+    started = _python(POOL_PROBE, env={})
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.split() == ["myhibachi.postgresql", "8"]
+    sized = _python(POOL_PROBE, env={"DB_POOL_SIZE": "3"})
+    assert sized.stdout.split() == ["myhibachi.postgresql", "3"]
+    off = _python(POOL_PROBE, env={"DB_POOL_SIZE": "0"})
+    assert off.stdout.split() == ["django.db.backends.postgresql", "None"]
+
+
+def test_other_processes_keep_plain_connections():
+    # Celery workers and manage.py commands run one job at a time: a pool per process
+    # would only hold connections open.
+    shown = _python("import django; django.setup(); from django.db import connection; "
+                    "print(connection.settings_dict['ENGINE'])", env={})
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == ["django.db.backends.postgresql"]

@@ -3,15 +3,15 @@ browser tests of one run. Needs PostgreSQL (the server is another process and
 reads the test database) and Redis (events raised in this process reach the
 server's sockets through channels-redis)."""
 import os
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from .live_server import ROOT, LiveServer, database_url
+from tests.screenshots import ARTIFACTS, save as save_picture
+
+from .live_server import LiveServer, database_url
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
 PASSWORD = "pw-for-tests-1"
 
 
@@ -111,13 +111,8 @@ def sign_in(browser, live):
 
 def screenshot(page, name, *, docs=False):
     """Always a test artefact; the README's copy in docs/screenshots/ only with
-    UPDATE_SCREENSHOTS=1, so a test run leaves the checkout unchanged."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=False)
-    if docs and os.environ.get("UPDATE_SCREENSHOTS") == "1":
-        target = Path(ROOT / "docs" / "screenshots")
-        target.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(target / name), full_page=False)
+    UPDATE_SCREENSHOTS=1 (tests/screenshots.py)."""
+    save_picture(name, lambda path: page.screenshot(path=str(path), full_page=False), docs=docs)
 
 
 def in_thread(fn, *args, **kwargs):
