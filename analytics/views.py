@@ -78,7 +78,7 @@ def cards(data) -> list:
         {"label": "Resolutions", "value": staff["resolutions"], "kind": "count", "anchor": "staff"},
         {"label": "Leads ROI", "value": data["leads"]["totals"]["roi"], "kind": "ratio", "anchor": "leads"},
         {"label": "On the books for these months", "value": data["pace"]["totals"]["amount"], "kind": "money",
-         "change": data["pace"]["totals"]["pace"], "anchor": "pace"},
+         "change": data["pace"]["totals"]["pace"], "against": "the same day last year", "anchor": "pace"},
         {"label": "Lifetime value (median)", "value": data["customers"]["totals"]["ltv_median"], "kind": "money",
          "anchor": "customers"},
         {"label": "Churn rate", "value": data["customers"]["totals"]["churn_rate"], "kind": "rate",

@@ -57,7 +57,7 @@ def test_every_area_has_its_table_and_the_new_cards_equal_them(manager_client, d
     # Session, user, groups, the incremental refresh this fixture forces on every load
     # (ANALYTICS_REFRESH_SECONDS=0), then the ten areas: a number of areas and of the range's
     # months (pace reads per month), not of the data.
-    with django_assert_num_queries(74):
+    with django_assert_num_queries(73):
         response = manager_client.get("/analytics/?preset=this_month")
     assert [s["id"] for s in response.context["sections"]] == [
         "revenue", "bookings", "staff", "leads", "inbox", "cash", "pace", "customers", "email", "chatbot"]
