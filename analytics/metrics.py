@@ -570,12 +570,13 @@ def email(rng):
 
 
 # --- chatbot --------------------------------------------------------------------------------------
-def chatbot_sessions(rng):
-    """The chatbot's sessions (channels_ingest.chat.ChatbotSession) that started in the range, each
-    with its local period; a session without started_at counts from when it was posted."""
+def chatbot_sessions(rng, *, since=None):
+    """The chatbot's sessions (channels_ingest.chat.ChatbotSession) that started in the range (or from
+    since, earlier, to its end), each with its start `at` and local period; a session without
+    started_at counts from when it was posted."""
     at = Coalesce("started_at", "created_at")
-    return (ChatbotSession.objects.annotate(at=at).filter(**_in_range("at", rng))
-            .annotate(period=Trunc(at, rng.interval, output_field=DateField(), tzinfo=timebase.zone())))
+    return (ChatbotSession.objects.annotate(at=at).filter(at__gte=since or rng.since, at__lt=rng.until)
+            .annotate(period=period_of(at, rng.interval)))
 
 
 def chatbot(rng):
@@ -585,19 +586,21 @@ def chatbot(rng):
     bookings that followed a session: confirmed in the range, at most CHATBOT_ATTRIBUTION_DAYS
     after a session of the same customer (a session after the confirmation does not count), each
     booking once, counted in the period of its confirmation, with its total as revenue."""
-    sessions = list(chatbot_sessions(rng).values("period", "handed_off", "rating", "cost"))
+    window = timedelta(days=settings.CHATBOT_ATTRIBUTION_DAYS)
+    # One read of the sessions: those in the range are counted; those up to the window before it
+    # (and in it) can lead to a booking confirmed in the range.
+    read = chatbot_sessions(rng, since=rng.since - window).values(
+        "customer_id", "at", "period", "handed_off", "rating", "cost")
+    sessions, starts = [], defaultdict(list)
+    for row in read:
+        if row["at"] >= rng.since:
+            sessions.append(row)
+        if row["customer_id"] is not None:
+            starts[row["customer_id"]].append(row["at"])
     cells = defaultdict(lambda: {"sessions": 0, "handoffs": 0, "bookings": 0, "revenue": ZERO})
     for row in sessions:
         cells[row["period"]]["sessions"] += 1
         cells[row["period"]]["handoffs"] += int(row["handed_off"])
-    window = timedelta(days=settings.CHATBOT_ATTRIBUTION_DAYS)
-    # Sessions that can lead to a booking confirmed in the range started up to the window before it.
-    earlier = (ChatbotSession.objects.annotate(at=Coalesce("started_at", "created_at"))
-               .filter(at__gte=rng.since - window, at__lt=rng.until, customer__isnull=False)
-               .values_list("customer_id", "at"))
-    starts = defaultdict(list)
-    for customer_id, at in earlier:
-        starts[customer_id].append(at)
     followed = (Booking.objects.filter(**_in_range("confirmed_at", rng), customer_id__in=list(starts))
                 .annotate(period=period_of("confirmed_at", rng.interval))
                 .values_list("customer_id", "confirmed_at", "period", "total"))

@@ -89,3 +89,25 @@ class RefreshState(models.Model):
     last_id = models.BigIntegerField(default=0)
     refreshed_at = models.DateTimeField(null=True)
     full_refreshed_at = models.DateTimeField(null=True)
+
+
+class SavedReport(models.Model):
+    """A report builder spec saved by name (analytics/builder.py): data checked against whitelists,
+    never SQL, and checked again every time it is loaded. Its owner may change or delete it; with
+    `shared` other managers can see and run it too (analytics/reports.py decides)."""
+
+    name = models.CharField(max_length=100)
+    spec = models.JSONField(help_text="measure, dimensions, filters, range: see docs/analytics.md, Report builder.")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    shared = models.BooleanField(default=False, help_text="Other managers can see and run it; only the owner "
+                                                          "changes it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="analytics_report_owner_name_unique"),
+                       models.CheckConstraint(condition=~models.Q(name=""), name="analytics_report_name_not_empty")]
+
+    def __str__(self):
+        return self.name

@@ -44,28 +44,35 @@ def signed_amount():
                 output_field=DecimalField(max_digits=14, decimal_places=2))
 
 
+def lens_rows(lens):
+    """The source rows of a revenue lens, unbounded: (queryset, the field that dates a row, what a row adds,
+    the path from a row to its booking's fields).
+
+    booked: bookings with a confirmation that are not cancelled or lost, dated by confirmed_at, adding total;
+    event:  completed bookings, dated by event_at, adding total;
+    cash:   payments, dated by paid_at, adding deposits and balances and subtracting refunds.
+    The rollup (RevenueDay) and the report builder (analytics/builder.py) both read these.
+    """
+    if lens == RevenueDay.Lens.BOOKED:
+        return (Booking.objects.filter(confirmed_at__isnull=False)
+                .exclude(status__in=[Booking.Status.CANCELLED, Booking.Status.LOST]), "confirmed_at", F("total"), "")
+    if lens == RevenueDay.Lens.EVENT:
+        return Booking.objects.filter(status=Booking.Status.COMPLETED), "event_at", F("total"), ""
+    return Payment.objects.all(), "paid_at", signed_amount(), "booking__"
+
+
 def _lens_queries(since=None, until=None):
     """(lens, queryset of day/source/event_type/location/count/amount) for each lens, optionally bounded."""
     tz = timebase.zone()
-
-    def bounded(qs, field):
+    dims = ("source", "event_type", "location")
+    out = []
+    for lens in RevenueDay.Lens.values:
+        qs, field, amount, booking = lens_rows(lens)
         if since is not None:
             qs = qs.filter(**{f"{field}__gte": since, f"{field}__lt": until})
-        return qs
-
-    dims = ("day", "source", "event_type", "location")
-    booked = (bounded(Booking.objects.filter(confirmed_at__isnull=False)
-                      .exclude(status__in=[Booking.Status.CANCELLED, Booking.Status.LOST]), "confirmed_at")
-              .annotate(day=TruncDate("confirmed_at", tzinfo=tz)).values(*dims)
-              .annotate(n=Count("id"), money=Sum("total")).order_by())
-    event = (bounded(Booking.objects.filter(status=Booking.Status.COMPLETED), "event_at")
-             .annotate(day=TruncDate("event_at", tzinfo=tz)).values(*dims)
-             .annotate(n=Count("id"), money=Sum("total")).order_by())
-    cash = (bounded(Payment.objects.all(), "paid_at")
-            .annotate(day=TruncDate("paid_at", tzinfo=tz), source=F("booking__source"),
-                      event_type=F("booking__event_type"), location=F("booking__location"))
-            .values(*dims).annotate(n=Count("id"), money=Sum(signed_amount())).order_by())
-    return [(RevenueDay.Lens.BOOKED, booked), (RevenueDay.Lens.EVENT, event), (RevenueDay.Lens.CASH, cash)]
+        out.append((lens, qs.annotate(day=TruncDate(field, tzinfo=tz), **{d: F(booking + d) for d in dims if booking})
+                    .values("day", *dims).annotate(n=Count("id"), money=Sum(amount)).order_by()))
+    return out
 
 
 def _revenue_rows(lens, qs):
@@ -247,7 +254,13 @@ def ensure_fresh(max_age: int | None = None) -> None:
     age = settings.ANALYTICS_REFRESH_SECONDS if max_age is None else max_age
     if state is None or state[0] is None or timezone.now() - state[0] > timedelta(seconds=age):
         refresh_recent()
-    elif max_age is not None and ConversationActivity.objects.filter(id__gt=state[1]).exists():
-        # A live reload follows an event: history newer than the last step is what it came for,
-        # however recent that step was (one indexed probe when nothing is new).
+    elif max_age is not None and (ConversationActivity.objects.filter(id__gt=state[1]).exists()
+                                  or _money_changed_since(state[0])):
+        # A live reload follows an event or a booking's hint: what changed after the last step
+        # is what it came for, however recent that step was (indexed probes when nothing is new).
         refresh_recent()
+
+
+def _money_changed_since(moment) -> bool:
+    return (Booking.objects.filter(updated_at__gt=moment).exists()
+            or Payment.objects.filter(updated_at__gt=moment).exists() or DirtyDay.objects.exists())

@@ -1,4 +1,5 @@
-"""Which revenue days a booking or payment change leaves stale that its new values do not name.
+"""Which revenue days a booking or payment change leaves stale that its new values do not name,
+and the hint to open dashboards that figures changed.
 
 The incremental refresh finds changed rows by their updated_at and rebuilds
 the days they fall on now; a moved date (or a deleted row) also leaves its
@@ -9,8 +10,11 @@ from django.db.models.signals import post_delete, post_init, post_save
 from django.dispatch import receiver
 
 from crm.models import Booking, Payment
+from inbox import events
 
 from . import refresh
+
+CHANGED = "analytics.changed"  # the dashboard reloads its figures when it hears this (static/js/analytics.js)
 
 DATE_FIELDS = {Booking: ("confirmed_at", "event_at"), Payment: ("paid_at",)}
 
@@ -32,9 +36,11 @@ def mark_old_days(sender, instance, created, **kwargs):
     if old:
         refresh.mark_dirty(old)
     instance._analytics_loaded = _moments(instance)
+    events.hint(CHANGED, {"model": sender._meta.model_name})
 
 
 @receiver(post_delete, sender=Booking)
 @receiver(post_delete, sender=Payment)
 def mark_deleted_days(sender, instance, **kwargs):
     refresh.mark_dirty(_moments(instance))
+    events.hint(CHANGED, {"model": sender._meta.model_name})

@@ -77,7 +77,25 @@ def cards(data) -> list:
          "anchor": "staff"},
         {"label": "Resolutions", "value": staff["resolutions"], "kind": "count", "anchor": "staff"},
         {"label": "Leads ROI", "value": data["leads"]["totals"]["roi"], "kind": "ratio", "anchor": "leads"},
+        {"label": "On the books for these months", "value": data["pace"]["totals"]["amount"], "kind": "money",
+         "change": data["pace"]["totals"]["pace"], "against": "the same day last year", "anchor": "pace"},
+        {"label": "Lifetime value (median)", "value": data["customers"]["totals"]["ltv_median"], "kind": "money",
+         "anchor": "customers"},
+        {"label": "Churn rate", "value": data["customers"]["totals"]["churn_rate"], "kind": "rate",
+         "anchor": "customers"},
+        {"label": "Email open rate", "value": data["email"]["totals"]["open_rate"], "kind": "rate",
+         "anchor": "email"},
+        {"label": "Chatbot hand-off rate", "value": data["chatbot"]["totals"]["handoff_rate"], "kind": "rate",
+         "anchor": "chatbot"},
     ]
+
+
+def email_rows(email) -> list:
+    """(label, rates) per campaign, then per kind of transactional mail: one table on the dashboard."""
+    if not email:
+        return []
+    return ([(f"Campaign: {r['campaign']}", r) for r in email["campaigns"]]
+            + [(r["kind"].replace("_", " ").capitalize(), r) for r in email["transactional"]])
 
 
 # Each area: a chart of some series columns and the table of the same rows under it.
@@ -99,6 +117,15 @@ SECTIONS = [
     ("cash", "Cash by event date", "bar",
      [("deposits_held", "Deposits held", "money"), ("balance_due", "Balance due", "money"),
       ("overdue", "Overdue", "money"), ("quotes", "Unconfirmed quotes", "money")]),
+    ("pace", "On the books by event month, against the same day last year", "bar",
+     [("amount", "On the books", "money"), ("amount_last_year", "Same day last year", "money"),
+      ("count", "Bookings", "count"), ("pace", "Pace", "ratio")]),
+    ("customers", "Customers: new and returning", "bar",
+     [("new", "New", "count"), ("returning", "Returning", "count")]),
+    ("email", "Email sent", "bar", [("sent", "Sent", "count")]),
+    ("chatbot", "Chatbot sessions and what followed", "bar",
+     [("sessions", "Sessions", "count"), ("handoffs", "Hand-offs", "count"), ("bookings", "Bookings after", "count"),
+      ("revenue", "Revenue after", "money")]),
 ]
 
 
@@ -110,13 +137,12 @@ def dashboard(request):
     refresh.ensure_fresh(LIVE_MAX_AGE if request.GET.get("live") else None)
     manager = is_manager(request.user)
     if manager:
-        data = {name: metrics.METRICS[name](rng) for name in ("revenue", "bookings", "staff", "leads", "inbox",
-                                                              "cash")}
+        data = {key: metrics.METRICS[key](rng) for key, *_ in SECTIONS}
     else:
         data = {"staff": metrics.staff(rng, agent_id=request.user.pk)}
     return render(request, "analytics/dashboard.html", {
         "rng": rng, "preset": preset, "presets": PRESETS, "error": error, "is_manager": manager,
-        "data": data, "cards": cards(data) if manager else [],
+        "data": data, "cards": cards(data) if manager else [], "email_rows": email_rows(data.get("email")),
         "intervals": timebase.INTERVALS, "zone_name": timebase.zone().key,
         "sections": [{"id": key, "title": title, "type": kind, "columns": columns, "rows": data[key]["series"],
                       "chart": {"type": kind, "labels": [r["period"] for r in data[key]["series"]],

@@ -9,27 +9,22 @@ one new message (`refresh_recent`), every /api/v1/analytics/* endpoint for the l
 by month, and the /analytics/ dashboard page, through Django's test client (middleware, view,
 queries, JSON; no network). Prints a table and writes bench/results/analytics.json.
 """
-import argparse
-import json
 import os
-import platform
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import common
+
 os.environ.setdefault("BENCH_DATABASE_URL", os.environ.get(
     "BENCH_ANALYTICS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/myhibachi_bench_analytics"))
-from bench_inbox import BENCH_URL, ensure_database, generate, measure, setup_django  # noqa: E402
+from bench_inbox import BENCH_URL, generate, measure, setup_django  # noqa: E402
 
 BUDGETS = {"endpoint_p95_ms": 100, "dashboard_p95_ms": 150, "full_refresh_s": 60, "incremental_s": 1}
 METRICS = ["revenue", "pace", "bookings", "customers", "staff", "leads", "inbox", "email", "chatbot", "cash"]
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__)
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--conversations-per-customer", type=int, default=3)
     parser.add_argument("--messages-per-conversation", type=int, default=4)
@@ -37,7 +32,7 @@ def main():
     parser.add_argument("--reseed", action="store_true")
     args = parser.parse_args()
 
-    ensure_database(BENCH_URL, args.reseed)
+    common.ensure_database(BENCH_URL, reseed=args.reseed)
     setup_django()
     from django.conf import settings
     from django.contrib.auth import get_user_model
@@ -86,19 +81,15 @@ def main():
 
     print(f"full refresh {full:.1f} s (budget {BUDGETS['full_refresh_s']} s); "
           f"incremental after one booking and one message {incremental * 1000:.0f} ms (budget 1 s)")
-    header = f"{'case':42} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}  budget"
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        print(f"{row['case']:42} {row['p50']:8.1f} {row['p95']:8.1f} {row['queries']:8d}  p95≤{row['budget_p95_ms']} "
-              f"{'ok' if row['within_budget'] else 'OVER'}")
-    out = ROOT / "bench" / "results" / "analytics.json"
-    out.write_text(json.dumps({
-        "date": time.strftime("%Y-%m-%d"), "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    common.print_table(["case", "p50 ms", "p95 ms", "queries", "budget"],
+                       [[row["case"], row["p50"], row["p95"], row["queries"],
+                         f"p95≤{row['budget_p95_ms']} {common.verdict(row['p95'], row['budget_p95_ms'])}"]
+                        for row in rows])
+    common.write_result("analytics.json", {
+        "date": time.strftime("%Y-%m-%d"), "machine": common.machine(),
         "scale": scale, "full_refresh_s": round(full, 2), "incremental_s": round(incremental, 3),
         "requests": rows, "budgets": BUDGETS,
-    }, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    })
 
 
 if __name__ == "__main__":

@@ -19,17 +19,11 @@ Budget: p99 <= 100 ms.
 Uses its own database (BENCH_DATABASE_URL, default .../bench_chat, created and
 migrated) and REDIS_URL. Prints a table and writes bench/results/chat.json.
 """
-import argparse
-import json
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+import common
+
 os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_chat")
 
 import bench_screens as screens  # noqa: E402  (sets the database, Redis and settings environment)
@@ -42,7 +36,7 @@ def token(run: int, n: int) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__)
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--replies", type=int, default=60)
     parser.add_argument("--spacing", type=float, default=0.25, help="Seconds between replies (default 0.25).")
@@ -51,12 +45,8 @@ def main():
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="uvicorn")
     args = parser.parse_args()
 
-    screens.ensure_database()
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env={**os.environ},
-                   check=True)
-    import django
-
-    django.setup()
+    screens.ensure_database(migrate=True)
+    common.setup_django(as_production=True)
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.db import transaction
@@ -65,7 +55,6 @@ def main():
     from inbox import services
     from tests.factories import make_user
 
-    settings.DEBUG = False
     settings.INBOX_SENDERS = {**settings.INBOX_SENDERS, "chat": "channels_ingest.chat.sender.send"}
     agent = get_user_model().objects.filter(username="bench-agent").first() or make_user("bench-agent",
                                                                                           first_name="Bench")
@@ -76,7 +65,7 @@ def main():
     seed_seconds = time.monotonic() - started
 
     server = screens.start_server(args.server, os.environ["LIVE_CHANNEL_PREFIX"],
-                                  ROOT / "bench" / "results" / f"chat-{args.server}.log",
+                                  common.RESULTS / f"chat-{args.server}.log",
                                   extra_env={"CHAT_CONNECTIONS_PER_MINUTE_PER_IP": "1000000"})
     committed_at, published = {}, []
     try:
@@ -108,21 +97,18 @@ def main():
         "sockets": args.sockets, "replies": args.replies, "spacing_s": args.spacing, "server": args.server,
         "client_processes": args.client_processes, "seed_seconds": round(seed_seconds, 1),
         "delivered": len(probes), "expected": args.replies, "sockets_closed_by_server": closed,
-        "reply_to_visitor_ms": {"p50": screens.pct(arrived, 50), "p95": screens.pct(arrived, 95),
-                                "p99": screens.pct(arrived, 99), "max": max(arrived) if arrived else None},
-        "commit_to_sent_ms": {"p50": screens.pct(published, 50), "p99": screens.pct(published, 99)},
+        "reply_to_visitor_ms": {**common.percentiles(arrived), "max": max(arrived) if arrived else None},
+        "commit_to_sent_ms": common.percentiles(published, (50, 99)),
         "budget_p99_ms": BUDGET_P99_MS,
     }
-    out = ROOT / "bench" / "results" / "chat.json"
-    out.write_text(json.dumps(result, indent=2))
     lat = result["reply_to_visitor_ms"]
-    verdict = "ok" if lat["p99"] <= BUDGET_P99_MS else "OVER"
-    print(f"\n{'measure':50} {'p50':>8} {'p95':>8} {'p99':>8}  budget")
-    print(f"{'staff reply -> visitor, ' + str(args.sockets) + ' sockets, ' + args.server + ' (ms)':50} "
-          f"{lat['p50']:8.1f} {lat['p95']:8.1f} {lat['p99']:8.1f}  p99 <= {BUDGET_P99_MS} {verdict}")
+    print()
+    common.print_table(["measure", "p50", "p95", "p99", "budget"], [
+        [f"staff reply -> visitor, {args.sockets} sockets, {args.server} (ms)", lat["p50"], lat["p95"], lat["p99"],
+         f"p99 <= {BUDGET_P99_MS} {common.verdict(lat['p99'], BUDGET_P99_MS)}"]])
     print(f"  delivered {len(probes)} of {args.replies}; commit -> sender done p50 "
           f"{result['commit_to_sent_ms']['p50']:.1f} ms; {closed} sockets closed by the server")
-    print(f"\nWrote {out.relative_to(ROOT)}")
+    common.write_result("chat.json", result)
 
 
 if __name__ == "__main__":

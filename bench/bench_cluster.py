@@ -22,7 +22,6 @@ Prints a table, writes bench/results/cluster.json. Other people share the
 machine: the load windows are short and the load average is recorded with
 the figures.
 """
-import argparse
 import asyncio
 import json
 import os
@@ -33,15 +32,14 @@ import signal
 import ssl
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import common
+from common import load_average
 
 from deploy.cluster import Cluster  # noqa: E402
 from tests.browser.live_server import free_port  # noqa: E402
@@ -73,27 +71,10 @@ print(json.dumps({"token": token.key, "session": session.session_key, "conversat
 """
 
 
-def database_exists(url):
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        return bool(conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone())
-
-
-def percentile(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-
 def raise_fd_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the nodes and nginx inherit it
     return hard
-
-
-def load_average():
-    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def rss_mb(pid):
@@ -194,7 +175,7 @@ async def sockets_and_broadcast(cluster, session, token, conversation, count, ro
             "rss_mb": {node: round(mb, 1) for node, mb in memory.items()},
             "rounds": len(latencies), "reached_all_rounds": sum(r["reached"] == count for r in latencies),
             "min_reached": min(r["reached"] for r in latencies),
-            "p50_ms": round(percentile(every, 50), 1), "p99_ms": round(percentile(every, 99), 1),
+            "p50_ms": round(common.percentile(every, 50), 1), "p99_ms": round(common.percentile(every, 99), 1),
             "max_ms": round(max(every), 1), "load_average": load_average()}
 
 
@@ -258,7 +239,7 @@ def failover(cluster, token, clients=20, before=3.0, after=5.0):
 # --- the run ------------------------------------------------------------------------------------
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__)
     parser.add_argument("--seconds", type=int, default=20, help="each wrk load window")
     parser.add_argument("--sockets", type=int, default=5000)
     parser.add_argument("--skip-failover", action="store_true")
@@ -269,7 +250,7 @@ def main():
     if fd_limit < args.sockets * 2 + 1000:
         raise SystemExit(f"the open-file limit ({fd_limit}) is too low for {args.sockets} sockets")
 
-    url = BENCH_URL if database_exists(BENCH_URL) else SMALL_URL
+    url = BENCH_URL if common.database_exists(BENCH_URL) else SMALL_URL
     redis = RedisServer().start()
     state = Path(tempfile.mkdtemp(prefix="myhibachi-bench-cluster-"))
     os.chmod(state, 0o755)
@@ -314,10 +295,9 @@ def main():
         redis.close()
         shutil.rmtree(state, ignore_errors=True)
 
-    out = ROOT / "bench" / "results" / "cluster.json"
     results["date"] = time.strftime("%Y-%m-%d")
-    out.write_text(json.dumps(results, indent=2) + "\n")
     table(results)
+    common.write_result("cluster.json", results)
 
 
 def table(r):
@@ -336,9 +316,7 @@ def table(r):
         f = r["failover"]
         rows.append(("failover, kill -9 node1, 20 readers", f"longest gap {f['longest_gap_ms']} ms "
                      f"(typical {f['typical_gap_ms']} ms), failed {f['failed']} of {f['answers']}"))
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    common.print_table(["measure", "result"], rows)
 
 
 if __name__ == "__main__":

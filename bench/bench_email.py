@@ -8,10 +8,7 @@ Ingest runs `manage.py poll_imap` as a separate worker process, end to end (fetc
 store, thread, route, publish events), and reports its peak RSS. Prints a table and writes
 bench/results/email.json.
 """
-import argparse
-import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -19,12 +16,11 @@ import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myhibachi.settings")
-os.environ.setdefault("DEBUG", "1")  # settings refuse to start without DEBUG
+import common
+from common import ROOT
+
+common.environment()
 TARGETS = {"ingest_msgs_per_s": 200, "ingest_peak_rss_mb": 300, "campaign_recipients_per_s": 500}
 
 
@@ -121,48 +117,34 @@ def bench_campaign(recipients):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__)
     parser.add_argument("--emails", type=int, default=10_000)
     parser.add_argument("--recipients", type=int, default=5_000)
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        raise SystemExit("Set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test (the bench makes its own database).")
-    import django
-
-    django.setup()
+    common.require_postgres()
+    common.setup_django()
     from anymail.exceptions import AnymailNotSupportedWarning
 
     warnings.simplefilter("ignore", AnymailNotSupportedWarning)  # settings silence anymail.W003 the same way
-    from django.db import connection
-
     media = tempfile.mkdtemp(prefix="myhibachi-bench-media-")
     from django.conf import settings
 
     settings.MEDIA_ROOT = media
-    name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-    db = connection.settings_dict
-    db_url = f"postgres://{db['USER']}{':' + db['PASSWORD'] if db['PASSWORD'] else ''}@{db['HOST'] or '127.0.0.1'}:" \
-             f"{db['PORT'] or 5432}/{name}"
     try:
-        campaign = bench_campaign(args.recipients)  # first: the segment is exactly these customers
-        ingest = bench_ingest(args.emails, db_url, media)
+        with common.throwaway_database() as db_url:
+            campaign = bench_campaign(args.recipients)  # first: the segment is exactly these customers
+            ingest = bench_ingest(args.emails, db_url, media)
     finally:
-        connection.creation.destroy_test_db(name, verbosity=0)
         shutil.rmtree(media, ignore_errors=True)
-    results = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                           "redis": bool(os.environ.get("REDIS_URL"))},
+    results = {"machine": common.machine(redis=bool(os.environ.get("REDIS_URL"))),
                "ingest": ingest, "campaign": campaign, "targets": TARGETS}
-    rows = [("IMAP ingest", f"{ingest['ingest_msgs_per_s']:,} msgs/s", f">= {TARGETS['ingest_msgs_per_s']}"),
-            ("worker peak RSS", f"{ingest['ingest_peak_rss_mb']} MB", f"<= {TARGETS['ingest_peak_rss_mb']}"),
-            ("campaign send", f"{campaign['campaign_recipients_per_s']:,} recipients/s",
-             f">= {TARGETS['campaign_recipients_per_s']}")]
-    print(f"\n{'measure':<18} {'result':<24} target")
-    for row in rows:
-        print(f"{row[0]:<18} {row[1]:<24} {row[2]}")
-    out = ROOT / "bench" / "results" / "email.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten to {out.relative_to(ROOT)}")
+    print()
+    common.print_table(["measure", "result", "target"], [
+        ["IMAP ingest", f"{ingest['ingest_msgs_per_s']:,} msgs/s", f">= {TARGETS['ingest_msgs_per_s']}"],
+        ["worker peak RSS", f"{ingest['ingest_peak_rss_mb']} MB", f"<= {TARGETS['ingest_peak_rss_mb']}"],
+        ["campaign send", f"{campaign['campaign_recipients_per_s']:,} recipients/s",
+         f">= {TARGETS['campaign_recipients_per_s']}"]])
+    common.write_result("email.json", results)
 
 
 if __name__ == "__main__":

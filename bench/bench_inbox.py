@@ -11,52 +11,24 @@ through Django's test client (middleware, view, queries, serialisation; no
 network), and prints p50/p95/p99 and queries per request. Results go to
 bench/results/inbox.json.
 """
-import argparse
-import json
 import os
 import statistics
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import common
+
 BENCH_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/myhibachi_bench")
 BUDGETS = {"list": {"p50": 10, "p99": 30}, "thread": {"p95": 30}, "search": {"p95": 50}}
 
 
-def ensure_database(url, reseed):
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if exists and reseed:
-            conn.execute(f'DROP DATABASE "{name}"')
-            exists = None
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def setup_django():
+    """Django on the bench database, without Redis, timed as a node runs (common.setup_django)."""
     os.environ["DATABASE_URL"] = BENCH_URL
     os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myhibachi.settings")
-    os.environ.setdefault("DEBUG", "1")
-    os.environ.setdefault("ALLOWED_HOSTS", "testserver")  # the in-process test client's host
-    os.environ.setdefault("DB_POOL_SIZE", "4")  # pooled connections with prepared statements, as a node runs
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    settings.DEBUG = False  # measured as production runs: no query log
-    import gc
-
-    gc.collect()
-    gc.freeze()  # as myhibachi/asgi.py does after start-up
+    common.environment(ALLOWED_HOSTS="testserver",  # the in-process test client's host
+                       DB_POOL_SIZE=4)  # pooled connections with prepared statements, as a node runs
+    common.setup_django(as_production=True)
 
 
 def generate(customers, per_customer, per_conversation):
@@ -123,17 +95,12 @@ def measure(client, url, runs, warmup=5):
         response = client.get(url)
         timings.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, (url, response.status_code)
-    timings.sort()
-
-    def pct(p):
-        return timings[min(len(timings) - 1, int(round(p / 100 * (len(timings) - 1))))]
-
-    return {"p50": round(pct(50), 2), "p95": round(pct(95), 2), "p99": round(pct(99), 2),
+    return {**common.percentiles(timings, digits=2),
             "mean": round(statistics.fmean(timings), 2), "queries": max(queries), "runs": runs}
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__)
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--conversations-per-customer", type=int, default=2)
     parser.add_argument("--messages-per-conversation", type=int, default=5)
@@ -141,7 +108,7 @@ def main():
     parser.add_argument("--reseed", action="store_true")
     args = parser.parse_args()
 
-    ensure_database(BENCH_URL, args.reseed)
+    common.ensure_database(BENCH_URL, reseed=args.reseed)
     setup_django()
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -190,18 +157,12 @@ def main():
         rows.append({"kind": kind, "case": label, "url": url, **result,
                      "budget": budget, "within_budget": ok})
 
-    header = f"{'kind':7} {'case':38} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'queries':>8}  budget"
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        budget = ", ".join(f"{k}≤{v}" for k, v in row["budget"].items())
-        flag = "ok" if row["within_budget"] else "OVER"
-        print(f"{row['kind']:7} {row['case'][:38]:38} {row['p50']:8.2f} {row['p95']:8.2f} {row['p99']:8.2f} "
-              f"{row['queries']:8d}  {budget} {flag}")
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "inbox.json").write_text(json.dumps({"scale": scale, "results": rows}, indent=2))
-    print(f"\nwritten to {out / 'inbox.json'}")
+    common.print_table(
+        ["kind", "case", "p50 ms", "p95 ms", "p99 ms", "queries", "budget"],
+        [[row["kind"], row["case"][:38], row["p50"], row["p95"], row["p99"], row["queries"],
+          ", ".join(f"{k}≤{v}" for k, v in row["budget"].items()) + (" ok" if row["within_budget"] else " OVER")]
+         for row in rows])
+    common.write_result("inbox.json", {"machine": common.machine(), "scale": scale, "results": rows})
 
 
 if __name__ == "__main__":

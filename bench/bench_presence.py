@@ -24,21 +24,20 @@ websockets), so their own scheduling is inside the latency: an upper bound as we
 
 Prints a table and writes bench/results/presence.json.
 """
-import argparse
 import asyncio
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import common
+from common import ROOT
+
 os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_presence")
 os.environ.setdefault("LIVE_CHANNEL_PREFIX", f"benchp{os.getpid()}:asgi")
 
-from bench_screens import REDIS_URL, ensure_database, pct  # noqa: E402 (sets the environment first)
+from bench_screens import REDIS_URL, ensure_database  # noqa: E402 (sets the environment first)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -168,7 +167,7 @@ async def phase(run, agents, nodes, seconds, *, typing):
         "messages_per_second": round(run.sent / elapsed, 1),
         "frames_per_second": round(run.frames / elapsed, 1),
         "changes_observed": len(lat),
-        "fanout_ms": {"p50": round(pct(lat, 50), 2), "p95": round(pct(lat, 95), 2), "p99": round(pct(lat, 99), 2)},
+        "fanout_ms": common.percentiles(lat, digits=2),
         "node_cpu_percent": [round(c, 1) for c in cpu],
         "redis_commands_per_second": round(commands),
     }
@@ -191,20 +190,14 @@ async def measure(args, users, cookies, watch, nodes):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__)
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--per-conversation", type=int, default=5, help="Agents watching each conversation.")
     parser.add_argument("--seconds", type=float, default=20, help="Length of each measured phase.")
     args = parser.parse_args()
 
-    import subprocess
-
-    ensure_database()
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env={**os.environ},
-                   check=True)
-    import django
-
-    django.setup()
+    ensure_database(migrate=True)
+    common.setup_django()
     from django.db import connection
 
     from tests.browser.live_server import LiveServer, database_url
@@ -224,22 +217,15 @@ def main():
 
     print(f"\nPresence at {args.agents} agents on 2 uvicorn nodes, {args.per_conversation} per conversation, "
           f"{args.seconds:.0f} s per phase\n")
-    print(f"{'phase':<9} {'msgs/s':>7} {'frames/s':>9} {'fan-out p50':>12} {'p95':>8} {'p99':>8} "
-          f"{'node CPU %':>12} {'Redis cmd/s':>12}")
-    for name, r in results.items():
-        f = r["fanout_ms"]
-        cpu = " + ".join(f"{c:.1f}" for c in r["node_cpu_percent"])
-        p50 = f"{f['p50']:.1f} ms" if r["changes_observed"] else "—"
-        p95 = f"{f['p95']:.1f}" if r["changes_observed"] else "—"
-        p99 = f"{f['p99']:.1f}" if r["changes_observed"] else "—"
-        print(f"{name:<9} {r['messages_per_second']:>7} {r['frames_per_second']:>9} {p50:>12} {p95:>8} {p99:>8} "
-              f"{cpu:>12} {r['redis_commands_per_second']:>12}")
-    out = ROOT / "bench" / "results" / ("presence.json" if args.agents == 200 else f"presence-{args.agents}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"agents": args.agents, "per_conversation": args.per_conversation, "nodes": 2,
-                               "server": "uvicorn", "phases": results,
-                               "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}, indent=2))
-    print(f"\nwrote {out.relative_to(ROOT)}")
+    common.print_table(
+        ["phase", "msgs/s", "frames/s", "fan-out p50 ms", "p95", "p99", "node CPU %", "Redis cmd/s"],
+        [[name, r["messages_per_second"], r["frames_per_second"],
+          *([r["fanout_ms"][p] for p in ("p50", "p95", "p99")] if r["changes_observed"] else [None] * 3),
+          " + ".join(f"{c:.1f}" for c in r["node_cpu_percent"]), r["redis_commands_per_second"]]
+         for name, r in results.items()])
+    common.write_result("presence.json" if args.agents == 200 else f"presence-{args.agents}.json",
+                        {"agents": args.agents, "per_conversation": args.per_conversation, "nodes": 2,
+                         "server": "uvicorn", "phases": results, "machine": common.machine()})
 
 
 if __name__ == "__main__":

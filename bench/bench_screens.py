@@ -38,7 +38,6 @@
 
 Prints a table and writes bench/results/screens.json.
 """
-import argparse
 import json
 import os
 import select
@@ -50,44 +49,33 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import common
+from common import ROOT
+
 BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ["DATABASE_URL"] = BENCH_DB
 os.environ["REDIS_URL"] = REDIS_URL
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.browser.live_settings")
-os.environ.setdefault("DEBUG", "1")  # settings refuse to start without DEBUG
-os.environ.setdefault("LIVE_CHANNEL_PREFIX", f"bench{os.getpid()}:asgi")
-os.environ.setdefault("LIVE_CACHE_PREFIX", f"bench{os.getpid()}:cache")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-os.environ.setdefault("DB_POOL_SIZE", "4")  # pooled connections with prepared statements, as a node runs
+common.environment("tests.browser.live_settings", LIVE_CHANNEL_PREFIX=f"bench{os.getpid()}:asgi",
+                   LIVE_CACHE_PREFIX=f"bench{os.getpid()}:cache", LOG_LEVEL="WARNING",
+                   DB_POOL_SIZE=4)  # pooled connections with prepared statements, as a node runs
 
 BUDGET_RENDER_P95_MS = 50
 BUDGET_PAGE_KB = 150
 BUDGET_EVENT_P99_MS = 100
 
 
-def pct(values, p):
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def ensure_database():
-    name = BENCH_DB.rsplit("/", 1)[1]
-    listed = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc",
-                             f"SELECT 1 FROM pg_database WHERE datname = '{name}'"], capture_output=True, text=True)
-    if listed.stdout.strip() != "1":
-        subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", name], check=True)
+def ensure_database(*, migrate=False):
+    """The bench database (BENCH_DATABASE_URL), created when missing; migrate: and migrated."""
+    common.ensure_database(BENCH_DB)
+    if migrate:
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env={**os.environ},
+                       check=True)
 
 
 def seed(customers):
     env = {**os.environ}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    ensure_database(migrate=True)
     started = time.monotonic()
     subprocess.run([sys.executable, "manage.py", "seed_demo", "--customers", str(customers),
                     "--conversations-per-customer", "2", "--messages-per-conversation", "5"],
@@ -391,12 +379,11 @@ def event_latency(args, cookie):
         if at is not None:
             per_event.setdefault(eid, []).append((at - committed_at[eid]) * 1000)
     return {
-        "p50": pct(arrived, 50), "p95": pct(arrived, 95), "p99": pct(arrived, 99),
-        "max": max(arrived) if arrived else None,
-        "first_socket_p50": pct([min(v) for v in per_event.values()], 50),
-        "last_socket_p50": pct([max(v) for v in per_event.values()], 50),
-        "client_code_read_ms": {"p50": pct(read, 50), "p95": pct(read, 95), "p99": pct(read, 99)},
-        "commit_to_published_ms": {"p50": pct(published, 50), "max": max(published) if published else None},
+        **common.percentiles(arrived), "max": max(arrived) if arrived else None,
+        "first_socket_p50": common.percentile([min(v) for v in per_event.values()], 50),
+        "last_socket_p50": common.percentile([max(v) for v in per_event.values()], 50),
+        "client_code_read_ms": common.percentiles(read),
+        "commit_to_published_ms": {"p50": common.percentile(published, 50), "max": max(published) if published else None},
         "per_event": [[eid, len(v), round(min(v), 1), round(max(v), 1)] for eid, v in sorted(per_event.items())],
         "server": args.server, "sockets": args.sockets, "client_processes": args.client_processes,
         "client_batch_s": args.client_batch, "events": args.events, "spacing_s": args.spacing, "deliveries": len(probes), "unstamped": len(probes) - len(arrived),
@@ -429,7 +416,7 @@ def main():
             listing.unlink()
         client_process(host, port, os.environ["BENCH_COOKIE"], count, probe_type, float(batch), paths)
         return
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__)
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--skip-seed", action="store_true", help="Use the data already in the bench database.")
     parser.add_argument("--only-latency", action="store_true",
@@ -451,15 +438,10 @@ def main():
     if args.client_batch >= args.spacing / 2:
         parser.error("--client-batch must be less than half of --spacing (see the docstring)")
 
-    ensure_database()
-    if args.only_latency:
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env={**os.environ},
-                       check=True)
+    ensure_database(migrate=args.only_latency)
     seed_seconds = None if args.skip_seed or args.only_latency else seed(args.customers)
 
-    import django
-
-    django.setup()
+    common.setup_django(as_production=True)
     from django.conf import settings
     from django.db import connection
     from django.test import Client
@@ -467,11 +449,6 @@ def main():
     from inbox.models import Conversation, Message
     from tests.factories import make_user
 
-    settings.DEBUG = False  # no query log, as in production
-    import gc
-
-    gc.collect()
-    gc.freeze()  # as myhibachi/asgi.py does after start-up
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]  # the in-process client's host
     from django.contrib.auth import get_user_model
 
@@ -482,10 +459,7 @@ def main():
     if args.only_latency:
         lat = event_latency(args, cookie)
         report_latency(lat, args)
-        out = ROOT / "bench" / "results" / "screens-latency.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"event_latency_ms": lat, "budget_p99_ms": BUDGET_EVENT_P99_MS}, indent=2))
-        print(f"\nWrote {out.relative_to(ROOT)}")
+        common.write_result("screens-latency.json", {"event_latency_ms": lat, "budget_p99_ms": BUDGET_EVENT_P99_MS})
         return
 
     conversation = long_thread_customer()
@@ -511,42 +485,31 @@ def main():
     report = {
         "scale": scale,
         "seed_seconds": seed_seconds,
-        "inbox_page_ms": {"p50": pct(inbox_ms, 50), "p95": pct(inbox_ms, 95), "p99": pct(inbox_ms, 99),
-                          "n": len(inbox_ms)},
-        "thread_page_ms": {"p50": pct(thread_ms, 50), "p95": pct(thread_ms, 95), "p99": pct(thread_ms, 99),
-                           "n": len(thread_ms), "items_rendered": items},
-        "thread_older_fragment_ms": {"p50": pct(older_ms, 50), "p95": pct(older_ms, 95), "p99": pct(older_ms, 99),
-                                     "n": len(older_ms)},
-        "search_page_ms": {"p50": pct(search_ms, 50), "p95": pct(search_ms, 95), "n": len(search_ms)},
+        "inbox_page_ms": {**common.percentiles(inbox_ms), "n": len(inbox_ms)},
+        "thread_page_ms": {**common.percentiles(thread_ms), "n": len(thread_ms), "items_rendered": items},
+        "thread_older_fragment_ms": {**common.percentiles(older_ms), "n": len(older_ms)},
+        "search_page_ms": {**common.percentiles(search_ms, (50, 95)), "n": len(search_ms)},
         "inbox_page_weight_bytes": weight,
         "inbox_page_weight_parts": weight_parts,
         "event_latency_ms": lat,
         "budgets": {"render_p95_ms": BUDGET_RENDER_P95_MS, "page_kb": BUDGET_PAGE_KB,
                     "event_p99_ms": BUDGET_EVENT_P99_MS},
     }
-    out = ROOT / "bench" / "results" / ("screens-render.json" if args.skip_latency else "screens.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
-
-    def ok(value, budget):
-        return "ok" if value <= budget else "OVER"
-
     print(f"\nScale: {scale['messages']:,} messages, {scale['conversations']:,} conversations, "
           f"{scale['customers']:,} customers (PostgreSQL, database {connection.settings_dict['NAME']})")
-    print(f"{'measure':42} {'p50':>8} {'p95':>8} {'p99':>8}  budget")
-    for label, data, budget in [("inbox page render (ms)", report["inbox_page_ms"], BUDGET_RENDER_P95_MS),
-                                (f"200-message thread page, newest {items} (ms)", report["thread_page_ms"],
-                                 BUDGET_RENDER_P95_MS),
-                                ("  'show older' fragment, next 50 (ms)", report["thread_older_fragment_ms"],
-                                 BUDGET_RENDER_P95_MS)]:
-        print(f"{label:42} {data['p50']:8.1f} {data['p95']:8.1f} {data['p99']:8.1f}  p95 <= {budget} "
-              f"{ok(data['p95'], budget)}")
-    print(f"{'search page render (ms)':42} {report['search_page_ms']['p50']:8.1f} {report['search_page_ms']['p95']:8.1f}")
+    rows = [[label, data["p50"], data["p95"], data["p99"], f"p95 <= {BUDGET_RENDER_P95_MS} "
+             f"{common.verdict(data['p95'], BUDGET_RENDER_P95_MS)}"]
+            for label, data in [("inbox page render (ms)", report["inbox_page_ms"]),
+                                (f"200-message thread page, newest {items} (ms)", report["thread_page_ms"]),
+                                ("  'show older' fragment, next 50 (ms)", report["thread_older_fragment_ms"])]]
+    rows.append(["search page render (ms)", report["search_page_ms"]["p50"], report["search_page_ms"]["p95"], None, ""])
+    rows.append(["inbox page weight (KB, uncompressed)", weight / 1024, None, None,
+                 f"<= {BUDGET_PAGE_KB} {common.verdict(weight / 1024, BUDGET_PAGE_KB)}"])
+    common.print_table(["measure", "p50", "p95", "p99", "budget"], rows)
+    print(f"  page weight by part (bytes): {weight_parts}")
     if lat is not None:
         report_latency(lat, args)
-    print(f"{'inbox page weight (KB, uncompressed)':42} {weight / 1024:8.1f} {'':>8} {'':>8}  <= {BUDGET_PAGE_KB} "
-          f"{ok(weight / 1024, BUDGET_PAGE_KB)}  {weight_parts}")
-    print(f"\nWrote {out.relative_to(ROOT)}")
+    common.write_result("screens-render.json" if args.skip_latency else "screens.json", report)
 
 
 if __name__ == "__main__":

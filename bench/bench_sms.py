@@ -12,31 +12,21 @@ Creates its own throwaway database (test_<name>) and a RingCentral stand-in on l
   store, dedupe, events), with its peak RSS.
 Prints a table and writes bench/results/sms.json.
 """
-import argparse
 import json
 import os
-import platform
 import resource
-import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myhibachi.settings")
-os.environ.setdefault("DEBUG", "1")  # settings refuse to start without DEBUG
+import common
+from common import ROOT
+
+common.environment()
 TARGETS = {"webhook_stored_per_s": 300, "webhook_max_ack_s": 3.0, "sync_records_per_s": 300,
            "sync_peak_rss_mb": 300}
 TOKEN = "bench-verification-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def node_env(db_url, standin):
@@ -56,6 +46,7 @@ def bench_webhooks(count, db_url, standin):
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     from inbox.models import Message
+    from tests.browser.live_server import free_port
 
     before = Message.objects.filter(channel="sms").count()
     port = free_port()
@@ -100,12 +91,10 @@ def bench_webhooks(count, db_url, standin):
         node.wait(10)
     stored = Message.objects.filter(channel="sms").count() - before
     assert not failures and stored == count, (failures[:5], stored)
-    latencies.sort()
+    ack = common.percentiles(latencies, (50, 99), digits=4)
     return {"notifications": count, "senders": 2, "stored": stored, "seconds": round(wall, 2),
-            "webhook_stored_per_s": round(stored / wall, 1),
-            "p50_ack_s": round(latencies[len(latencies) // 2], 4),
-            "p99_ack_s": round(latencies[int(len(latencies) * 0.99)], 4),
-            "webhook_max_ack_s": round(latencies[-1], 4)}
+            "webhook_stored_per_s": round(stored / wall, 1), "p50_ack_s": ack["p50"], "p99_ack_s": ack["p99"],
+            "webhook_max_ack_s": round(max(latencies), 4)}
 
 
 def bench_sync(records, db_url, standin):
@@ -131,47 +120,32 @@ def bench_sync(records, db_url, standin):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__)
     parser.add_argument("--webhooks", type=int, default=2000)
     parser.add_argument("--records", type=int, default=10_000)
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        raise SystemExit("Set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test (the bench makes its own database).")
+    common.require_postgres()
     os.environ.pop("REDIS_URL", None)
-    import django
-
-    django.setup()
-    from django.db import connection
-
+    common.setup_django()
     from channels_ingest.tests.ringcentral_standin import RingCentralStandIn
 
-    name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-    db = connection.settings_dict
-    db_url = f"postgres://{db['USER']}{':' + db['PASSWORD'] if db['PASSWORD'] else ''}@{db['HOST'] or '127.0.0.1'}:" \
-             f"{db['PORT'] or 5432}/{name}"
-    standin = RingCentralStandIn().start()
-    try:
-        sync = bench_sync(args.records, db_url, standin)  # first: its peak RSS is the only child's so far
-        print(f"posting {args.webhooks:,} notifications from two senders ...", flush=True)
-        webhooks = bench_webhooks(args.webhooks, db_url, standin)
-    finally:
-        standin.stop()
-        connection.creation.destroy_test_db(name, verbosity=0)
-    results = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                           "load_average_1m_at_end": round(os.getloadavg()[0], 1)},
-               "webhooks": webhooks, "sync": sync, "targets": TARGETS}
-    rows = [("webhooks stored", f"{webhooks['webhook_stored_per_s']:,}/s", f">= {TARGETS['webhook_stored_per_s']}"),
-            ("slowest ack", f"{webhooks['webhook_max_ack_s']} s (p99 {webhooks['p99_ack_s']} s)",
-             f"<= {TARGETS['webhook_max_ack_s']}"),
-            ("message-sync", f"{sync['sync_records_per_s']:,} records/s", f">= {TARGETS['sync_records_per_s']}"),
-            ("sync peak RSS", f"{sync['sync_peak_rss_mb']} MB", f"<= {TARGETS['sync_peak_rss_mb']}")]
-    print(f"\n{'measure':<16} {'result':<30} target")
-    for row in rows:
-        print(f"{row[0]:<16} {row[1]:<30} {row[2]}")
-    out = ROOT / "bench" / "results" / "sms.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten to {out.relative_to(ROOT)}")
+    with common.throwaway_database() as db_url:
+        standin = RingCentralStandIn().start()
+        try:
+            sync = bench_sync(args.records, db_url, standin)  # first: its peak RSS is the only child's so far
+            print(f"posting {args.webhooks:,} notifications from two senders ...", flush=True)
+            webhooks = bench_webhooks(args.webhooks, db_url, standin)
+        finally:
+            standin.stop()
+    results = {"machine": common.machine(), "webhooks": webhooks, "sync": sync, "targets": TARGETS}
+    print()
+    common.print_table(["measure", "result", "target"], [
+        ["webhooks stored", f"{webhooks['webhook_stored_per_s']:,}/s", f">= {TARGETS['webhook_stored_per_s']}"],
+        ["slowest ack", f"{webhooks['webhook_max_ack_s']} s (p99 {webhooks['p99_ack_s']} s)",
+         f"<= {TARGETS['webhook_max_ack_s']}"],
+        ["message-sync", f"{sync['sync_records_per_s']:,} records/s", f">= {TARGETS['sync_records_per_s']}"],
+        ["sync peak RSS", f"{sync['sync_peak_rss_mb']} MB", f"<= {TARGETS['sync_peak_rss_mb']}"]])
+    common.write_result("sms.json", results)
 
 
 if __name__ == "__main__":

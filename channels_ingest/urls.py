@@ -14,9 +14,9 @@ urlpatterns = [
     path("anymail/sendgrid/tracking/", email_webhooks.tracking_view, name="sendgrid_tracking_webhook"),
     path("anymail/sendgrid/inbound/", email_webhooks.inbound_view, name="sendgrid_inbound_webhook"),
     path("email/unsubscribe/<str:token>/", email_views.unsubscribe, name="email_unsubscribe"),
-    # SMS and calls: RingCentral's webhook (Verification-Token checked), staff-only media and click to call.
+    # SMS and calls: RingCentral's webhook (Verification-Token checked) and click to call. MMS files and
+    # recordings are served by inbox.views.attachment, as every channel's stored files are.
     path("ringcentral/webhook/", ringcentral_webhooks.webhook_view, name="ringcentral_webhook"),
-    path("ringcentral/media/<int:message_id>/<str:index>/", ringcentral_views.media, name="ringcentral_media"),
     path("ringcentral/ring-out/<str:pk>/", ringcentral_views.ring_out, name="ringcentral_ringout"),
     # The staff composer's "typing…" signal to a website chat visitor (staff only).
     path("chat/typing/<str:pk>", chat_views.staff_typing, name="chat_staff_typing"),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from crm import identity
@@ -90,6 +91,8 @@ def reply_choices() -> list[tuple[str, str]]:
 # --- which channels can carry a reply now ------------------------------------------
 
 IDENTITY_NOUNS = {identity.EMAIL: "email address", identity.PHONE: "phone number"}
+# What reply_options reads of each identity (CustomerIdentity instances, loaded with at least these).
+IDENTITY_FIELDS = ("kind", "value", "is_primary", "opted_out_at", "opt_out_keyword")
 
 
 @dataclass(frozen=True)
@@ -99,14 +102,26 @@ class ReplyOptions:
     available: the channels' entries, in registry order; missing: (entry,
     the reason in words a person acts on) for every other answerable channel;
     default: the channel the composer and the API pick when none is named
-    (None when nothing can send)."""
+    (None when nothing reaches the customer); addresses: the address a reply
+    on each available channel goes to (channels answered in their own
+    session, the chat, have none); opted_out: the names in missing only
+    because the customer asked not to be written to there (texted STOP): they
+    still reach the customer, so the composer offers them with the reason and
+    the default may be one, and a reply on one is refused saying why rather
+    than quietly sent elsewhere."""
 
     available: list
     missing: list = field(default_factory=list)
     default: str | None = None
+    addresses: dict = field(default_factory=dict)
+    opted_out: frozenset = frozenset()
 
     def names(self) -> list[str]:
         return [spec.name for spec in self.available]
+
+    def offered(self) -> list:
+        """The composer's choice: the available channels and the opted-out ones, in registry order."""
+        return [spec for spec in _registry.values() if spec in self.available or spec.name in self.opted_out]
 
     def reason(self, name: str) -> str | None:
         """Why name cannot carry a reply now; None when it can."""
@@ -123,69 +138,92 @@ class ReplyOptions:
         return f"A {spec.label.lower()} cannot be answered in writing; reply by {writable}."
 
 
-def reply_options(customer, *, identity_kinds=None, last_inbound: str | None = None,
+def reply_options(customer, *, identities=None, last_inbound: str | None = None,
                   looked_up: bool = False) -> ReplyOptions:
     """Which channels can carry a reply to this customer now, why each other one cannot, and the default.
 
     A channel can reply when staff can answer on it, a sender is configured
-    for it (settings.INBOX_SENDERS) and the customer has the identity it is
-    addressed to (an email address, a phone number; a chat needs a chat the
-    customer started). The default is the channel the customer last wrote on
-    when it can reply; else the one reaching the same identity (a call: SMS);
-    else their preferred channel; else the first that can.
+    for it (settings.INBOX_SENDERS), the customer has a readable identity it
+    is addressed to (an email address, a phone number; a chat needs a chat the
+    customer started) and has not opted out of it there (SMS: texted STOP).
+    The default is the channel the customer last wrote on when it reaches
+    them; else the one reaching the same identity (a call: SMS); else their
+    preferred channel; else the first that can.
 
-    identity_kinds (the kinds of the customer's identities) and last_inbound
-    (the channel of their newest inbound message) save the queries when the
-    caller has them; looked_up=True says last_inbound is known even when None.
-    The screens and the API (through services.reply) both use this one rule.
+    identities (the customer's CustomerIdentity rows with IDENTITY_FIELDS,
+    primary first) and last_inbound (the channel of their newest inbound
+    message) save the queries when the caller has them; looked_up=True says
+    last_inbound is known even when None. The composer, the API and the send
+    path (services.reply, retry_reply) all read this one rule.
     """
-    if identity_kinds is None:
+    if identities is None:
         from crm.models import CustomerIdentity
 
-        identity_kinds = set(CustomerIdentity.objects.filter(customer_id=customer.pk)
-                             .values_list("kind", flat=True).distinct())
-    identity_kinds = set(identity_kinds)
+        identities = list(CustomerIdentity.objects.filter(customer_id=customer.pk)
+                          .order_by("-is_primary", "id").only(*IDENTITY_FIELDS))
     if last_inbound is None and not looked_up:
         from .models import Message
 
         last_inbound = (Message.objects.filter(customer_id=customer.pk, direction="inbound")
                         .order_by("-created_at", "-id").values_list("channel", flat=True).first())
-    available, missing = [], []
+    identity_kinds = {found.kind for found in identities}
+    available, missing, addresses, opted_out = [], [], {}, set()
     for spec in _registry.values():
         if not spec.can_reply:
             continue
-        why = _why_not(spec, customer, identity_kinds)
+        address = _address(spec, identities)
+        why, asked_not_to = _why_not(spec, customer, identity_kinds, address)
         if why:
             missing.append((spec, why))
+            if asked_not_to:
+                opted_out.add(spec.name)
         else:
             available.append(spec)
-    names = [spec.name for spec in available]
+            if address is not None:
+                addresses[spec.name] = address.value
+    reaching = [spec.name for spec in _registry.values() if spec in available or spec.name in opted_out]
     default = None
-    if last_inbound in names:
+    if last_inbound in reaching:
         default = last_inbound
     elif last_inbound in _registry:  # e.g. a call: answer on what reaches the same phone number
         kind = _registry[last_inbound].identity_kind
-        default = next((spec.name for spec in available if spec.reply_to_kind == kind), None)
-    if default is None and getattr(customer, "preferred_channel", None) in names:
+        default = next((name for name in reaching if _registry[name].reply_to_kind == kind), None)
+    if default is None and getattr(customer, "preferred_channel", None) in reaching:
         default = customer.preferred_channel
-    if default is None and names:
-        default = names[0]
-    return ReplyOptions(available=available, missing=missing, default=default)
+    if default is None and reaching:
+        default = reaching[0]
+    return ReplyOptions(available=available, missing=missing, default=default, addresses=addresses,
+                        opted_out=frozenset(opted_out))
 
 
-def _why_not(spec: ChannelSpec, customer, identity_kinds) -> str | None:
+def _address(spec: ChannelSpec, identities):
+    """The identity a reply on this channel goes to: the primary readable one of its kind (an unparsed
+    number is no address); None for channels answered in their own session, or when there is none."""
+    if spec.reply_to_kind is None:
+        return None
+    return next((found for found in identities if found.kind == spec.reply_to_kind
+                 and not found.value.startswith(identity.UNPARSED)), None)
+
+
+def _why_not(spec: ChannelSpec, customer, identity_kinds, address) -> tuple[str | None, bool]:
+    """Why a reply on spec cannot go out now (None: it can), and whether that is only because the
+    customer opted out of it (their address is reached, they asked not to be written to there)."""
     if not settings.INBOX_SENDERS.get(spec.name):
-        return f"{spec.label} replies are not set up yet (no {spec.label} sender is configured)."
+        return f"{spec.label} replies are not set up yet (no {spec.label} sender is configured).", False
     name = getattr(customer, "name", "") or "This customer"
     if spec.reply_to_kind is None:
         # Answered in the customer's own session (the chat): they must have started one.
         if spec.identity_kind not in identity_kinds:
-            return f"{name} has not started a {spec.label.lower()} with us, so there is none to answer in."
-        return None
-    if spec.reply_to_kind not in identity_kinds:
+            return f"{name} has not started a {spec.label.lower()} with us, so there is none to answer in.", False
+        return None, False
+    if address is None:
         noun = IDENTITY_NOUNS.get(spec.reply_to_kind, spec.reply_to_kind)
-        return f"{name} has no {noun} on file."
-    return None
+        return f"{name} has no {noun} on file.", False
+    if address.opted_out_at is not None:
+        when = timezone.localtime(address.opted_out_at).strftime("%b %-d, %Y")
+        return (f"{address.value} opted out of {spec.label} by texting {address.opt_out_keyword or 'STOP'} on "
+                f"{when}; {spec.label} replies are not sent until they text START. Reply by another channel."), True
+    return None, False
 
 
 register(ChannelSpec("email", "Email", identity_kind=identity.EMAIL, can_reply=True, reply_to_kind=identity.EMAIL,

@@ -84,12 +84,25 @@ def record_many(items, *, recipient=None) -> list[InboxEvent]:
     return made
 
 
-def _committed(group: str, event: InboxEvent) -> None:
+def hint(type: str, payload: dict | None = None) -> None:
+    """Tell every staff socket, once the surrounding transaction commits, that something
+    outside the inbox changed (a booking, a payment). Not stored and not numbered, so never
+    caught up: for pages that only reload figures when told (the analytics dashboard);
+    the inbox pages pass unnumbered frames by. A rolled-back write sends nothing."""
+    frame = {"type": type, "data": payload or {}}
+    transaction.on_commit(lambda: _committed_frame(STAFF_GROUP, frame))
+
+
+def _committed_frame(group: str, frame: dict) -> None:
     pending = _pending.get()
     if pending is not None:
-        pending.append((group, as_message(event)))
+        pending.append((group, frame))
     else:
-        _publish([(group, as_message(event))])
+        _publish([(group, frame)])
+
+
+def _committed(group: str, event: InboxEvent) -> None:
+    _committed_frame(group, as_message(event))
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from crm import identity
 from crm.models import Booking, Customer, CustomerIdentity
 from myhibachi.ids import parse_id
 
-from . import rows, search, sql
+from . import channels, rows, search, sql
 from .errors import BadCursor  # noqa: F401  (selectors.BadCursor is what callers catch)
 from .sql import table
 from .models import Conversation, ConversationActivity, InboxEvent, Message, Note, Tag
@@ -421,10 +421,9 @@ def with_identities(conversation: Conversation, *, tags: bool = False) -> Conver
     prefetch_related's machinery cost more than both of them."""
     conversation.customer.identity_list = list(
         CustomerIdentity.objects.filter(customer_id=conversation.customer_id)
-        .order_by("-is_primary", "kind", "id").only("customer_id", "kind", "value", "is_primary"))
+        .order_by("-is_primary", "kind", "id").only("customer_id", *channels.IDENTITY_FIELDS))
     if tags:
-        conversation.tag_names = list(Conversation.tags.through.objects.filter(conversation_id=conversation.pk)
-                                      .order_by("tag__name").values_list("tag__name", flat=True))
+        tag_names(conversation)
     return conversation
 
 
@@ -434,7 +433,7 @@ UPCOMING = [Booking.Status.INQUIRY, Booking.Status.QUOTED, Booking.Status.CONFIR
 
 
 def tag_names(conversation: Conversation) -> Conversation:
-    """Give the conversation `tag_names` (one query), as with_identities(tags=True) does."""
+    """Give the conversation `tag_names` (one query; with_identities(tags=True) calls this)."""
     conversation.tag_names = list(Conversation.tags.through.objects.filter(conversation_id=conversation.pk)
                                   .order_by("tag__name").values_list("tag__name", flat=True))
     return conversation

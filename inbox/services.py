@@ -17,8 +17,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from crm import identity
-from crm.models import Booking, CustomerIdentity
+from crm.models import Booking
 from myhibachi.models import signature_of
 from myhibachi.roles import is_staff_member
 
@@ -36,7 +35,7 @@ from .tasks import deliver_message
 
 __all__ = [
     "receive_message", "receive_many", "receiving_in_bulk", "Received",
-    "reply", "retry_reply", "send_by_email_instead", "default_reply_channel", "reply_refusals", "annotate_message", "set_call_back", "CALL_BACK_TAG",
+    "reply", "retry_reply", "send_by_email_instead", "default_reply_channel", "annotate_message", "set_call_back", "CALL_BACK_TAG",
     "render_canned", "add_note", "mark_read", "record_bot_handoff",
     "set_status", "assign", "add_tag", "remove_tag", "locked", "TRANSITIONS", "update_delivery", "DELIVERY_RANK",
     "InboxError", "InvalidTransition", "ReplyTooLarge", "CannotReply", "StaleReply",
@@ -130,14 +129,13 @@ def reply(*, conversation: Conversation, author, text: str = "", channel: str | 
             raise InvalidTransition("This conversation is closed. Reopen it before replying.")
         if seen_through is not None:
             _hold_if_stale(conversation, author=author, seen_through=seen_through)
-        channel = _reply_channel(conversation.customer, channel)
+        channel, recipient = _reply_channel(conversation.customer, channel)
         spec = channels.get(channel)
         if spec.max_reply_units is not None and channels.utf16_units(text) > spec.max_reply_units:
             raise ReplyTooLarge(
                 f"{spec.label} text is limited to {spec.max_reply_units:,} characters (emoji count as two); "
                 f"this reply is {channels.utf16_units(text):,}. Shorten it or send it in parts."
             )
-        recipient = _reply_address(conversation.customer, channel)
         metadata = {"to": recipient} if recipient else {}
         cc = _cc_addresses(cc)
         if (cc or attachments) and not spec.has_subject:
@@ -279,19 +277,20 @@ def default_reply_channel(customer) -> str | None:
     return channels.reply_options(customer).default
 
 
-def _reply_channel(customer, channel: str | None) -> str:
-    """The channel this reply goes out on: the one asked for, or the default; CannotReply with
-    the reason when it cannot send now (no sender, no address, no chat)."""
+def _reply_channel(customer, channel: str | None) -> tuple[str, str | None]:
+    """The channel this reply goes out on (the one asked for, or the default) and the address it goes
+    to (None: the channel's own session, the chat); CannotReply with channels.reply_options' reason
+    when it cannot send now (no sender, no address, no chat, opted out)."""
     options = channels.reply_options(customer)
     if channel is None:
         if options.default is None:
             reasons = " ".join(why for _, why in options.missing)
             raise CannotReply(f"No channel can reach {customer.name} right now. {reasons}".strip())
-        return options.default
+        channel = options.default
     why = options.reason(channel)
     if why:
         raise CannotReply(why)
-    return channel
+    return channel, options.addresses.get(channel)
 
 
 def _cc_addresses(cc) -> list[str]:
@@ -313,50 +312,6 @@ def _cc_addresses(cc) -> list[str]:
     if len(found) > MAX_CC:
         raise ValidationError(f"{len(found)} copy addresses; a reply can copy at most {MAX_CC}.")
     return found
-
-
-def _reply_address(customer, channel) -> str | None:
-    spec = channels.get(channel)
-    if spec.reply_to_kind is None:
-        return None  # answered in the channel's own session (the chat)
-    found = _reply_identity(customer, spec)
-    if not found:
-        noun = channels.IDENTITY_NOUNS.get(spec.reply_to_kind, spec.reply_to_kind)
-        raise CannotReply(f"{customer.name} has no {noun} on file, so this reply cannot go out by {spec.label}.")
-    refusal = opt_out_refusal(found, spec)
-    if refusal:
-        raise CannotReply(refusal)
-    return found["value"]
-
-
-def opt_out_refusal(found: dict, spec) -> str:
-    """Why a reply to this identity (value, opted_out_at, opt_out_keyword) is refused, or ""."""
-    if found["opted_out_at"] is None:
-        return ""
-    when = timezone.localtime(found["opted_out_at"]).strftime("%b %-d, %Y")
-    return (f"{found['value']} opted out of {spec.label} by texting {found['opt_out_keyword'] or 'STOP'} on {when}; "
-            f"{spec.label} replies are not sent until they text START. Reply by another channel.")
-
-
-def reply_refusals(customer) -> dict:
-    """What the composer shows before staff write: {channel: why a reply on it would be refused}, for the
-    channels whose address the customer has opted out of (one query)."""
-    identities = list(CustomerIdentity.objects.filter(customer=customer).exclude(value__startswith=identity.UNPARSED)
-                      .order_by("-is_primary", "id").values("kind", "value", "opted_out_at", "opt_out_keyword"))
-    refusals = {}
-    for spec in channels.all_channels():
-        if spec.can_reply and spec.reply_to_kind is not None:
-            found = next((i for i in identities if i["kind"] == spec.reply_to_kind), None)
-            if found and opt_out_refusal(found, spec):
-                refusals[spec.name] = opt_out_refusal(found, spec)
-    return refusals
-
-
-def _reply_identity(customer, spec) -> dict | None:
-    """The identity a reply on this channel goes to: the primary readable one (an unparsed number is no address)."""
-    return (CustomerIdentity.objects.filter(customer=customer, kind=spec.reply_to_kind)
-            .exclude(value__startswith=identity.UNPARSED).order_by("-is_primary", "id")
-            .values("value", "opted_out_at", "opt_out_keyword").first())
 
 
 def _reply_subject(conversation) -> str:

@@ -20,6 +20,7 @@ urlpatterns = [
     path("inbox/<int:pk>/customer-note", views.add_customer_note, name="customer-note"),
     path("inbox/<int:pk>/tags", views.change_tags, name="tags"),
     path("inbox/<int:pk>/messages/<int:message_pk>/attachments/<int:index>", views.attachment, name="attachment"),
+    path("inbox/<int:pk>/messages/<int:message_pk>/recording", views.attachment, name="recording"),
     path("inbox/<int:pk>/messages/<int:message_pk>/retry", views.retry_reply, name="retry"),
     path("inbox/<int:pk>/messages/<int:message_pk>/email-instead", views.email_instead, name="email-instead"),
 ]

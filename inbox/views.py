@@ -14,14 +14,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
-from django.http import HttpResponse, HttpResponseNotAllowed
+from django.http import FileResponse, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.template.backends.utils import csrf_input
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
-from django.utils.http import content_disposition_header
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 
@@ -333,23 +332,24 @@ def thread_older(request, pk):
 
 def _composer(conversation, *, mode="reply", text="", channel=None, error=None, notice=None,
               identities=None, last_inbound=None):
-    """The reply box: only the channels that can send now (channels.reply_options), the
-    customer's last channel picked, and each missing channel with the reason."""
-    options = channels.reply_options(
-        conversation.customer, last_inbound=last_inbound,
-        identity_kinds=None if identities is None else {i.kind for i in identities})
-    if channel not in options.names():
+    """The reply box: the channels that reach the customer now (channels.reply_options), the
+    customer's last channel picked, and each missing channel with the reason. A channel the
+    customer opted out of (texted STOP) is still offered, with its refusal shown before anyone
+    writes; sending on it is refused with the same words (services.reply reads the same rule)."""
+    options = channels.reply_options(conversation.customer, last_inbound=last_inbound, identities=identities)
+    offered = options.offered()
+    if channel not in [spec.name for spec in offered]:
         channel = options.default
+    refusals = {name: options.reason(name) for name in options.opted_out}
     # Per channel: its length limit (SMS: UTF-16 units, counted live by static/js/sms_counter.js) and why
-    # a reply on it would be refused (the customer texted STOP), shown before anyone writes.
-    refusals = services.reply_refusals(conversation.customer)
+    # a reply on it would be refused.
     return {"mode": mode, "text": text, "channel": channel, "error": error, "notice": notice,
-            "email_channels": [spec.name for spec in options.available if spec.has_subject],
-            "channels": [(spec.name, spec.label) for spec in options.available],
+            "email_channels": [spec.name for spec in offered if spec.has_subject],
+            "channels": [(spec.name, spec.label) for spec in offered],
             "options": [(spec.name, spec.label, spec.max_reply_units, refusals.get(spec.name, ""))
-                        for spec in options.available],
+                        for spec in offered],
             "refusal": refusals.get(channel, ""),
-            "missing": [(spec.label, why) for spec, why in options.missing]}
+            "missing": [(spec.label, why) for spec, why in options.missing if spec.name not in options.opted_out]}
 
 
 def _post_only(view):
@@ -445,20 +445,28 @@ def signature(request):
 # --- attachments of a message (received or sent) ------------------------------------
 
 @staff_screen
-def attachment(request, pk, message_pk, index):
-    """One stored attachment, always as a download (never shown inline: it is the
-    customer's file, and the page's origin must not run or render it)."""
+def attachment(request, pk, message_pk, index=None):
+    """One stored file of a message, whatever its channel: attachment `index` (email, MMS) or,
+    without an index, the call's recording. Only through the conversation the message belongs
+    to. It is the customer's file, and the page's origin must not run it: the image types the
+    thread shows open inline with their type, recordings keep theirs for the thread's <audio>,
+    everything else is an application/octet-stream download; all with nosniff and a sandbox."""
     conversation = access_conversation(request.user, pk)
-    message = Message.objects.filter(pk=message_pk, customer_id=conversation.customer_id).only("metadata").first()
-    found = (message.metadata or {}).get("attachments", []) if message else []
-    meta = found[index] if 0 <= index < len(found) and isinstance(found[index], dict) else None
-    data = stored_files.read(meta) if meta else None
-    if data is None:
-        return HttpResponse("That attachment is not stored.", status=404, content_type="text/plain")
-    response = HttpResponse(data, content_type="application/octet-stream")
-    response["Content-Disposition"] = content_disposition_header(True, meta.get("filename") or "attachment")
+    message = Message.objects.filter(pk=message_pk, conversation_id=conversation.pk).only("metadata").first()
+    meta = stored_files.entry(message.metadata, index) if message else None
+    handle = stored_files.open_stored(meta) if meta else None
+    if handle is None:
+        return HttpResponse("That file is not stored (or not in this conversation).", status=404,
+                            content_type="text/plain")
+    content_type = str(meta.get("content_type") or "").lower()
+    image = stored_files.is_inline_image(meta)
+    if not image and content_type not in stored_files.AUDIO_TYPES:
+        content_type = "application/octet-stream"
+    response = FileResponse(handle, content_type=content_type, as_attachment=not image,
+                            filename=stored_files.download_name(meta))
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
     return response
 
 

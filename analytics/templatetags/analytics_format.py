@@ -29,10 +29,10 @@ def figure(value, kind="count"):
 
 
 @register.filter
-def change(value):
+def change(value, against="previous period"):
     if value is None:
         return ""
-    return f"{'+' if value >= 0 else ''}{value * 100:.1f}% vs previous period"
+    return f"{'+' if value >= 0 else ''}{value * 100:.1f}% vs {against}"
 
 
 @register.filter

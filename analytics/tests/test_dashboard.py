@@ -49,6 +49,26 @@ def test_cards_equal_the_totals_of_their_tables(manager_client):
     assert "Content-Security-Policy" in response and "<script>" not in html  # charts come from static JS only
 
 
+def test_every_area_has_its_table_and_the_new_cards_equal_them(manager_client, django_assert_num_queries):
+    now = timezone.now()
+    month_end = views.preset_range("this_month", timezone.localdate())[1]
+    event = timezone.make_aware(timezone.datetime.combine(month_end, timezone.datetime.min.time())).replace(hour=18)
+    booking(make_customer(), status="confirmed", confirmed_at=now, event_at=event, total=900)
+    # Session, user, groups, the incremental refresh this fixture forces on every load
+    # (ANALYTICS_REFRESH_SECONDS=0), then the ten areas: a number of areas and of the range's
+    # months (pace reads per month), not of the data.
+    with django_assert_num_queries(73):
+        response = manager_client.get("/analytics/?preset=this_month")
+    assert [s["id"] for s in response.context["sections"]] == [
+        "revenue", "bookings", "staff", "leads", "inbox", "cash", "pace", "customers", "email", "chatbot"]
+    html = response.content.decode()
+    card = re.search(r'data-card="On the books for these months">.*?card-value">([^<]+)<', html, re.S).group(1)
+    pace = next(s for s in response.context["sections"] if s["id"] == "pace")
+    assert card == "$900.00" and sum(row["amount"] for row in pace["rows"]) == 900
+    # Cohorts: months a cohort has not reached are blank, and the email table says when nothing was sent.
+    assert "Cohorts: repeat rate" in html and "No email sent in this range." in html
+
+
 def test_an_agent_sees_only_their_own_performance(agent_client, agent, manager):
     response = agent_client.get("/analytics/")
     assert response.status_code == 200

@@ -202,31 +202,37 @@ def test_chatbot_reports_zeros_without_sessions():
     assert result["totals"]["handoff_rate"] is None and result["totals"]["satisfaction"] is None
 
 
-def test_chatbot_sessions_handoffs_satisfaction_cost_and_the_bookings_that_followed():
+def test_chatbot_sessions_handoffs_satisfaction_cost_and_the_bookings_that_followed(django_assert_num_queries):
     from channels_ingest.chat.models import ChatbotSession
 
-    ana, ben, cy = (make_customer(f"{name}@example.com", first_name=name) for name in ("ana", "ben", "cy"))
+    ana, ben, cy, dee = (make_customer(f"{name}@example.com", first_name=name) for name in ("ana", "ben", "cy", "dee"))
     ChatbotSession.objects.create(session_id="a", customer=ana, handed_off=True, rating=4, cost=Decimal("0.02"),
                                   started_at=local(2026, 6, 2, 23, 30))  # June 2 locally (June 3 in UTC)
     ChatbotSession.objects.create(session_id="b", customer=ben, rating=2, cost=Decimal("0.04"),
                                   started_at=local(2026, 6, 9, 12))  # after Ben's booking: leads to nothing
     ChatbotSession.objects.create(session_id="c", customer=cy, cost=Decimal("0"), started_at=local(2026, 6, 3, 9))
     ChatbotSession.objects.create(session_id="old", customer=cy, started_at=local(2026, 4, 1, 9))  # out of range
+    # Before the range, within the window of a booking in it: not a June session, but Dee's booking follows it.
+    ChatbotSession.objects.create(session_id="d", customer=dee, rating=1, started_at=local(2026, 5, 25, 9))
     booking(ana, status="confirmed", event_at=local(2026, 8, 1, 18), total=1000, confirmed_at=local(2026, 6, 5, 10))
     booking(ben, status="confirmed", event_at=local(2026, 8, 2, 18), total=800, confirmed_at=local(2026, 6, 8, 10))
     booking(cy, status="confirmed", event_at=local(2026, 8, 3, 18), total=600,
             confirmed_at=local(2026, 6, 3, 9) + timedelta(days=15))  # June 18: past the 14-day window
+    booking(dee, status="confirmed", event_at=local(2026, 8, 4, 18), total=500, confirmed_at=local(2026, 6, 1, 10))
 
-    result = metrics.chatbot(Range(date(2026, 6, 1), date(2026, 6, 30)))
+    with django_assert_num_queries(2):  # the sessions (from the window before the range) once, the bookings
+        result = metrics.chatbot(Range(date(2026, 6, 1), date(2026, 6, 30)))
     t = result["totals"]
     # Worked by hand: 3 sessions in June, 1 handed off; ratings 4 and 2 (one unrated) -> 3.0;
-    # cost 0.06 / 3 = 0.02; only Ana's booking (3 days after her session) follows one.
+    # cost 0.06 / 3 = 0.02; Ana's booking (3 days after her session) and Dee's (7 days after her
+    # May session) follow one.
     assert (t["sessions"], t["handoffs"], t["handoff_rate"]) == (3, 1, 0.3333)
     assert t["satisfaction"] == 3.0 and t["cost_per_session"] == Decimal("0.0200")
-    assert (t["bookings"], t["revenue"]) == (1, Decimal("1000"))
+    assert (t["bookings"], t["revenue"]) == (2, Decimal("1500"))
     by_day = {r["period"]: r for r in result["series"]}
     assert by_day["2026-06-02"]["sessions"] == 1 and by_day["2026-06-03"]["sessions"] == 1
     assert by_day["2026-06-05"]["bookings"] == 1 and by_day["2026-06-08"]["bookings"] == 0
+    assert by_day["2026-06-01"]["bookings"] == 1 and by_day["2026-06-01"]["sessions"] == 0
 
 
 def test_email_rates_per_campaign_and_for_transactional_mail():

@@ -1,14 +1,12 @@
 """MMS attachments and call recordings, downloaded with our token into Django's storage
-(a local folder, or S3 when AWS_STORAGE_BUCKET_NAME is set) and served to staff only
-(views.media). Names are content hashes, as email attachments' are: downloading twice
-writes nothing new."""
+(a local folder, or S3 when AWS_STORAGE_BUCKET_NAME is set) as entries of inbox.attachments'
+shape, so the thread shows them and inbox.views.attachment serves them to staff as it does
+email's. Names are content hashes, as email attachments' are: downloading twice writes nothing new."""
 import hashlib
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
-from django.utils.text import get_valid_filename
 
+from inbox import attachments as stored_files
 from inbox import services
 
 from . import client as rc
@@ -16,14 +14,7 @@ from . import client as rc
 
 def _save(prefix: str, filename: str, data: bytes) -> tuple[str, str]:
     digest = hashlib.sha256(data).hexdigest()
-    try:
-        safe = get_valid_filename(filename)[-100:] or "file"
-    except Exception:  # get_valid_filename refuses names like ".."
-        safe = "file"
-    name = f"ringcentral/{prefix}/{digest[:2]}/{digest}/{safe}"
-    if not default_storage.exists(name):
-        name = default_storage.save(name, ContentFile(data))
-    return name, digest
+    return stored_files.save(f"ringcentral/{prefix}/{digest[:2]}/{digest}/{stored_files.safe_name(filename)}", data), digest
 
 
 def download(message) -> None:

@@ -1,8 +1,8 @@
-"""Staff screens of the RingCentral channel: MMS/recording files (authorised) and click to call."""
+"""Staff screens of the RingCentral channel: click to call. (MMS files and recordings are served by
+inbox.views.attachment, as every channel's stored files are.)"""
 import logging
 
-from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import HttpResponse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
@@ -10,7 +10,6 @@ from crm import identity
 from crm.models import CustomerIdentity
 from inbox import services
 from inbox.access import access_conversation
-from inbox.models import Message
 from inbox.views import staff_screen
 
 from . import client as rc
@@ -18,34 +17,6 @@ from .models import AgentPhone
 
 logger = logging.getLogger(__name__)
 RINGOUT_PATH = f"{rc.EXTENSION}/ring-out"
-INLINE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "audio/mpeg", "audio/wav", "audio/x-wav")
-
-
-@staff_screen
-def media(request, message_id: int, index: str):
-    """One stored MMS attachment (index 0, 1, …) or a call's recording ("recording"), to staff only."""
-    message = Message.objects.filter(pk=message_id, channel__in=["sms", "call"]).only(
-        "metadata", "conversation_id").first()
-    if message is None:
-        raise Http404("No such message.")
-    access_conversation(request.user, message.conversation_id)
-    if index == "recording":
-        item = (message.metadata.get("call") or {}).get("recording") or {}
-        filename = "recording"
-    else:
-        items = message.metadata.get("attachments") or []
-        item = items[int(index)] if index.isdigit() and int(index) < len(items) else {}
-        filename = item.get("filename") or "attachment"
-    if not item.get("path") or not default_storage.exists(item["path"]):
-        raise Http404("That file has not been downloaded from RingCentral (yet).")
-    content_type = item.get("content_type") or "application/octet-stream"
-    inline = content_type in INLINE_TYPES
-    response = FileResponse(default_storage.open(item["path"], "rb"), content_type=content_type if inline else
-                            "application/octet-stream", as_attachment=not inline, filename=filename)
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
 
 
 def _status(text: str, *, status: int = 200, error: bool = False) -> HttpResponse:

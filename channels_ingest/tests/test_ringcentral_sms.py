@@ -119,14 +119,14 @@ def test_mms_pictures_are_downloaded_into_storage_and_served_to_staff_only(clien
     image, pdf = message.metadata["attachments"]
     assert image["sha256"] and pdf["sha256"]
 
-    url = reverse("ringcentral_media", args=[message.pk, 0])
+    url = reverse("inbox:attachment", args=[message.conversation_id, message.pk, 0])
     assert client.get(url).status_code == 302  # signed out: to the log-in page
     client.force_login(agent)
     response = client.get(url)
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == picture
     assert response["Content-Type"] == "image/png"
-    download = client.get(reverse("ringcentral_media", args=[message.pk, 1]))
+    download = client.get(reverse("inbox:attachment", args=[message.conversation_id, message.pk, 1]))
     assert download["Content-Disposition"].startswith("attachment")
 
     thread = client.get(reverse("inbox:thread", args=[message.conversation_id])).content.decode()

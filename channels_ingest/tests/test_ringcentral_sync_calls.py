@@ -115,7 +115,7 @@ def test_calls_become_thread_items_with_their_facts(ringcentral, agent, client):
     client.force_login(agent)
     page = client.get(reverse("inbox:thread", args=[call.conversation_id])).content.decode()
     assert "Incoming call · Accepted · from +14155550100 to +14155550199 · 2:05" in page
-    recording_url = reverse("ringcentral_media", args=[call.pk, "recording"])
+    recording_url = reverse("inbox:recording", args=[call.conversation_id, call.pk])
     assert f'<audio controls preload="none" src="{recording_url}"' in page
     response = client.get(recording_url)
     assert b"".join(response.streaming_content) == b"ID3-recorded-audio"

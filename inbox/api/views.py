@@ -163,7 +163,7 @@ def _reply_options(conversation, newest_items) -> dict:
     last = next((item.row["channel"] for item in reversed(newest_items)
                  if item.kind == "message" and item.row["direction"] == "inbound"), None)
     options = channels.reply_options(conversation.customer, last_inbound=last,
-                                     identity_kinds={i.kind for i in conversation.customer.identity_list})
+                                     identities=conversation.customer.identity_list)
     return {"available": options.names(), "default": options.default,
             "missing": [{"channel": spec.name, "reason": why} for spec, why in options.missing]}
 

@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 
-from inbox import channels, dates, text as text_rules
+from inbox import attachments as stored_files, channels, dates, text as text_rules
 from inbox.models import Conversation, Message
 from inbox.remote_images import MARKER as BLOCKED_IMAGE, block_remote_images
 from inbox.sanitize import CLEANER
@@ -124,21 +124,21 @@ MESSAGE_ITEM = """<li class="item msg {direction}" id="m-{id}" data-at="{at}">
   {body}{attachments}{media}
 </li>
 """
-# SMS/MMS and calls: stored files are served to staff by channels_ingest.ringcentral.views.media.
-MEDIA_URL = "/ringcentral/media/{}/{}/"
-MMS_IMAGE = '<a href="{url}"><img src="{url}" alt="{name}" class="mms-image" loading="lazy"></a>'
-MMS_FILE = '<a href="{url}" class="mms-file">{name}</a>'
-MMS_WAITING = '<span class="mms-file muted">{name} ({state})</span>'
+# Stored files of any channel (email attachments, MMS files, call recordings; inbox/attachments.py),
+# all served to staff by views.attachment through the conversation the message belongs to.
+FILE_URL = "/inbox/{conversation}/messages/{id}/attachments/{n}"
+RECORDING_URL = "/inbox/{conversation}/messages/{id}/recording"
+ATTACHMENTS = """
+  <ul class="attachments" aria-label="Attachments">{}</ul>"""
+ATTACHED_IMAGE = '<li><a href="{url}"><img src="{url}" alt="{name}" class="attached-image" loading="lazy"></a></li>'
+ATTACHED_FILE = '<li><a href="{url}" download>{name}</a> <span class="muted">{size}</span></li>'
+NOT_STORED = '<li class="muted">{name} ({state})</li>'
 CALL_FACTS = """
   <p class="call-facts">{direction} call · {result} · from {frm} to {to}{duration}</p>"""
 RECORDING = """
   <audio controls preload="none" src="{}" class="recording">Recording</audio>"""
 UNPARSED = """
   <p class="flag" role="note">The number this came from could not be read as a phone number; it is kept as given.</p>"""
-ATTACHMENTS = """
-  <ul class="attachments" aria-label="Attachments">{}</ul>"""
-ATTACHMENT = '<li><a href="/inbox/{conversation}/messages/{id}/attachments/{n}" download>{name}</a> <span class="muted">{size}</span></li>'
-ATTACHMENT_NOT_KEPT = '<li>{name} <span class="muted">{size}, too large to keep</span></li>'
 CC_LINE = """
   <div class="cc muted">Cc: {}</div>"""
 
@@ -286,51 +286,50 @@ class _ItemWriter:
         return MESSAGE_ITEM.format(
             **self.common(row), direction=_html(row["direction"]), channel=_channel_icon(row["channel"]), who=who,
             delivery=delivery, subject=SUBJECT.format(_html(row["subject"])) if row["subject"] else "", body=body,
-            images=images, media=_media(row), attachments=self.attachments(row) if row["channel"] != "sms" else "",
+            images=images, media=self.call(row), attachments=self.attachments(row),
             cc=CC_LINE.format(_html(", ".join(str(a) for a in cc))) if cc else "",
         )
 
     def attachments(self, row) -> str:
-        found = [meta for meta in _json_list(row.get("attachments")) if isinstance(meta, dict)]
-        if not found:
-            return ""
+        """The message's stored files, whatever the channel: the safe image types shown, other
+        files as download links, files not stored named with the reason."""
         lines = []
-        for n, meta in enumerate(found):
-            name, size = _html(meta.get("filename") or "attachment"), _html(_size(meta.get("size")))
-            lines.append(ATTACHMENT.format(conversation=self.conversation_id, id=row["id"], n=n, name=name, size=size)
-                         if meta.get("path") else ATTACHMENT_NOT_KEPT.format(name=name, size=size))
-        return ATTACHMENTS.format("".join(lines))
-
-def _media(row) -> str:
-    """MMS pictures inline and other files as links, a call's facts and recording, the unreadable-number flag."""
-    parts = []
-    if row.get("unparsed") in (True, "true", "1", 1):
-        parts.append(UNPARSED)
-    attachments = row.get("attachments") if row.get("channel") == "sms" else None  # email's: _ItemWriter.attachments
-    if isinstance(attachments, list) and attachments:
-        links = []
-        for index, item in enumerate(attachments):
-            if not isinstance(item, dict):
+        for n, meta in enumerate(_json_list(row.get("attachments"))):
+            if not isinstance(meta, dict):
                 continue
-            name = _html(item.get("filename") or "attachment")
-            url = MEDIA_URL.format(row["id"], index)
-            if not item.get("path"):
-                links.append(MMS_WAITING.format(name=name, state="not downloaded" if item.get("refused") else "downloading…"))
-            elif str(item.get("content_type", "")).startswith("image/"):
-                links.append(MMS_IMAGE.format(url=url, name=name))
+            name = _html(meta.get("filename") or "attachment")
+            url = FILE_URL.format(conversation=row["conversation_id"], id=row["id"], n=n)
+            if meta.get("path") and stored_files.is_inline_image(meta):
+                lines.append(ATTACHED_IMAGE.format(url=url, name=name))
+            elif meta.get("path"):
+                lines.append(ATTACHED_FILE.format(url=url, name=name, size=_html(_size(meta.get("size")))))
             else:
-                links.append(MMS_FILE.format(url=url, name=name))
-        parts.append('\n  <div class="mms">' + " ".join(links) + "</div>")
-    call = row.get("call")
-    if isinstance(call, dict):
-        minutes, seconds = divmod(int(call.get("duration") or 0), 60)
-        parts.append(CALL_FACTS.format(
-            direction="Incoming" if call.get("direction") == "inbound" else "Outgoing", result=_html(call.get("result", "")),
-            frm=_html(call.get("from") or "unknown"), to=_html(call.get("to") or "unknown"),
-            duration=f" · {minutes}:{seconds:02d}" if minutes or seconds else ""))
-        if isinstance(call.get("recording"), dict) and call["recording"].get("path"):
-            parts.append(RECORDING.format(MEDIA_URL.format(row["id"], "recording")))
-    return "".join(parts)
+                lines.append(NOT_STORED.format(name=name, state=_html(_not_stored(meta))))
+        return ATTACHMENTS.format("".join(lines)) if lines else ""
+
+    def call(self, row) -> str:
+        """A call's facts and recording, and the flag on a phone number that could not be read."""
+        parts = []
+        if row.get("unparsed") in (True, "true", "1", 1):
+            parts.append(UNPARSED)
+        call = row.get("call")
+        if isinstance(call, dict):
+            minutes, seconds = divmod(int(call.get("duration") or 0), 60)
+            parts.append(CALL_FACTS.format(
+                direction="Incoming" if call.get("direction") == "inbound" else "Outgoing",
+                result=_html(call.get("result", "")), frm=_html(call.get("from") or "unknown"),
+                to=_html(call.get("to") or "unknown"), duration=f" · {minutes}:{seconds:02d}" if minutes or seconds else ""))
+            if isinstance(call.get("recording"), dict) and call["recording"].get("path"):
+                parts.append(RECORDING.format(RECORDING_URL.format(conversation=row["conversation_id"], id=row["id"])))
+        return "".join(parts)
+
+
+def _not_stored(meta) -> str:
+    """Why a file has no stored copy: too large to keep, refused by the channel, or still on its way."""
+    if meta.get("too_large"):
+        size = _size(meta.get("size"))
+        return f"{size}, too large to keep" if size else "too large to keep"
+    return "not downloaded" if meta.get("refused") else "downloading…"
 
 
 ACTIVITY_ITEM = """<li class="item activity" id="a-{id}" data-at="{at}">

@@ -28,3 +28,10 @@ def recording_sender(settings):
     settings.INBOX_SENDERS = {"email": "tests.senders.record", "sms": "tests.senders.record",
                               "chat": "tests.senders.record"}
     return senders.sent
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    """Stored files (attachments, MMS, recordings) go to a fresh folder."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return tmp_path / "media"

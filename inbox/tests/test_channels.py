@@ -108,3 +108,63 @@ def test_an_anonymous_website_visitor_is_received_by_their_token(agent, recordin
     assert customer.preferred_channel == "chat"
     reply = services.reply(conversation=first.message.conversation, author=agent, text="We do!")
     assert reply.channel == "chat" and "to" not in reply.metadata  # answered in the chat session itself
+
+
+# --- one rule for SMS opt-out: the composer, the API's reply_options and the send path ------
+
+def _opted_out_sms_customer(receive):
+    from django.utils import timezone
+
+    from tests.factories import make_customer
+
+    make_customer("john@example.com", phone="+14155550100")
+    conversation = receive(sender="+14155550100", channel="sms", text="STOP").message.conversation
+    conversation.customer.identities.filter(kind="phone").update(opted_out_at=timezone.now(), opt_out_keyword="STOP")
+    return conversation
+
+
+def test_the_api_does_not_offer_sms_to_a_number_that_opted_out_and_says_why(agent_client, receive, recording_sender):
+    """The API listed SMS as available while a reply on it was refused."""
+    conversation = _opted_out_sms_customer(receive)
+    options = agent_client.get(f"/api/v1/inbox/{conversation.pk}").json()["reply_options"]
+    assert options["available"] == ["email"]
+    [sms] = [m for m in options["missing"] if m["channel"] == "sms"]
+    assert "+14155550100 opted out of SMS by texting STOP" in sms["reason"]
+    response = agent_client.post(f"/api/v1/inbox/{conversation.pk}/reply", {"text": "Hello", "channel": "sms"},
+                                 content_type="application/json")
+    assert response.status_code == 422 and sms["reason"] in response.content.decode()
+    # The composer still offers SMS (the customer's channel) with the same words, before anyone writes.
+    page = agent_client.get(f"/inbox/{conversation.pk}/").content.decode()
+    assert _offered(page) == (["email", "sms"], "sms")
+    assert re.search(r'<p id="channel-refusal"[^>]*>\+14155550100 opted out of SMS by texting STOP', page)
+
+
+def test_retry_of_a_failed_sms_to_a_number_that_since_opted_out_is_refused_saying_why(
+        receive, agent, settings, django_capture_on_commit_callbacks):
+    """Retry queued the SMS again (for the sender to refuse at send time) without a word to the agent."""
+    from inbox import services
+    from inbox.errors import CannotReply
+
+    conversation = _opted_out_sms_customer(receive)
+    conversation.customer.identities.filter(kind="phone").update(opted_out_at=None)
+    settings.INBOX_SENDERS = {"email": "tests.senders.record", "sms": "tests.senders.refuse"}
+    with django_capture_on_commit_callbacks(execute=True):
+        failed = services.reply(conversation=conversation, author=agent, text="Saturday works", channel="sms")
+    failed.refresh_from_db()
+    assert failed.delivery_status == "failed"
+    conversation.customer.identities.filter(kind="phone").update(opted_out_at="2026-11-01T10:00:00Z")
+    with pytest.raises(CannotReply, match="opted out of SMS by texting STOP"):
+        services.retry_reply(message=failed, by=agent)
+    failed.refresh_from_db()
+    assert failed.delivery_status == "failed"
+
+
+def test_an_unreadable_number_is_no_sms_address_anywhere(agent_client, receive, recording_sender):
+    """The composer and the API offered SMS to a customer whose only number could not be read;
+    the send path then refused it."""
+    conversation = receive(sender="unparsed:call me", channel="sms", text="hi").message.conversation
+    assert conversation.customer.identities.get().value == "unparsed:call me"
+    options = agent_client.get(f"/api/v1/inbox/{conversation.pk}").json()["reply_options"]
+    assert "sms" not in options["available"]
+    assert {m["channel"]: m["reason"] for m in options["missing"]}["sms"].endswith("has no phone number on file.")
+    assert "sms" not in _offered(agent_client.get(f"/inbox/{conversation.pk}/").content.decode())[0]

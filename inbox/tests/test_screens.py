@@ -3,6 +3,7 @@ import json
 import re
 
 import pytest
+from django.utils import timezone
 
 from inbox import services
 from inbox.models import CannedResponse, Conversation, Message, Note
@@ -282,12 +283,25 @@ def test_plain_text_quoted_history_is_collapsed(agent_client, receive):
     assert "Sounds good!" in body and "Shall we book?" in quoted
 
 
-def test_thread_queries_do_not_grow_with_the_thread(agent_client, receive, agent, django_assert_max_num_queries):
+THREAD_QUERIES = 16  # the thread screen of a customer with an email and a phone identity
+
+
+def test_thread_queries_do_not_grow_with_the_thread(agent_client, receive, agent, django_assert_num_queries,
+                                                    django_assert_max_num_queries):
+    customer = make_customer("t@example.com", phone="+14155550100")
     conversation = receive("t@example.com", text="one").message.conversation
+    assert conversation.customer_id == customer.pk
     agent_client.get(f"/inbox/{conversation.pk}/")  # marks read once
-    with django_assert_max_num_queries(20) as few:
-        agent_client.get(f"/inbox/{conversation.pk}/")
+    # Pinned exactly: the profile panel reads each phone identity's opt-out, which
+    # cost one query per phone identity when the identity query left it out.
+    with django_assert_num_queries(THREAD_QUERIES) as few:
+        page = text_of(agent_client.get(f"/inbox/{conversation.pk}/"))
     few = len(few.captured_queries)  # read now: the query log is a bounded deque
+    assert 'href="tel:+14155550100"' in page and 'href="mailto:t@example.com"' in page
+    customer.identities.create(kind="phone", value="+14155550111", opted_out_at=timezone.now())
+    with django_assert_num_queries(few):
+        page = text_of(agent_client.get(f"/inbox/{conversation.pk}/"))
+    assert "(opted out of SMS)" in page
     for n in range(60):
         receive("t@example.com", text=f"more {n}")
         services.add_note(conversation=conversation, author=agent, body=f"note {n}")

@@ -1,10 +1,9 @@
-// The analytics dashboard: one Chart.js chart per area, drawn from the JSON the page carries
-// (the same rows as the table under it). No inline script: the page's CSP forbids it.
+// The analytics dashboard: one Chart.js chart per area (static/js/charts.js), drawn from the JSON the
+// page carries (the same rows as the table under it). No inline script: the page's CSP forbids it.
 // Live: the staff socket (/ws/inbox) says when a message lands; a couple of seconds later the
 // page reads itself again (?live=1: figures at most a few seconds old) and swaps the figures in.
 (function () {
   "use strict";
-  var colours = ["#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2"];
   var root = document.querySelector(".analytics");
   if (!root) { return; }
   window.analyticsLive = {reloads: 0};
@@ -12,19 +11,7 @@
   function draw() {
     root.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
       var source = document.getElementById(canvas.dataset.chart);
-      if (!source || typeof Chart === "undefined") { return; }
-      var spec = JSON.parse(source.textContent);
-      spec.datasets.forEach(function (set, i) {
-        set.borderColor = colours[i % colours.length];
-        set.backgroundColor = colours[i % colours.length] + "99";
-        set.spanGaps = false;  // an empty average is a gap, not a zero
-      });
-      canvas.chart = new Chart(canvas, {
-        type: spec.type,
-        data: {labels: spec.labels, datasets: spec.datasets},
-        options: {animation: false, responsive: true, interaction: {mode: "index", intersect: false},
-                  plugins: {legend: {position: "bottom"}}}
-      });
+      if (source && window.drawChart) { window.drawChart(canvas, JSON.parse(source.textContent)); }
     });
   }
 

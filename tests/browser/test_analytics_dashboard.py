@@ -57,3 +57,17 @@ def test_the_dashboard_follows_a_new_conversation_live(live, sign_in, settings):
     # Within seconds, without a reload by the person: the wait was answered in well under a minute.
     expect(card).to_have_text(re.compile(r"^\d+ s$"), timeout=15_000)
     assert page.evaluate("window.analyticsLive.reloads") >= 1
+
+
+def test_a_new_booking_reaches_an_open_dashboard(live, sign_in):
+    make_user("morgan", role="Manager", first_name="Morgan")
+    page = sign_in("morgan").page
+    page.goto("/analytics/?preset=this_month")
+    expect(page.locator(".analytics")).to_have_attribute("data-live", "live")
+    card = page.locator('[data-card="Booked revenue"] .card-value')
+    expect(card).to_have_text("$0.00")
+    now = timezone.now()
+    # Booked from outside the inbox (the admin, the website): no message, only the booking's hint.
+    in_thread(booking, make_customer(), status="confirmed", confirmed_at=now, event_at=now + timedelta(days=9),
+              total=2400)
+    expect(card).to_have_text("$2,400.00", timeout=15_000)
