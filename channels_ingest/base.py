@@ -19,7 +19,7 @@ IngestCount rows, which ops read with ``manage.py channel_counts``. Pollers
 """
 import hmac
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
@@ -53,6 +53,9 @@ class InboundMessage:
     received_at: datetime | None = None
     metadata: dict = field(default_factory=dict)
     open_new: bool = True
+
+
+INBOUND_FIELDS = tuple(f.name for f in fields(InboundMessage))
 
 
 @dataclass
@@ -136,9 +139,10 @@ def dispatch(source: str, events: list) -> Outcome:
 
 def _receive(source: str, inbound: list) -> list:
     """One Received per message, or None for one that cannot be stored."""
-    items = [asdict(message) for message in inbound]
+    # Shallow: asdict() deep-copies every metadata dict, and receive_many copies them anyway.
+    items = [{name: getattr(message, name) for name in INBOUND_FIELDS} for message in inbound]
     try:
-        with transaction.atomic():
+        with services.receiving_in_bulk(), transaction.atomic():
             return services.receive_many(items)
     except (IntegrityError, ValidationError):
         # Another delivery stored one of them meanwhile, or one is unreadable: one by one,
