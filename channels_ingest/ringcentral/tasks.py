@@ -24,6 +24,14 @@ def sync_calls():
     return run().as_dict()
 
 
+@shared_task(name="channels_ingest.ringcentral.store_notifications")
+def store_notifications():
+    """Store the SMS notifications the webhook queued (after each burst, and every minute by beat)."""
+    from .webhooks import store_pending
+
+    return store_pending()
+
+
 @shared_task(name="channels_ingest.ringcentral.renew_subscription")
 def renew_subscription():
     from .subscriptions import renew_due
