@@ -26,10 +26,11 @@ Never losing one (docs/sms-calls.md, "Acknowledged, then stored"):
   no 200 and RingCentral sends the notification again;
 - a batch's messages are stored and its rows deleted in one transaction: a
   crash, deadlock or error rolls back both, and the rows wait for the next run;
-- a run is started after each notification's commit (once per burst: a cache
-  key, deleted when a run starts reading, so a row committed after a run's last
-  read starts another run) and by beat every minute (a lost start, the broker
-  away); rows are claimed with FOR UPDATE SKIP LOCKED, so runs never share one;
+- a run is queued after a notification's commit unless one is queued or running
+  (a cache key the run deletes before its last look for rows, so a row committed
+  after that look queues another run), and by beat every minute (a lost start,
+  the broker away); rows are claimed with FOR UPDATE SKIP LOCKED, so runs never
+  share one;
 - a batch that fails is retried one row at a time; a row that fails alone
   MAX_ATTEMPTS times is kept with its error, counted ("failed") and left: the
   message-sync stores its SMS (RingCentral's id dedupes every path).
@@ -37,6 +38,7 @@ Never losing one (docs/sms-calls.md, "Acknowledged, then stored"):
 import json
 import logging
 import re
+import time
 
 from django.conf import settings
 from django.core.cache import cache
@@ -56,7 +58,10 @@ TOKEN_SHAPE = re.compile(r"[\x21-\x7e]{1,200}")
 SYNC_DEBOUNCE_SECONDS = 10
 STORE_BATCH = 500  # notifications per transaction
 MAX_ATTEMPTS = 5  # failed attempts of one notification on its own before it is left for ops
-STORE_QUEUED = "ringcentral:store-queued"  # cache key: a store run is queued and has not started reading
+STORE_RUNNING = "ringcentral:store-running"  # cache key: a store run is queued or running
+STORE_RUNNING_SECONDS = 10  # after a worker died in a run, notifications queue runs again after this long
+STORE_INTERVAL = 0.25  # a worker's run: seconds at least between two batches that were not full
+STORE_LINGER = 1.0  # a worker's run: seconds it keeps looking once nothing is left
 
 
 class RingCentralWebhook(WebhookAdapter):
@@ -127,37 +132,73 @@ def _soon(task, feed: str) -> None:
 
 
 def _start_store() -> None:
-    """Queue a store run unless one is queued and has not started reading yet."""
+    """Queue a store run unless one is queued or running."""
     from .tasks import store_notifications
 
-    if cache.add(STORE_QUEUED, 1, timeout=60):  # expires: a run lost on its way frees the key
+    if cache.add(STORE_RUNNING, 1, timeout=STORE_RUNNING_SECONDS):
         store_notifications.delay()
 
 
 # --- storing what the webhook queued ----------------------------------------------------
 
-def store_pending() -> dict:
+def store_pending(*, interval: float = 0, linger: float = 0) -> dict:
     """Store the pending notifications, STORE_BATCH per transaction, until none is left
-    (or a batch fails: the next run retries). Returns what became of them."""
-    cache.delete(STORE_QUEUED)  # from here on, a newly committed row queues another run
+    (or a batch fails: the next run retries). Returns what became of them.
+
+    While it runs, notifications do not queue other runs (STORE_RUNNING): what
+    arrives while a batch is stored is the next batch. When nothing is left it
+    lets go of STORE_RUNNING and then looks once more, so a notification
+    committed after its last look queues a run of its own, and one committed
+    before it is stored by this one.
+
+    A worker's run (tasks.store_notifications) also waits: at least `interval`
+    seconds from one batch that was not full to the next, so what arrives
+    meanwhile shares one batch's fixed cost (about a dozen statements), and it
+    keeps looking for `linger` seconds once nothing is left, so a burst's next
+    notifications need no new task. Both are 0 elsewhere (tests, and a run
+    inside the request where no worker runs tasks)."""
     totals = {"notifications": 0, "accepted": 0, "duplicates": 0, "invalid": 0, "updated": 0, "failed": 0}
+    idle_since = None
     while True:
-        ids = []
-        try:
-            with services.receiving_in_bulk(), transaction.atomic():
-                rows = list(PendingNotification.objects.select_for_update(skip_locked=True)
-                            .filter(attempts__lt=MAX_ATTEMPTS).order_by("id")[:STORE_BATCH])
-                ids = [row.pk for row in rows]
-                if rows:
-                    _store(rows, totals)
-        except Exception:
-            if not ids:
-                raise  # not even the claim worked (the database is away): the task fails, a later run retries
-            logger.exception("RingCentral: storing %s queued notifications failed; trying them one by one", len(ids))
-            _store_one_by_one(ids, totals)
-            return totals
+        began = time.monotonic()
+        claimed = _store_batch(totals)
+        if claimed is None:  # failed: retried one by one; the next run tries again
+            break
+        if claimed:
+            idle_since = None
+            cache.touch(STORE_RUNNING, STORE_RUNNING_SECONDS)
+        elif idle_since is None:
+            idle_since = began
+        if not claimed and began - idle_since >= linger:
+            cache.delete(STORE_RUNNING)
+            if not PendingNotification.objects.filter(attempts__lt=MAX_ATTEMPTS).exists():
+                return totals
+            cache.add(STORE_RUNNING, 1, timeout=STORE_RUNNING_SECONDS)
+            idle_since = None
+            continue
+        if claimed < STORE_BATCH and interval:
+            time.sleep(max(0.0, interval - (time.monotonic() - began)))
+    cache.delete(STORE_RUNNING)
+    return totals
+
+
+def _store_batch(totals) -> int | None:
+    """Claim and store up to STORE_BATCH rows in one transaction: how many, or None if that failed."""
+    ids = []
+    try:
+        with services.receiving_in_bulk(), transaction.atomic():
+            rows = list(PendingNotification.objects.select_for_update(skip_locked=True)
+                        .filter(attempts__lt=MAX_ATTEMPTS).order_by("id")[:STORE_BATCH])
+            ids = [row.pk for row in rows]
+            if rows:
+                _store(rows, totals)
+    except Exception:
         if not ids:
-            return totals
+            raise  # not even the claim worked (the database is away): the task fails, a later run retries
+        logger.exception("RingCentral: storing %s queued notifications failed; trying them one by one", len(ids))
+        _store_one_by_one(ids, totals)
+        return None
+    return len(ids)
 
 
 def _store(rows, totals) -> None:

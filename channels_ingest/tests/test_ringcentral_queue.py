@@ -5,6 +5,7 @@ import json
 from unittest import mock
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
@@ -103,6 +104,59 @@ def test_a_notification_that_keeps_failing_is_kept_for_ops_and_the_sync_still_br
     assert sms().count() == 3
 
 
+def test_a_notification_during_a_run_is_left_to_it_and_one_after_it_queues_its_own(client, ringcentral):
+    cache.add(webhooks.STORE_RUNNING, 1)  # a run is storing a batch
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        queue(client, ringcentral, 1)
+    assert PendingNotification.objects.count() == 1  # no second run: the running one takes it next
+    store_notifications()
+    assert sms().count() == 1
+    with TestCase.captureOnCommitCallbacks(execute=True):  # the run has let go: this one queues a run
+        queue(client, ringcentral, 1, first=1)
+    assert sms().count() == 2 and not PendingNotification.objects.exists()
+
+
+def test_a_notification_committed_as_a_run_finds_nothing_left_is_still_stored_by_it(client, ringcentral):
+    late = ringcentral.notification(ringcentral.add_message(text="Just in time?"))
+    real = webhooks._store_batch
+    claims = []
+
+    def store_batch(totals):
+        claimed = real(totals)
+        if not claims:  # the run has found nothing left; a webhook commits now, its run not queued
+            PendingNotification.objects.create(body=json.dumps(late))
+        claims.append(claimed)
+        return claimed
+
+    with mock.patch.object(webhooks, "_store_batch", side_effect=store_batch):
+        store_notifications()
+    assert claims == [0, 1, 0] and sms().get().text == "Just in time?"
+
+
+def test_a_workers_run_gathers_what_arrives_into_batches_and_waits_a_moment_for_more(client, ringcentral):
+    queue(client, ringcentral, 2)
+    clock, arrivals, claims = [0.0], iter([3, 0, 4]), []  # notifications arriving during each wait
+    real = webhooks._store_batch
+
+    def sleep(seconds):
+        clock[0] += seconds
+        arriving = next(arrivals, 0)
+        if arriving:
+            queue(client, ringcentral, arriving, first=100 + len(claims) * 10)
+
+    def store_batch(totals):
+        claims.append(real(totals))
+        return claims[-1]
+
+    with mock.patch.object(webhooks.time, "sleep", side_effect=sleep), \
+            mock.patch.object(webhooks.time, "monotonic", side_effect=lambda: clock[0]), \
+            mock.patch.object(webhooks, "_store_batch", side_effect=store_batch):
+        totals = webhooks.store_pending(interval=0.1, linger=0.3)
+    assert [n for n in claims if n] == [2, 3, 4]  # one batch per interval, one run for all of them
+    assert claims[-4:] == [0, 0, 0, 0] and clock[0] >= 0.3  # then it looked for a while before ending
+    assert totals["accepted"] == sms().count() == 9
+
+
 def test_a_notification_synced_before_its_store_run_is_stored_once(client, ringcentral):
     queue(client, ringcentral, 1)
     assert sync_messages().stored == 1
@@ -131,7 +185,7 @@ def test_storing_a_batch_takes_the_same_statements_for_10_or_100_notifications(c
     _store_queries(client, ringcentral, 1, first=0)  # today's count rows exist from here on
     ten = _store_queries(client, ringcentral, 10, first=100)
     hundred = _store_queries(client, ringcentral, 100, first=200)
-    assert ten <= 20
+    assert ten <= 21
     assert hundred - ten == SPLIT_BY_PARAMETER_LIMIT
 
 
