@@ -19,9 +19,10 @@ import logging
 from contextlib import contextmanager
 from functools import partial
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+
+from myhibachi import layer_calls
 
 from . import sql
 from .models import InboxEvent
@@ -125,7 +126,7 @@ def _publish(items: list) -> None:
         return
     sent = []
     try:
-        async_to_sync(_send_all)(layer, items, sent)
+        layer_calls.run(layer, _send_all, layer, items, sent)
     except Exception:
         # The write is committed; a lost broadcast is recovered by clients
         # through the events API. Log and count, never fail the write.
