@@ -1,6 +1,7 @@
 """Managers' admin for the email channel: mailboxes, rejected emails, the
 do-not-email list, campaigns (compose, send, figures) and tracking records; and for
-SMS and calls the agents' RingCentral numbers, the sync state and the webhook subscription."""
+SMS and calls the agents' RingCentral numbers, the sync state, the webhook subscription and the
+notifications it has queued."""
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -11,8 +12,8 @@ from myhibachi.roles import is_manager
 
 from .email import campaigns, passwords
 from .models import (
-    AgentPhone, Campaign, CampaignRecipient, ChatbotSession, Mailbox, RejectedEmail, SentEmail, Subscription,
-    Suppression, SyncState, TrackingEvent,
+    AgentPhone, Campaign, CampaignRecipient, ChatbotSession, Mailbox, PendingNotification, RejectedEmail, SentEmail,
+    Subscription, Suppression, SyncState, TrackingEvent,
 )
 
 
@@ -202,6 +203,16 @@ class SyncStateAdmin(ManagerOnly, BusinessAdmin):
 
     def has_add_permission(self, request, *args):
         return False
+
+
+@admin.register(PendingNotification)
+class PendingNotificationAdmin(ReadOnly, BusinessAdmin):
+    """SMS notifications acknowledged and not stored yet: normally none for more than a moment; one
+    with attempts has failed to store on its own (its error is kept; the message-sync brings its SMS)."""
+
+    list_display = ("id", "received_at", "attempts", "last_error")
+    list_filter = ("attempts",)
+    readonly_fields = ("body", "received_at", "attempts", "last_error")
 
 
 @admin.register(Subscription)

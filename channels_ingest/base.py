@@ -10,6 +10,8 @@ An adapter's webhook is a subclass of ``WebhookAdapter`` that names its
   subclass that checks a signature. Nothing is read or stored before they pass.
 - ``parse_events(request)``: turn the payload into ``InboundMessage`` and
   ``DeliveryReport`` values (raise ``BadPayload`` for what cannot be read).
+- optionally ``receive(request, events)``: by default the events are
+  dispatched at once and the outcome answered.
 
 The base dispatches them: inbound messages to inbox.services.receive_many (one
 by one with receive_message if the batch meets a constraint), delivery reports
@@ -19,7 +21,7 @@ IngestCount rows, which ops read with ``manage.py channel_counts``. Pollers
 """
 import hmac
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
@@ -53,6 +55,9 @@ class InboundMessage:
     received_at: datetime | None = None
     metadata: dict = field(default_factory=dict)
     open_new: bool = True
+
+
+INBOUND_FIELDS = tuple(f.name for f in fields(InboundMessage))
 
 
 @dataclass
@@ -136,9 +141,10 @@ def dispatch(source: str, events: list) -> Outcome:
 
 def _receive(source: str, inbound: list) -> list:
     """One Received per message, or None for one that cannot be stored."""
-    items = [asdict(message) for message in inbound]
+    # Shallow: asdict() deep-copies every metadata dict, and receive_many copies them anyway.
+    items = [{name: getattr(message, name) for name in INBOUND_FIELDS} for message in inbound]
     try:
-        with transaction.atomic():
+        with services.receiving_in_bulk(), transaction.atomic():
             return services.receive_many(items)
     except (IntegrityError, ValidationError):
         # Another delivery stored one of them meanwhile, or one is unreadable: one by one,
@@ -169,8 +175,10 @@ class WebhookAdapter(View):
     def parse_events(self, request) -> list:
         raise NotImplementedError
 
-    def after_dispatch(self, events: list, outcome: "Outcome") -> None:
-        """What an adapter does once the events are stored (e.g. queue downloads); nothing by default."""
+    def receive(self, request, events: list) -> dict:
+        """Store the events and answer what became of them. An adapter may store later instead
+        (RingCentral queues the notification durably and answers at once)."""
+        return asdict(dispatch(self.source, events))
 
     def run_validators(self, request) -> None:
         for cls in reversed(type(self).__mro__):
@@ -191,9 +199,7 @@ class WebhookAdapter(View):
             count(self.source, "bad_payload")
             logger.warning("%s webhook: unreadable payload: %s", self.source, exc)
             return HttpResponse(f"Unreadable payload: {exc}", status=400, content_type="text/plain")
-        outcome = dispatch(self.source, events)
-        self.after_dispatch(events, outcome)
-        return JsonResponse(asdict(outcome))
+        return JsonResponse(self.receive(request, events))
 
 
 def secrets_match(given: str, expected: str) -> bool:

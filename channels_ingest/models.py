@@ -6,7 +6,7 @@ from django.db import models
 from .email.models import (  # noqa: F401  (the email channel's tables, registered under this app)
     Campaign, CampaignRecipient, Mailbox, RejectedEmail, SentEmail, Suppression, TrackingEvent,
 )
-from .ringcentral.models import AgentPhone, SyncState, Subscription  # noqa: F401  (SMS and calls)
+from .ringcentral.models import AgentPhone, PendingNotification, SyncState, Subscription  # noqa: F401  (SMS, calls)
 
 
 from .chat.models import ChatbotSession  # noqa: F401,E402  (the website chat's table)

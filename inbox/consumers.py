@@ -166,8 +166,13 @@ class StaffFanout:
         while True:
             with counted_layer_errors("receive"):
                 message = await self.layer.receive(self.channel)
-            if message.get("type") == "inbox.event" and self.sockets:
+            if not self.sockets:
+                continue
+            if message.get("type") == "inbox.event":
                 self.deliver(message["event"])
+            elif message.get("type") == "inbox.events":  # several, from a bulk store (inbox/events.py)
+                for event in message["events"]:
+                    self.deliver(event)
 
     async def _forward_presence(self):
         while True:
@@ -338,6 +343,10 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     async def inbox_event(self, message):
         """Events for this user's group (mentions)."""
         await self.send_json(message["event"])
+
+    async def inbox_events(self, message):
+        for event in message["events"]:
+            await self.send_json(event)
 
     @classmethod
     async def decode_json(cls, text_data):

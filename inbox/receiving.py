@@ -303,9 +303,12 @@ def receive_batch(prepared: list) -> list:
     results = [None] * len(prepared)
     with transaction.atomic(savepoint=False), routing.rules_snapshot():
         _known_duplicates(prepared, results)
+        first = {}  # (channel, external id) -> the index it first comes at
+        for index, item in enumerate(prepared):
+            first.setdefault((item.channel, item.external_id), index)
         start = 0
         while start < len(prepared):
-            start = _Batch(prepared, results, start).store()
+            start = _Batch(prepared, results, start, first).store()
     return results
 
 
@@ -327,8 +330,8 @@ def _known_duplicates(prepared, results) -> None:
 class _Batch:
     """Plan messages from `start` until one needs receive(); write the plan; store that one."""
 
-    def __init__(self, prepared, results, start):
-        self.prepared, self.results, self.start = prepared, results, start
+    def __init__(self, prepared, results, start, first):
+        self.prepared, self.results, self.start, self.first = prepared, results, start, first
         todo = [item for item, result in zip(prepared[start:], results[start:]) if result is None]
         self.customers, self.by_identity = self._lock_customers(todo)
         self.conversations = self._lock_conversations(todo)
@@ -405,8 +408,7 @@ class _Batch:
         return True
 
     def _repeated(self, index, item) -> bool:
-        return any(other.external_id == item.external_id and other.channel == item.channel
-                   for other in self.prepared[:index])
+        return self.first[(item.channel, item.external_id)] < index
 
     def _customer(self, item):
         if item.hint is not None:

@@ -26,7 +26,8 @@ def deliver_message(self, message_id: int):
     mode (no REDIS_URL, no worker) they are retried at once, in process,
     because nothing would pick up a delayed retry.
     """
-    message = Message.objects.select_related("conversation", "customer").filter(pk=message_id).first()
+    # The author too: a chat reply shows the agent's first name to the visitor.
+    message = Message.objects.select_related("conversation", "customer", "author").filter(pk=message_id).first()
     if message is None or message.delivery_status != Message.DeliveryStatus.QUEUED:
         return "skipped"
     send = sender_for(message.channel)

@@ -552,6 +552,12 @@ if RINGCENTRAL_CONFIGURED and not DEBUG:
         if not globals()[_name]:
             raise ImproperlyConfigured(f"RingCentral is configured (RINGCENTRAL_CLIENT_ID/SECRET/JWT) but {_name} "
                                        "is not set: see docs/sms-calls.md.")
+if RINGCENTRAL_VERIFICATION_TOKEN:
+    # The webhook queues instant-SMS notifications; each is followed by a store run, and this one
+    # catches any whose run was lost (channels_ingest/ringcentral/webhooks.py).
+    CELERY_BEAT_SCHEDULE["ringcentral-store-notifications"] = {
+        "task": "channels_ingest.ringcentral.store_notifications", "schedule": 60.0, "options": {"expires": 60},
+    }
 if RINGCENTRAL_CONFIGURED:
     INBOX_SENDERS["sms"] = "channels_ingest.ringcentral.sender.send"
     CELERY_BEAT_SCHEDULE["ringcentral-sync-sms"] = {

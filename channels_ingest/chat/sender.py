@@ -8,7 +8,6 @@ either way the reply waits in their history for when they come back.
 """
 import logging
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from crm import identity
@@ -16,6 +15,7 @@ from crm.models import CustomerIdentity
 from inbox import services as inbox_services
 from inbox.delivery import PermanentSendError, TransientSendError
 from inbox.models import Message
+from myhibachi import layer_calls
 
 from ..email import sender as email_sender
 from ..email.threads import outbound_message_id
@@ -28,22 +28,26 @@ def send(message: Message) -> str:
     digest = services.recipient_of(message.conversation)
     if digest is None:
         raise PermanentSendError("This customer has never written on the website chat; reply by email or SMS.")
+    message.metadata = {**(message.metadata or {}), "visitor": digest}
+    frame = services.visitor_frame(message)
+    layer = get_channel_layer()
+    failure = None
+    if layer is not None:
+        try:  # first, before anything else: the visitor is waiting for it
+            layer_calls.run(layer, layer.group_send, services.visitor_group(digest),
+                            {"type": "chat.frame", "frame": frame})
+        except Exception as exc:
+            failure = exc
     present = services.is_present(digest)
+    if failure is not None:
+        if present:
+            raise TransientSendError(f"The live connection to the visitor failed: {failure}"[:500])
+        logger.warning("chat reply %s: channel layer unavailable (%r); the visitor gets it in history",
+                       message.pk, failure)
     email = None
     if not present:
         email = (CustomerIdentity.objects.filter(customer_id=message.customer_id, kind=identity.EMAIL)
                  .order_by("-is_primary", "id").values_list("value", flat=True).first())
-    message.metadata = {**(message.metadata or {}), "visitor": digest}
-    frame = services.visitor_frame(message)
-    layer = get_channel_layer()
-    if layer is not None:
-        try:
-            async_to_sync(layer.group_send)(services.visitor_group(digest), {"type": "chat.frame", "frame": frame})
-        except Exception as exc:
-            if present:
-                raise TransientSendError(f"The live connection to the visitor failed: {exc}"[:500])
-            logger.warning("chat reply %s: channel layer unavailable (%r); the visitor gets it in history",
-                           message.pk, exc)
     # Then recorded (the live frame goes first: it is what the visitor waits for); from here on
     # the visitor's history shows it too. A retry after a failure below sends the frame again,
     # which the widget shows once (it keys lines by id).

@@ -63,3 +63,23 @@ class AgentPhone(models.Model):
     def save(self, *args, **kwargs):
         self.phone_number = identity.normalize_phone(self.phone_number)
         super().save(*args, **kwargs)
+
+
+class PendingNotification(models.Model):
+    """An instant-SMS notification the webhook acknowledged and has not stored yet.
+
+    The webhook writes the notification as received (one INSERT, committed
+    before RingCentral gets its 200) and answers; ``webhooks.store_pending``
+    stores these rows in batches and deletes them in the same transaction, so
+    a notification is either still here or stored, never neither. A row
+    whose storing failed MAX_ATTEMPTS times alone is kept for ops (with its
+    error) and no longer retried; the message-sync brings its SMS anyway.
+    """
+
+    body = models.TextField(help_text="The notification's JSON, as RingCentral sent it.")
+    received_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Failed attempts to store it on its own.")
+    last_error = models.CharField(max_length=500, blank=True)
+
+    def __str__(self):
+        return f"notification {self.pk} of {self.received_at:%Y-%m-%d %H:%M:%S}"

@@ -24,6 +24,18 @@ def sync_calls():
     return run().as_dict()
 
 
+@shared_task(name="channels_ingest.ringcentral.store_notifications", bind=True)
+def store_notifications(self):
+    """Store the SMS notifications the webhook queued (after each burst, and every minute by beat).
+    In a worker it gathers what arrives within STORE_INTERVAL into one batch; run in place
+    (no worker: eager, or called directly) it stores what is there and returns."""
+    from .webhooks import STORE_INTERVAL, STORE_LINGER, store_pending
+
+    if self.request.is_eager or self.request.called_directly:
+        return store_pending()
+    return store_pending(interval=STORE_INTERVAL, linger=STORE_LINGER)
+
+
 @shared_task(name="channels_ingest.ringcentral.renew_subscription")
 def renew_subscription():
     from .subscriptions import renew_due

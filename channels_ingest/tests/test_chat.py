@@ -6,6 +6,7 @@ from channels.layers import get_channel_layer
 from django.core import mail
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.db import connection
 
 from channels_ingest.chat import sender, services
 from crm.models import Customer, CustomerIdentity
@@ -134,6 +135,29 @@ def test_a_staff_reply_reaches_the_visitors_sockets_with_the_agents_first_name_o
     reply.refresh_from_db()
     assert reply.delivery_status == "sent" and reply.metadata["visitor"] == services.digest_of(TOKEN)
     assert mail.outbox == []  # present: no email
+
+
+def test_a_reply_goes_to_the_visitor_after_two_queries_before_anything_else(db, monkeypatch):
+    agent = make_user("alice", first_name="Alice")
+    conversation = services.visitor_says(token=TOKEN, text="hi").message.conversation
+    reply = inbox_services.reply(conversation=conversation, author=agent, text="Hello", channel="chat")
+    layer, steps = get_channel_layer(), []
+    real_send, real_get = layer.group_send, cache.get
+
+    async def group_send(group, message):
+        steps.append("frame")
+        return await real_send(group, message)
+
+    def query(execute, sql, params, many, context):
+        steps.append("query")
+        return execute(sql, params, many, context)
+
+    monkeypatch.setattr(layer, "group_send", group_send)
+    monkeypatch.setattr(cache, "get", lambda *a, **k: steps.append("cache") or real_get(*a, **k))
+    with connection.execute_wrapper(query):
+        assert deliver_message.apply(args=[reply.pk]).get() == "sent"
+    # The reply with its author, the visitor it goes to, the frame; presence and the rest after.
+    assert steps[:4] == ["query", "query", "frame", "cache"]
 
 
 def test_a_visitor_who_left_and_gave_an_email_gets_the_reply_by_email(db):

@@ -32,3 +32,8 @@ def test_production_refuses_to_start_without_a_verification_token():
     result = _shell(env)
     assert result.returncode != 0
     assert "RINGCENTRAL_VERIFICATION_TOKEN is not set" in result.stderr
+
+
+def test_queued_notifications_are_stored_every_minute_wherever_the_webhook_accepts_them():
+    on = _shell({"DEBUG": "1", "RINGCENTRAL_VERIFICATION_TOKEN": "token"})
+    assert "'ringcentral-store-notifications'" in on.stdout.split("\n")[1], on.stderr

@@ -6,6 +6,8 @@ from django.test import TestCase
 from django.urls import reverse
 
 from channels_ingest.base import counted
+from channels_ingest.models import PendingNotification
+from channels_ingest.ringcentral.tasks import store_notifications
 from channels_ingest.ringcentral.sync import sync_messages
 from crm.models import CustomerIdentity
 from inbox import services
@@ -71,11 +73,22 @@ def test_notifications_without_the_verification_token_are_refused_and_counted(cl
 
 
 def test_a_replayed_notification_is_stored_once(client, ringcentral):
-    record = ringcentral.add_message(text="Party of 10 on the 5th")
-    payload = ringcentral.notification(record)
-    assert notify(client, payload).json()["accepted"] == 1
-    assert notify(client, payload).json()["duplicates"] == 1
+    text_in(client, ringcentral, "Party of 10 on the 5th")
+    record = ringcentral.messages[-1]
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert notify(client, ringcentral.notification(record)).json() == {"queued": 1}
     assert Message.objects.filter(channel="sms").count() == 1
+    assert (counted("ringcentral", "accepted"), counted("ringcentral", "duplicates")) == (1, 1)
+    assert not PendingNotification.objects.exists()
+
+
+def test_a_notification_replayed_before_the_first_was_stored_is_stored_once(client, ringcentral):
+    payload = ringcentral.notification(ringcentral.add_message(text="Party of 12 on the 6th"))
+    assert notify(client, payload).status_code == notify(client, payload).status_code == 200
+    assert PendingNotification.objects.count() == 2  # acknowledged, not stored yet
+    store_notifications()
+    assert Message.objects.filter(channel="sms").count() == 1
+    assert (counted("ringcentral", "accepted"), counted("ringcentral", "duplicates")) == (1, 1)
 
 
 def test_malformed_json_is_a_400_and_counted(client, ringcentral):

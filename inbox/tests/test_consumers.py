@@ -140,6 +140,35 @@ async def test_forwarding_runs_no_database_queries(client, monkeypatch):
     await communicator.disconnect()
 
 
+async def test_a_bulk_stores_events_reach_the_socket_in_order_in_a_few_layer_messages(client, monkeypatch):
+    from inbox.models import InboxEvent
+
+    agent = await database_sync_to_async(make_user)("alice")
+    communicator, connected, _ = await connect(await database_sync_to_async(session_cookie)(client, agent))
+    assert connected
+    layer = get_channel_layer()
+    sent, group_send = [], layer.group_send
+
+    async def counting(group, message):
+        sent.append(message["type"])
+        return await group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", counting)
+
+    def store():
+        with services.receiving_in_bulk():
+            services.receive_many([{"channel": "sms", "sender": f"+1415555{n:04d}", "text": f"hi {n}",
+                                    "external_id": f"bulk-{n}"} for n in range(60)])
+        return list(InboxEvent.objects.order_by("id").values_list("id", flat=True))
+
+    ids = await database_sync_to_async(store)()
+    assert len(ids) == 120  # conversation.created and message.created for each
+    got = [(await communicator.receive_json_from(timeout=5))["id"] for _ in ids]
+    assert got == ids
+    assert sent == ["inbox.events"] * 3  # 120 events, EVENTS_PER_MESSAGE (50) a message
+    await communicator.disconnect()
+
+
 async def test_client_messages_other_than_ping_are_ignored(client):
     agent = await database_sync_to_async(make_user)("alice")
     communicator, connected, _ = await connect(await database_sync_to_async(session_cookie)(client, agent))
