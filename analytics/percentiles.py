@@ -63,3 +63,23 @@ def overall(qs, value_field, ps=(0.5, 0.9), *, database=None):
         return [row[f"p{n}"] for n in range(len(ps))]
     vs = list(qs.values_list(value_field, flat=True))
     return [percentile(vs, p) for p in ps]
+
+
+def summary(qs, group_fields, fields, ps=(0.5, 0.9), *, database=None):
+    """{group key tuple: {field: [value at each p]}} for several value fields in one query (one sort
+    per field on PostgreSQL, one read on SQLite); a null value is left out of its own field only.
+    No group fields: the whole queryset, under the key ()."""
+    database = in_database() if database is None else database
+    if database:
+        names = {f"{f}__p{n}": PercentileCont(f, p) for f in fields for n, p in enumerate(ps)}
+        rows = [qs.aggregate(**names)] if not group_fields else qs.values(*group_fields).annotate(**names).order_by()
+        return {tuple(row[g] for g in group_fields): {f: [row[f"{f}__p{n}"] for n in range(len(ps))] for f in fields}
+                for row in rows}
+    values = defaultdict(lambda: defaultdict(list))
+    for row in qs.values_list(*group_fields, *fields):
+        key, cells = tuple(row[:len(group_fields)]), values[tuple(row[:len(group_fields)])]
+        for f, v in zip(fields, row[len(group_fields):]):
+            cells[f].append(v)
+    if not group_fields and not values:
+        values[()] = defaultdict(list)
+    return {key: {f: [percentile(cells[f], p) for p in ps] for f in fields} for key, cells in values.items()}
