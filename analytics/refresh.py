@@ -167,12 +167,13 @@ RESOLUTION_FIELDS = ["conversation", "channel", "started_at", "resolved_at", "ag
 def _facts_of(history, created):
     """(cycles, resolutions) of the conversations whose history rows (ordered by conversation, time, id) these are."""
     cycles, resolutions = [], []
-    for pk, rows in groupby((HistoryRow(*row) for row in history), key=lambda r: r.conversation_id):
-        if pk not in created:  # started after `created` was read: the next incremental step has it
-            continue
-        c, r = conversation_facts(pk, created[pk], rows)
-        cycles += c
-        resolutions += r
+    with timebase.remembered_hours():
+        for pk, rows in groupby((HistoryRow(*row) for row in history), key=lambda r: r.conversation_id):
+            if pk not in created:  # started after `created` was read: the next incremental step has it
+                continue
+            c, r = conversation_facts(pk, created[pk], rows)
+            cycles += c
+            resolutions += r
     return cycles, resolutions
 
 
