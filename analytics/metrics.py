@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, DateField, Q, Sum
+from django.db.models import Count, DateField, F, Q, Sum
 from django.db.models.functions import Coalesce, Trunc
 
 from channels_ingest.chat.models import ChatbotSession
@@ -35,6 +35,11 @@ SPEED_BUCKETS = [("5m", 300), ("1h", 3600), ("4h", 14400), ("24h", 86400)]
 
 
 # --- helpers ------------------------------------------------------------------------
+def _period(day_field, interval):
+    """The period start of a local date column (rollups store local dates: no zone to convert)."""
+    return F(day_field) if interval == "day" else Trunc(day_field, interval, output_field=DateField())
+
+
 def period_of(field, interval):
     """The local period start (a date) of a timestamp field, converted to the business zone before truncating."""
     return Trunc(field, interval, output_field=DateField(), tzinfo=timebase.zone())
@@ -210,7 +215,8 @@ def bookings(rng, *, database=None):
     local event date, valued at the mean completed order value of the range.
     (FunnelDay rollup; the median from the completed bookings' facts.)
     """
-    rows = (FunnelDay.objects.filter(day__gte=rng.start, day__lte=rng.end).values("day", "dim", "key")
+    rows = (FunnelDay.objects.filter(day__gte=rng.start, day__lte=rng.end)
+            .values("dim", "key", period=_period("day", rng.interval))
             .annotate(**{k: Sum(k) for k in (*STEPS, "guests", "value")}).order_by())
     by_period, by_source, by_touch = (defaultdict(lambda: defaultdict(int)) for _ in range(3))
     reasons_n, turned = defaultdict(int), defaultdict(int)
@@ -223,7 +229,7 @@ def bookings(rng, *, database=None):
             turned[r["key"]] += r["inquiries"]
             continue
         cells = [by_touch[r["key"] or "none"]] if r["dim"] == "first_touch" else [
-            by_source[r["key"]], by_period[timebase.bucket(r["day"], rng.interval)]]
+            by_source[r["key"]], by_period[r["period"]]]
         for cell in cells:
             for k in STEPS:
                 cell[k] += r[k]
@@ -324,10 +330,10 @@ def _durations(qs, group, field, *, database=None):
             for key, v in percentiles.grouped(qs, group, field, database=database).items()}
 
 
-def _durations_of(qs, group, fields, database):
-    """{group: {field: {"median", "p90"}}} of several duration fields, in one query."""
-    return {key[0]: {f: {"median": v[0], "p90": v[1]} for f, v in cells.items()}
-            for key, cells in percentiles.summary(qs, group, fields, database=database).items()}
+def _durations_of(summary):
+    """{group: {field: {"median", "p90"}}} from percentiles.summary's answer (one group field)."""
+    return {key[0]: {f: {"median": v[0], "p90": v[1]} for f, v in cells.items() if isinstance(v, list)}
+            for key, cells in summary.items()}
 
 
 def staff(rng, *, agent_id=None, database=None):
@@ -358,13 +364,13 @@ def staff(rng, *, agent_id=None, database=None):
         counts[row["agent_id"]][row["kind"]] = row["n"]
     for pk, n in handled.values("agent_id").annotate(n=Count("pk")).order_by().values_list("agent_id", "n"):
         counts[pk]["conversations"] = n
-    for row in resolved.values("agent_id").annotate(n=Count("id")).order_by():
-        counts[row["agent_id"]]["resolutions"] = row["n"]
-    within = {r["agent_id"]: (r["ok"], r["n"]) for r in cycles.values("agent_id").annotate(
-        n=Count("id"), ok=Count("id", filter=Q(wall_seconds__lte=target))).order_by()}
     both = ["wall_seconds", "business_seconds"]
-    frt = _durations_of(cycles, ["agent_id"], both, database)
-    res = _durations_of(resolved, ["agent_id"], both, database)
+    frt = percentiles.summary(cycles, ["agent_id"], both, within=("wall_seconds", target), database=database)
+    res = percentiles.summary(resolved, ["agent_id"], both, database=database)
+    for (pk,), cells in res.items():
+        counts[pk]["resolutions"] = cells["rows"]
+    within = {pk: (cells["within"], cells["rows"]) for (pk,), cells in frt.items()}
+    frt, res = _durations_of(frt), _durations_of(res)
     from django.contrib.auth import get_user_model
 
     names = {u.pk: u.get_full_name() or u.username for u in
@@ -419,7 +425,7 @@ def leads(rng):
     spend / converted; roi = revenue / spend (None without spend). (LeadDay rollup.)"""
     cells = defaultdict(lambda: {"leads": 0, "converted": 0, "revenue": ZERO, "spend": ZERO})
     for r in (LeadDay.objects.filter(day__gte=rng.start, day__lte=rng.end)
-              .values("source", month=Trunc("day", "month", output_field=DateField()))
+              .values("source", month=_period("day", "month"))
               .annotate(n=Sum("leads"), won=Sum("converted"), money=Sum("revenue")).order_by()):
         cell = cells[(r["source"], r["month"])]
         cell["leads"] += r["n"]
@@ -471,14 +477,14 @@ def inbox(rng, *, database=None):
     first wait was answered (<=5 min, <=1 h, <=4 h, <=24 h, later, unanswered), and the share
     whose customer confirmed a booking within ANALYTICS_CONVERSION_WINDOW_DAYS of the start.
     (ActivityDay and CycleDay rollups; first response percentiles from ResponseCycle.)"""
-    by_channel = defaultdict(lambda: defaultdict(int))
-    hours, channels = defaultdict(int), set()
-    for day, channel, hour, n in (ActivityDay.objects.filter(kind=Kind.RECEIVED, day__gte=rng.start, day__lte=rng.end)
-                                  .values("day", "channel", "hour").annotate(n=Sum("count")).order_by()
-                                  .values_list("day", "channel", "hour", "n")):
-        by_channel[timebase.bucket(day, rng.interval)][channel] += n
-        hours[hour] += n
+    received = ActivityDay.objects.filter(kind=Kind.RECEIVED, day__gte=rng.start, day__lte=rng.end)
+    by_channel = defaultdict(dict)
+    channels = set()
+    for period, channel, n in (received.values("channel", period=_period("day", rng.interval))
+                               .annotate(n=Sum("count")).order_by().values_list("period", "channel", "n")):
+        by_channel[period][channel] = n
         channels.add(channel)
+    hours = dict(received.values("hour").annotate(n=Sum("count")).order_by().values_list("hour", "n"))
     # The backlog at a local midnight: waits started before it minus waits answered before it.
     ends = [min(timebase.next_bucket(b, rng.interval), rng.end + timedelta(days=1)) for b in rng.buckets()]
     steps = list(CycleDay.objects.filter(speed="", day__lt=ends[-1]).values("day").annotate(
