@@ -284,9 +284,10 @@ def customers(rng, *, today=None, database=None):
     members = CustomerFact.objects.filter(first_day__gte=rng.start, first_day__lte=rng.end)
     ltv_median = percentiles.grouped(members, ["first_month"], "ltv", (0.5,), database=database)
     cohort_rows = []
-    for row in members.values("first_month").annotate(
-            n=Count("pk"), ltv_sum=Sum("ltv"), **{f"r{n}": Count("pk", filter=Q(repeat_months__lte=n))
-                                                  for n in (6, 12, 24)}).order_by("first_month"):
+    cohort_sums = list(members.values("first_month").annotate(
+        n=Count("pk"), ltv_sum=Sum("ltv"), **{f"r{n}": Count("pk", filter=Q(repeat_months__lte=n))
+                                              for n in (6, 12, 24)}).order_by("first_month"))
+    for row in cohort_sums:
         month = row["first_month"]
         out = {"cohort": month.isoformat(), "customers": row["n"], "ltv_mean": money_ratio(row["ltv_sum"], row["n"]),
                "ltv_median": ltv_median[(month,)][0]}
@@ -295,9 +296,9 @@ def customers(rng, *, today=None, database=None):
             out[f"repeat_{n}"] = None if _add_months(month_end, n) >= today else ratio(row[f"r{n}"], row["n"])
         cohort_rows.append(out)
     count = sum(r["customers"] for r in cohort_rows)
-    ltv_sum = members.aggregate(s=Sum("ltv"))["s"] if count else ZERO
-    ltv_all = percentiles.overall(members, "ltv", (0.5,), database=database)[0]
-    to_second = percentiles.overall(members, "days_to_second", (0.5,), database=database)[0]
+    ltv_sum = sum((r["ltv_sum"] for r in cohort_sums), ZERO)
+    overall = percentiles.summary(members, [], ["ltv", "days_to_second"], (0.5,), database=database)[()]
+    ltv_all, to_second = overall["ltv"][0], overall["days_to_second"][0]
 
     churn_before = rng.end - timedelta(days=settings.CHURN_DAYS)
     churn = CustomerFact.objects.filter(first_day__lte=rng.end).aggregate(

@@ -59,7 +59,7 @@ def test_every_area_has_its_table_and_the_new_cards_equal_them(manager_client, d
     # fact and the funnel day, cash day, pace month, customer, customer days, lead days and cycle
     # days it feeds), then the ten areas, each a fixed number of queries (pace no longer reads per
     # month): a number of areas and rollups, not of the data.
-    with django_assert_num_queries(102):
+    with django_assert_num_queries(101):
         response = manager_client.get("/analytics/?preset=this_month")
     assert [s["id"] for s in response.context["sections"]] == [
         "revenue", "bookings", "staff", "leads", "inbox", "cash", "pace", "customers", "email", "chatbot"]
