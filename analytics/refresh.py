@@ -250,6 +250,7 @@ def refresh_all(progress=None) -> dict:
     started = timezone.now()
     last_activity = ConversationActivity.objects.aggregate(m=Max("id"))["m"] or 0
     with transaction.atomic():
+        _state("revenue")  # locked: an incremental step waits for this part
         RevenueDay.objects.all().delete()
         DirtyDay.objects.all().delete()
         DirtyUnit.objects.all().delete()
@@ -261,6 +262,7 @@ def refresh_all(progress=None) -> dict:
             rebuild()
             progress(name, n, len(BOOKING_ROLLUPS))
     with transaction.atomic():
+        _state("conversations")
         conversations = rebuild_all_conversations(progress)
         for n, (name, rebuild) in enumerate(HISTORY_ROLLUPS, 1):
             rebuild()
