@@ -131,6 +131,29 @@ def test_reply_days_count_each_conversation_once_per_range():
         ("ann", date(2026, 6, 1), 2), ("ann", date(2026, 6, 3), 1), ("bob", date(2026, 6, 3), 1)]
 
 
+def test_the_database_percentiles_equal_the_python_ones(settings):
+    """percentile_cont in PostgreSQL and analytics/percentiles.py on the same rollups."""
+    from analytics.percentiles import in_database
+
+    if not in_database():
+        pytest.skip("needs PostgreSQL (DATABASE_URL)")
+    for n, (total, day) in enumerate(((600, 3), (800, 5), (1000, 5), (1700, 9))):
+        c = make_customer(f"p{n}@example.com")
+        booking(c, status="completed", inquiry_at=local(2026, 4, day, 12), event_at=local(2026, 5, day, 18),
+                total=total)
+        if n % 2:
+            booking(c, status="completed", inquiry_at=local(2026, 6, 1, 12), event_at=local(2026, 6, 10 + n, 18),
+                    total=total / 2)
+    refresh.refresh_all()
+    rng = Range(date(2026, 4, 1), date(2026, 6, 30), "month")
+    assert metrics.bookings(rng, database=True) == metrics.bookings(rng, database=False)
+    in_db = metrics.customers(rng, database=True, today=date(2026, 11, 30))
+    assert in_db == metrics.customers(rng, database=False, today=date(2026, 11, 30))
+    # By hand: LTVs 600, 1,200 (800 + 400), 1,000, 2,550 (1,700 + 850) -> median (1,000 + 1,200) / 2;
+    # second events 37 days (5 May -> 11 June) and 35 days (9 May -> 13 June) after the first -> 36.
+    assert (in_db["totals"]["ltv_median"], in_db["totals"]["days_to_second_median"]) == (1100, 36)
+
+
 # --- incremental = full ---------------------------------------------------------------------------
 def snapshot():
     """Every rollup's rows (without ids), sorted; and every figure for a range over the data."""
@@ -193,6 +216,9 @@ def test_incremental_updates_after_a_series_of_changes_equal_a_full_refresh():
     step(lambda: history.record(Kind.REPLIED, conv, at=local(2026, 5, 1, 9, 20), actor=ann, channel="sms"))
     step(lambda: history.record(Kind.STATUS_CHANGED, conv, at=local(2026, 5, 1, 10), actor=ann,
                                 from_value="open", to_value="resolved"))
+    step(lambda: history.record(Kind.REOPENED, conv, at=local(2026, 5, 3, 9), from_value="resolved",
+                                to_value="open", channel="sms"))
+    step(lambda: history.record(Kind.RECEIVED, conv, at=local(2026, 5, 3, 9), channel="sms"))
     step(lambda: merge_customers(source=b, into=a))
 
     incremental = snapshot()
