@@ -7,8 +7,9 @@ old days, months and customers they fed). What it cannot see is marked here: a m
 or a deleted row leaves its old revenue day wrong; a deleted booking, or a payment deleted or moved
 to another booking, leaves that booking's fact wrong; a lead (which has no updated_at) changes its
 customer's first touch and its local day's lead figures; a merge moves bookings with a queryset
-update. No query in the common case: the loaded values are remembered on the instance and
-compared after the save.
+update. A booking or payment save costs no query in the common case (the loaded values are
+remembered on the instance and compared after the save); a lead save marks its customer and day
+(one insert), since leads are few and have no updated_at.
 """
 from django.db.models.signals import post_delete, post_init, post_save
 from django.dispatch import receiver
