@@ -203,25 +203,20 @@ def rebuild_conversations(ids) -> set:
 
 
 def rebuild_all_conversations(progress) -> int:
-    """Every conversation's cycles and resolutions in one ordered pass over the history, written as it goes."""
+    """Every conversation's cycles and resolutions: the history read in conversation-id ranges (by its
+    (conversation, at) index), each range's facts written before the next is read."""
     created = dict(Conversation.objects.values_list("pk", "created_at"))
-    total = ConversationActivity.objects.count()
     ResponseCycle.objects.all().delete()
     Resolution.objects.all().delete()
-    history = (ConversationActivity.objects.order_by(*HISTORY_ORDER).values_list(*HistoryRow._fields)
-               .iterator(chunk_size=50_000))
-    batch, done = [], 0
-    for row in history:
-        # Cut batches only between conversations: a conversation's rows stay together.
-        if len(batch) >= 100_000 and row[0] != batch[-1][0]:
-            _write_facts(batch, created)
-            done += len(batch)
-            progress("history rows", done, total)
-            batch = []
-        batch.append(row)
-    _write_facts(batch, created)
-    progress("history rows", total, total)
-    return len(created)
+    ids = sorted(created)
+    step = 20_000
+    for first in range(0, len(ids), step):
+        last = ids[min(first + step, len(ids)) - 1]
+        rows = (ConversationActivity.objects.filter(conversation_id__gte=ids[first], conversation_id__lte=last)
+                .order_by(*HISTORY_ORDER).values_list(*HistoryRow._fields))
+        _write_facts(rows, created)
+        progress("conversations", min(first + step, len(ids)), len(ids))
+    return len(ids)
 
 
 def _write_facts(rows, created):

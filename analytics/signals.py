@@ -9,7 +9,7 @@ to another booking, leaves that booking's fact wrong; a lead (which has no updat
 customer's first touch and its local day's lead figures; a merge moves bookings with a queryset
 update. A booking or payment save costs no query in the common case (the loaded values are
 remembered on the instance and compared after the save); a lead save marks its customer and day
-(one insert), since leads are few and have no updated_at.
+(two inserts), since leads are few and have no updated_at.
 """
 from django.db.models.signals import post_delete, post_init, post_save
 from django.dispatch import receiver
