@@ -354,18 +354,23 @@ def staff(rng, *, agent_id=None, database=None):
     """
     cycles = ResponseCycle.objects.filter(**_in_range("replied_at", rng))
     resolved = Resolution.objects.filter(**_in_range("resolved_at", rng))
-    activity = ActivityDay.objects.filter(day__gte=rng.start, day__lte=rng.end, kind__in=[Kind.REPLIED, Kind.NOTE])
-    handled = ReplyDay.objects.filter(Q(prev_day__isnull=True) | Q(prev_day__lt=rng.start),
-                                      day__gte=rng.start, day__lte=rng.end)
+    activity = ActivityDay.objects.filter(day__gte=rng.start, day__lte=rng.end,
+                                          kind__in=[Kind.REPLIED, Kind.NOTE, rollups.FIRST_REPLY])
+    # Conversations handled: first replies of a conversation in the range (ActivityDay), plus the
+    # conversations whose earlier reply day lies before the range (ReplyDay's partial index).
+    resumed = ReplyDay.objects.filter(prev_day__isnull=False, prev_day__lt=rng.start, day__gte=rng.start,
+                                      day__lte=rng.end)
     if agent_id is not None:
-        cycles, resolved, activity, handled = (q.filter(agent_id=agent_id) for q in (cycles, resolved, activity,
-                                                                                    handled))
+        cycles, resolved, activity, resumed = (q.filter(agent_id=agent_id) for q in (cycles, resolved, activity,
+                                                                                    resumed))
     target = settings.FIRST_RESPONSE_TARGET_MINUTES * 60
     counts = defaultdict(lambda: defaultdict(int))
     for row in activity.values("agent_id", "kind").annotate(n=Sum("count")).order_by():
         counts[row["agent_id"]][row["kind"]] = row["n"]
-    for pk, n in handled.values("agent_id").annotate(n=Count("pk")).order_by().values_list("agent_id", "n"):
-        counts[pk]["conversations"] = n
+        if row["kind"] == rollups.FIRST_REPLY:
+            counts[row["agent_id"]]["conversations"] += row["n"]
+    for pk, n in resumed.values("agent_id").annotate(n=Count("pk")).order_by().values_list("agent_id", "n"):
+        counts[pk]["conversations"] += n
     both = ["wall_seconds", "business_seconds"]
     frt = percentiles.summary(cycles, ["agent_id"], both, within=("wall_seconds", target), database=database)
     res = percentiles.summary(resolved, ["agent_id"], both, database=database)
@@ -479,14 +484,15 @@ def inbox(rng, *, database=None):
     first wait was answered (<=5 min, <=1 h, <=4 h, <=24 h, later, unanswered), and the share
     whose customer confirmed a booking within ANALYTICS_CONVERSION_WINDOW_DAYS of the start.
     (ActivityDay and CycleDay rollups; first response percentiles from ResponseCycle.)"""
-    received = ActivityDay.objects.filter(kind=Kind.RECEIVED, day__gte=rng.start, day__lte=rng.end)
+    days = ActivityDay.objects.filter(day__gte=rng.start, day__lte=rng.end)
     by_channel = defaultdict(dict)
     channels = set()
-    for period, channel, n in (received.values("channel", period=_period("day", rng.interval))
+    for period, channel, n in (days.filter(kind=Kind.RECEIVED).values("channel", period=_period("day", rng.interval))
                                .annotate(n=Sum("count")).order_by().values_list("period", "channel", "n")):
         by_channel[period][channel] = n
         channels.add(channel)
-    hours = dict(received.values("hour").annotate(n=Sum("count")).order_by().values_list("hour", "n"))
+    hours = dict(days.filter(kind=rollups.RECEIVED_HOUR).values("hour").annotate(n=Sum("count")).order_by()
+                 .values_list("hour", "n"))
     # The backlog at a local midnight: waits started before it minus waits answered before it.
     ends = [min(timebase.next_bucket(b, rng.interval), rng.end + timedelta(days=1)) for b in rng.buckets()]
     steps = list(CycleDay.objects.filter(speed="", day__lt=ends[-1]).values("day").annotate(

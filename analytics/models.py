@@ -226,8 +226,10 @@ class LeadDay(models.Model):
 
 
 class ActivityDay(models.Model):
-    """History rows by local day: kind "received" by channel and local hour (customer messages),
-    "replied" and "note" by agent (rows with an actor). Staff counts and inbox volume read these."""
+    """History rows by local day: kind "received" by channel and "received_hour" by local hour (customer
+    messages), "replied" and "note" by agent (rows with an actor), and "first_reply" by agent (the
+    conversations the agent replied in that day and not on an earlier one: ReplyDay rows without a
+    previous day). Staff counts and inbox volume read these."""
 
     day = models.DateField()
     kind = models.CharField(max_length=20)
@@ -244,7 +246,8 @@ class ActivityDay(models.Model):
 class ReplyDay(models.Model):
     """Each local day an agent replied in a conversation, with the agent's previous such day in that
     conversation (prev_day): the conversations an agent handled in a range are the rows in it whose
-    prev_day is empty or before it, so no distinct count runs over the history."""
+    prev_day is empty (summed per day as ActivityDay "first_reply") or before the range (a partial
+    index holds only the rows with a previous day), so no distinct count runs over the history."""
 
     day = models.DateField()
     agent = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.DO_NOTHING, db_constraint=False,
@@ -254,7 +257,8 @@ class ReplyDay(models.Model):
     prev_day = models.DateField(null=True)
 
     class Meta:
-        indexes = [models.Index(fields=["day", "agent", "prev_day"], name="analytics_replyday_idx"),
+        indexes = [models.Index(fields=["day"], condition=models.Q(prev_day__isnull=False),
+                                name="analytics_replyday_resumed_idx"),
                    models.Index(fields=["conversation"], name="analytics_replyday_conv_idx")]
 
 

@@ -34,6 +34,7 @@ from .models import (ActivityDay, BookingFact, CashDay, CustomerDay, CustomerFac
 ZERO = Decimal("0")
 MONEY = DecimalField(max_digits=14, decimal_places=2)
 Kind = ConversationActivity.Kind
+RECEIVED_HOUR, FIRST_REPLY = "received_hour", "first_reply"  # ActivityDay kinds besides the history's
 SPEEDS = [("5m", 300), ("1h", 3600), ("4h", 14400), ("24h", 86400)]
 
 
@@ -255,20 +256,36 @@ def rebuild_activity_days(days=None) -> None:
     """ActivityDay of these local days, from the history."""
     ActivityDay.objects.filter(day_filter("day", days)).delete()
     rows = ConversationActivity.objects.filter(instant_filter("at", days))
-    insert_select(ActivityDay, rows.filter(kind=Kind.RECEIVED).values(
-        v_day=local_day("at"), v_kind=Value(Kind.RECEIVED), v_channel=F("channel"),
-        v_hour=ExtractHour("at", tzinfo=timebase.zone())).annotate(v_count=Count("pk")).order_by())
+    received = rows.filter(kind=Kind.RECEIVED)
+    insert_select(ActivityDay, received.values(v_day=local_day("at"), v_kind=Value(Kind.RECEIVED),
+                                               v_channel=F("channel")).annotate(v_count=Count("pk")).order_by())
+    insert_select(ActivityDay, received.values(v_day=local_day("at"), v_kind=Value(RECEIVED_HOUR), v_channel=Value(""),
+                                               v_hour=ExtractHour("at", tzinfo=timebase.zone()))
+                  .annotate(v_count=Count("pk")).order_by())
     insert_select(ActivityDay, rows.filter(kind__in=[Kind.REPLIED, Kind.NOTE], actor__isnull=False).values(
         v_day=local_day("at"), v_kind=F("kind"), v_agent=F("actor_id"), v_channel=Value("")).annotate(
+        v_count=Count("pk")).order_by())
+    _first_replies(days)
+
+
+def _first_replies(days) -> None:
+    """ActivityDay rows of kind "first_reply": per local day and agent, the ReplyDay rows without a previous
+    day (a conversation the agent replied in for the first time)."""
+    ActivityDay.objects.filter(day_filter("day", days), kind=FIRST_REPLY).delete()
+    insert_select(ActivityDay, ReplyDay.objects.filter(day_filter("day", days), prev_day__isnull=True).values(
+        v_day=F("day"), v_kind=Value(FIRST_REPLY), v_agent=F("agent_id"), v_channel=Value("")).annotate(
         v_count=Count("pk")).order_by())
 
 
 def rebuild_reply_days(conversation_ids=None) -> None:
     """ReplyDay of these conversations (None: all)."""
     rows = ConversationActivity.objects.filter(kind=Kind.REPLIED, actor__isnull=False)
+    days = None
     if conversation_ids is not None:
         rows = rows.filter(conversation_id__in=list(conversation_ids))
-        ReplyDay.objects.filter(conversation_id__in=list(conversation_ids)).delete()
+        old = ReplyDay.objects.filter(conversation_id__in=list(conversation_ids))
+        days = set(old.values_list("day", flat=True))
+        old.delete()
     else:
         ReplyDay.objects.all().delete()
     out, previous = [], None
@@ -279,6 +296,7 @@ def rebuild_reply_days(conversation_ids=None) -> None:
         out.append((day, agent, conversation, prev))
         previous = (conversation, agent, day)
     write_rows(ReplyDay, ["day", "agent", "conversation", "prev_day"], out)
+    _first_replies(None if days is None else days | {row[0] for row in out})
 
 
 def speed_bucket():

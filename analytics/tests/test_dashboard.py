@@ -58,7 +58,7 @@ def test_every_area_has_its_table_and_the_new_cards_equal_them(manager_client, d
     # on this never-refreshed database a full one: every rollup deleted and filled, most of the
     # count), then the ten areas, each a fixed number of queries (pace no longer reads per
     # month): a number of areas and rollups, not of the data.
-    with django_assert_num_queries(104):
+    with django_assert_num_queries(107):
         response = manager_client.get("/analytics/?preset=this_month")
     assert [s["id"] for s in response.context["sections"]] == [
         "revenue", "bookings", "staff", "leads", "inbox", "cash", "pace", "customers", "email", "chatbot"]
