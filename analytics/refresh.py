@@ -245,6 +245,7 @@ def refresh_all(progress=None) -> dict:
     started = timezone.now()
     last_activity = ConversationActivity.objects.aggregate(m=Max("id"))["m"] or 0
     with transaction.atomic():
+        rollups.without_jit()
         _state("revenue")  # locked: an incremental step waits for this part
         RevenueDay.objects.all().delete()
         DirtyDay.objects.all().delete()
@@ -257,6 +258,7 @@ def refresh_all(progress=None) -> dict:
             rebuild()
             progress(name, n, len(BOOKING_ROLLUPS))
     with transaction.atomic():
+        rollups.without_jit()
         _state("conversations")
         conversations = rebuild_all_conversations(progress)
         for n, (name, rebuild) in enumerate(HISTORY_ROLLUPS, 1):
@@ -271,6 +273,7 @@ def refresh_all(progress=None) -> dict:
 def refresh_recent() -> dict:
     """The incremental step (see the module docstring)."""
     with transaction.atomic():
+        rollups.without_jit()
         return _refresh_recent()
 
 
