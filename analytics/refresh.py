@@ -231,10 +231,11 @@ def _state(name):
     return RefreshState.objects.select_for_update().get_or_create(name=name)[0]
 
 
-BOOKING_ROLLUPS = [("booking facts", rollups.rebuild_booking_facts), ("funnel", rollups.rebuild_funnel),
-                   ("cash", rollups.rebuild_cash), ("pace", rollups.rebuild_pace),
-                   ("customers", rollups.rebuild_customers), ("customer days", rollups.rebuild_customer_days),
-                   ("leads", rollups.rebuild_leads)]
+# (step, rebuild, the table later steps read from, analyzed once it is filled)
+BOOKING_ROLLUPS = [("booking facts", rollups.rebuild_booking_facts, BookingFact), ("funnel", rollups.rebuild_funnel, None),
+                   ("cash", rollups.rebuild_cash, None), ("pace", rollups.rebuild_pace, None),
+                   ("customers", rollups.rebuild_customers, CustomerFact),
+                   ("customer days", rollups.rebuild_customer_days, None), ("leads", rollups.rebuild_leads, None)]
 HISTORY_ROLLUPS = [("activity days", rollups.rebuild_activity_days), ("reply days", rollups.rebuild_reply_days),
                    ("cycle days", rollups.rebuild_cycle_days)]
 
@@ -254,13 +255,16 @@ def refresh_all(progress=None) -> dict:
         for n, (lens, qs) in enumerate(lenses, 1):
             RevenueDay.objects.bulk_create(_revenue_rows(lens, qs), batch_size=CHUNK)
             progress("revenue", n, len(lenses))
-        for n, (name, rebuild) in enumerate(BOOKING_ROLLUPS, 1):
+        for n, (name, rebuild, read_next) in enumerate(BOOKING_ROLLUPS, 1):
             rebuild()
+            if read_next:
+                rollups.analyze(read_next)
             progress(name, n, len(BOOKING_ROLLUPS))
     with transaction.atomic():
         rollups.without_jit()
         _state("conversations")
         conversations = rebuild_all_conversations(progress)
+        rollups.analyze(ResponseCycle, Resolution)
         for n, (name, rebuild) in enumerate(HISTORY_ROLLUPS, 1):
             rebuild()
             progress(name, n, len(HISTORY_ROLLUPS))
