@@ -355,7 +355,7 @@ def staff(rng, *, agent_id=None, database=None):
     cycles = ResponseCycle.objects.filter(**_in_range("replied_at", rng))
     resolved = Resolution.objects.filter(**_in_range("resolved_at", rng))
     activity = ActivityDay.objects.filter(day__gte=rng.start, day__lte=rng.end,
-                                          kind__in=[Kind.REPLIED, Kind.NOTE, rollups.FIRST_REPLY])
+                                          kind__in=[Kind.REPLIED, Kind.NOTE, rollups.FIRST_REPLY, rollups.RESOLVED])
     # Conversations handled: first replies of a conversation in the range (ActivityDay), plus the
     # conversations whose earlier reply day lies before the range (ReplyDay's partial index).
     resumed = ReplyDay.objects.filter(prev_day__isnull=False, prev_day__lt=rng.start, day__gte=rng.start,
@@ -369,13 +369,13 @@ def staff(rng, *, agent_id=None, database=None):
         counts[row["agent_id"]][row["kind"]] = row["n"]
         if row["kind"] == rollups.FIRST_REPLY:
             counts[row["agent_id"]]["conversations"] += row["n"]
+        if row["kind"] == rollups.RESOLVED:
+            counts[row["agent_id"]]["resolutions"] += row["n"]
     for pk, n in resumed.values("agent_id").annotate(n=Count("pk")).order_by().values_list("agent_id", "n"):
         counts[pk]["conversations"] += n
     both = ["wall_seconds", "business_seconds"]
     frt = percentiles.summary(cycles, ["agent_id"], both, within=("wall_seconds", target), database=database)
     res = percentiles.summary(resolved, ["agent_id"], both, database=database)
-    for (pk,), cells in res.items():
-        counts[pk]["resolutions"] = cells["rows"]
     within = {pk: (cells["within"], cells["rows"]) for (pk,), cells in frt.items()}
     frt, res = _durations_of(frt), _durations_of(res)
     from django.contrib.auth import get_user_model
@@ -398,12 +398,11 @@ def staff(rng, *, agent_id=None, database=None):
         })
     per_period = _durations(cycles.annotate(period=period_of("replied_at", rng.interval)), ["period"],
                             "wall_seconds", database=database)
-    replies = defaultdict(int)
-    for day, n in activity.filter(kind=Kind.REPLIED).values("day").annotate(n=Sum("count")).order_by().values_list(
-            "day", "n"):
-        replies[timebase.bucket(day, rng.interval)] += n
-    resolutions = dict(resolved.annotate(period=period_of("resolved_at", rng.interval)).values("period")
-                       .annotate(n=Count("id")).order_by().values_list("period", "n"))
+    replies, resolutions = defaultdict(int), defaultdict(int)
+    for kind, period, n in (activity.filter(kind__in=[Kind.REPLIED, rollups.RESOLVED])
+                            .values("kind", period=_period("day", rng.interval)).annotate(n=Sum("count"))
+                            .order_by().values_list("kind", "period", "n")):
+        (replies if kind == Kind.REPLIED else resolutions)[period] += n
     series = [{"period": b.isoformat(), "replies": replies.get(b, 0), "resolutions": resolutions.get(b, 0),
                "first_response_median": per_period.get(b, nothing)["median"],
                "first_response_p90": per_period.get(b, nothing)["p90"]} for b in rng.buckets()]
