@@ -115,7 +115,8 @@ class BookingFact(models.Model):
         indexes = [models.Index(fields=["inquiry_day", "status", "total"], name="analytics_bf_inquiry_idx"),
                    models.Index(fields=["event_day"], name="analytics_bf_event_idx"),
                    models.Index(fields=["event_month"], name="analytics_bf_month_idx"),
-                   models.Index(fields=["customer_id"], name="analytics_bf_customer_idx"),
+                   # A customer's bookings, and "did they confirm one within N days" (inbox conversion).
+                   models.Index(fields=["customer_id", "confirmed_at"], name="analytics_bf_customer_conf_idx"),
                    models.Index(fields=["confirmed_at"], name="analytics_bf_confirmed_idx"),
                    models.Index(fields=["off_at"], name="analytics_bf_off_idx")]
 

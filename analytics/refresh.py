@@ -353,8 +353,8 @@ def _refresh_recent() -> dict:
     conversations = _state("conversations")
     newest = ConversationActivity.objects.aggregate(m=Max("id"))["m"] or 0
     new_rows = ConversationActivity.objects.filter(id__gt=conversations.last_id, id__lte=newest)
+    # A new conversation has history (its first message is a history row): the new rows name it.
     ids = set(new_rows.values_list("conversation_id", flat=True).distinct())
-    ids |= set(Conversation.objects.filter(created_at__gte=since).values_list("pk", flat=True))
     cycle_days = set(booked["cycle_days"])
     for chunk in range(0, len(ids), CHUNK):
         cycle_days |= rebuild_conversations(sorted(ids)[chunk:chunk + CHUNK])
