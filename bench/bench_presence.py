@@ -39,12 +39,7 @@ os.environ.setdefault("LIVE_CHANNEL_PREFIX", f"benchp{os.getpid()}:asgi")
 
 from bench_screens import REDIS_URL, ensure_database  # noqa: E402 (sets the environment first)
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+cpu_seconds = common.cpu_seconds
 
 
 def redis_commands() -> int:

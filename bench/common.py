@@ -107,6 +107,39 @@ def verdict(value, budget, *, at_least: bool = False) -> str:
     return "ok" if value <= budget else "OVER"
 
 
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU seconds of a live process (and, with children, of its live descendants:
+    a Celery worker's pool)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    if children:
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            total += cpu_seconds(int(child), children=True)
+    return total
+
+
+def machine_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine so far, every core and process (from /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds_of(name: str) -> float:
+    """CPU seconds so far of every process with this command name (postgres, redis-server), ended
+    children included (a PostgreSQL backend's CPU lands in the postmaster's when it exits)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        if text[text.index("(") + 1:text.rindex(")")] == name:
+            fields = text.rsplit(")", 1)[1].split()
+            total += sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+    return total
+
+
 def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 

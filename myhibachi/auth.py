@@ -1,5 +1,6 @@
 """The login backend: Django's ModelBackend, reading the user's staff groups
-in the same query that loads the user on every request.
+in the same query that loads the user on every request; and the API's token
+authentication, which does the same for the token's user.
 
 Every screen and API call asks roles.is_staff_member(); answered from
 user.groups that was a second query per request. The answer is read fresh
@@ -18,12 +19,17 @@ from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db import connection
+from django.utils.translation import gettext_lazy as _
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import AuthenticationFailed
 
 from . import login_limit, roles
 
 
 @functools.cache
-def _user_sql() -> str:
+def _user_sql(by: str = "id") -> str:
+    """The user with their two staff-group flags, found by id (a session) or by API token key."""
     User = get_user_model()
     membership = User.groups.through._meta
 
@@ -37,8 +43,36 @@ def _user_sql() -> str:
     # Columns named, not u.*: a statement prepared on a pooled connection must
     # keep its result shape when a later migration adds a column to the table.
     columns = ", ".join(f"u.{name(field.column)}" for field in User._meta.concrete_fields)
-    return (f"SELECT {columns}, {in_group} AS myhibachi_agent, {in_group} AS myhibachi_manager "
-            f"FROM {name(User._meta.db_table)} AS u WHERE u.{name(User._meta.pk.column)} = %s")
+    select = (f"SELECT {columns}, {in_group} AS myhibachi_agent, {in_group} AS myhibachi_manager "
+              f"FROM {name(User._meta.db_table)} AS u ")
+    if by == "token":
+        token = Token._meta
+        return (select + f"JOIN {name(token.db_table)} AS t ON t.{name(token.get_field('user').column)} = "
+                f"u.{name(User._meta.pk.column)} WHERE t.{name(token.get_field('key').column)} = %s")
+    return select + f"WHERE u.{name(User._meta.pk.column)} = %s"
+
+
+def _staff_user(by: str, value):
+    """The user (None if there is none) with roles already knowing their staff groups."""
+    found = list(get_user_model()._default_manager.raw(_user_sql(by), [roles.AGENT, roles.MANAGER, value]))
+    if not found:
+        return None
+    user = found[0]
+    roles.remember_staff_groups(user, agent=user.myhibachi_agent, manager=user.myhibachi_manager)
+    return user
+
+
+class StaffTokenAuthentication(TokenAuthentication):
+    """DRF's token authentication, reading the token's user and their staff groups in one query
+    (DRF's own reads the token and user, then IsStaffMember asked for the groups: two per API call)."""
+
+    def authenticate_credentials(self, key):
+        user = _staff_user("token", key)
+        if user is None:
+            raise AuthenticationFailed(_("Invalid token."))
+        if not user.is_active:
+            raise AuthenticationFailed(_("User inactive or deleted."))
+        return user, Token(key=key, user=user)
 
 
 class StaffBackend(ModelBackend):
@@ -61,9 +95,5 @@ class StaffBackend(ModelBackend):
 
     def get_user(self, user_id):
         # user_id comes from the session, already converted by django.contrib.auth.get_user.
-        found = list(get_user_model()._default_manager.raw(_user_sql(), [roles.AGENT, roles.MANAGER, user_id]))
-        if not found or not self.user_can_authenticate(found[0]):
-            return None
-        user = found[0]
-        roles.remember_staff_groups(user, agent=user.myhibachi_agent, manager=user.myhibachi_manager)
-        return user
+        user = _staff_user("id", user_id)
+        return user if user is not None and self.user_can_authenticate(user) else None

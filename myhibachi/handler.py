@@ -14,16 +14,54 @@ from Django's ThreadSensitiveContext), one crossing there and one back. What
 stays on the event loop is what Django's ASGIHandler does around it: reading
 the body, the request signals, sending the response.
 
+The request's thread is lent, not made: stock Django enters a new
+ThreadSensitiveContext per request, whose executor starts a thread for the
+request and joins it at the end (a sixth of a webhook's CPU on a node). Here
+each request borrows an idle one-thread executor and gives it back when the
+request is over, so threads are started only when more requests run at once
+than ever before (at most IDLE_THREADS are kept). Everything Django runs
+thread-sensitively for the request (the request_started and request_finished
+signals with their close_old_connections, middleware, view, response.close)
+still runs on that one thread, and one request at a time uses it.
+
 An async view would run through async_to_sync here; there are none (a test
 says so), and WebSockets are Channels consumers, not views.
 """
-from asgiref.sync import sync_to_async
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
+
+IDLE_THREADS = 32
 
 
 class OneThreadASGIHandler(ASGIHandler):
+    def __init__(self):
+        super().__init__()
+        self._idle = []  # one-thread executors no request is using
+        self._lock = threading.Lock()
+
     def load_middleware(self, is_async=False):
         super().load_middleware(is_async=False)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        with self._lock:
+            executor = self._idle.pop() if self._idle else None
+        if executor is None:
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+        try:
+            async with ThreadSensitiveContext(executor=executor):
+                await self.handle(scope, receive, send)
+        finally:
+            with self._lock:
+                keep = len(self._idle) < IDLE_THREADS
+                if keep:
+                    self._idle.append(executor)
+            if not keep:
+                executor.shutdown(wait=False)
 
     async def get_response_async(self, request):
         return await sync_to_async(self.get_response, thread_sensitive=True)(request)

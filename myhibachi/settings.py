@@ -326,8 +326,9 @@ if env("SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY"):
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        # Token first: a wrong token then gets 401 with WWW-Authenticate.
-        "rest_framework.authentication.TokenAuthentication",
+        # Token first: a wrong token then gets 401 with WWW-Authenticate. DRF's, reading the
+        # user's staff groups in the same query (myhibachi/auth.py).
+        "myhibachi.auth.StaffTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["myhibachi.roles.IsStaffMember"],

@@ -29,13 +29,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crm import identity
 from inbox import services as inbox_services
+from myhibachi.auth import StaffTokenAuthentication
 
 from . import services
 from .models import ChatbotSession
@@ -149,7 +149,7 @@ def session_summary(session: ChatbotSession) -> dict:
 
 
 class ChatbotSessionView(APIView):
-    authentication_classes = [TokenAuthentication]
+    authentication_classes = [StaffTokenAuthentication]
     permission_classes = [CanPostChatbotSessions]
 
     @extend_schema(request=ChatbotSessionSerializer, responses={201: dict, 200: dict})

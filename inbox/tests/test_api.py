@@ -518,3 +518,23 @@ def test_openapi_schema_validates_without_warnings(db):
     out = StringIO()
     call_command("spectacular", "--validate", "--fail-on-warn", stdout=out, stderr=StringIO())
     assert "/api/v1/inbox/{id}/reply" in out.getvalue()
+
+
+def test_a_token_request_reads_its_user_and_staff_groups_in_one_query(client, agent, receive):
+    """An integration's call reads the token, its user and whether they are staff in one statement;
+    an inactive user's or a removed agent's token is refused as before."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    receive()
+    token = Token.objects.create(user=agent)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/v1/inbox", HTTP_AUTHORIZATION=f"Token {token.key}").status_code == 200
+    reads = [q["sql"] for q in queries if "authtoken_token" in q["sql"] or "auth_user_groups" in q["sql"]]
+    assert len(reads) == 1 and "authtoken_token" in reads[0] and "auth_user_groups" in reads[0]
+    agent.groups.clear()
+    refused = client.get("/api/v1/inbox", HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert refused.status_code == 403 and "staff" in refused.json()["message"]
+    agent.is_active = False
+    agent.save()
+    assert client.get("/api/v1/inbox", HTTP_AUTHORIZATION=f"Token {token.key}").status_code == 401

@@ -449,3 +449,20 @@ def test_phone_width_meta_and_static_assets_are_local(client, agent_client, db):
     scripts = re.findall(r'<script[^>]+src="([^"]+)"', page)
     assert scripts and all(src.startswith("/static/") for src in scripts)
     assert "<script>" not in page  # no inline script: the CSP forbids it
+
+
+# --- what the list page makes a browser download ------------------------------------
+
+def test_the_list_downloads_no_reply_box_and_sends_no_indentation(agent_client, receive):
+    """The reply box's script and the thread's styles come with the thread only; the rows carry no
+    indentation (bench_screens.py's page-weight budget), and the row forms still swap their row."""
+    conversation = receive().message.conversation
+    inbox = text_of(agent_client.get("/inbox/"))
+    thread = text_of(agent_client.get(f"/inbox/{conversation.pk}/"))
+    assert "js/inbox.js" in inbox and "js/thread.js" not in inbox and "css/thread.css" not in inbox
+    assert "js/thread.js" in thread and "css/thread.css" in thread
+    assert thread.index("js/thread.js") < thread.index("js/inbox.js")  # inbox.js starts the thread with it
+    row = re.search(r'<li class="row[^"]*" id="conv-\d+".*?</li>', inbox, re.S).group(0)
+    assert not re.search(r"\n[ \t]+<", row)
+    assert 'hx-post="/inbox/' in row and "hx-target" not in row
+    assert re.search(r'<ul id="rows"[^>]* hx-target="closest li" hx-swap="outerHTML"', inbox)

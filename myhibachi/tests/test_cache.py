@@ -29,3 +29,19 @@ def test_reads_are_misses_and_refills_are_skipped_while_redis_is_down(unreachabl
 def test_what_must_not_look_done_still_fails(unreachable_cache, operation, args):
     with pytest.raises(ConnectionError):
         getattr(unreachable_cache, operation)(*args)
+
+
+@pytest.mark.redis
+def test_requests_share_one_redis_connection_pool(settings):
+    """Django keeps a cache object per async context: each ASGI request used to open its own
+    TCP connection to Redis. Forty cache objects (as forty requests have) open at most one."""
+    import redis
+
+    server = redis.Redis.from_url(settings.REDIS_URL)
+    received = server.info("stats")["total_connections_received"]
+    location = settings.REDIS_URL
+    for n in range(40):
+        cache = RedisCache(location, {})  # what each request's context gets from django.core.cache.caches
+        cache.add(f"test-shared-pool-{n}", 1, timeout=5)
+        assert cache.get(f"test-shared-pool-{n}") == 1
+    assert server.info("stats")["total_connections_received"] - received <= 1

@@ -81,3 +81,46 @@ def test_no_view_is_async():
     # OneThreadASGIHandler would run one through async_to_sync; an async view needs it changed first.
     async_views = [name for name, view in _views(get_resolver()) if iscoroutinefunction(view)]
     assert async_views == []
+
+
+def test_requests_reuse_threads_and_still_run_side_by_side():
+    """One request after another runs on the same thread (none started per request); requests
+    that overlap each get a thread of their own."""
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow_view(request):
+        seen.append(("slow", threading.get_ident()))
+        started.set()
+        release.wait(5)
+        return HttpResponse("slow")
+
+    async def one(path):
+        return await HttpCommunicator(handler, "GET", path).get_response()
+
+    handler = None
+
+    async def go():
+        seen.clear()
+        for _ in range(3):
+            assert (await one("/thread"))["body"] == b"ok"
+        sequential = {ident for _, ident in seen}
+        seen.clear()
+        slow = asyncio.ensure_future(one("/slow"))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+        fast = await one("/thread")  # answered while the slow one still holds its thread
+        release.set()
+        return sequential, fast, await slow
+
+    urlpatterns.append(path("slow", slow_view))
+    try:
+        with override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=[f"{__name__}.recording_middleware"]):
+            handler = OneThreadASGIHandler()
+            sequential, fast, slow = asyncio.run(go())
+    finally:
+        urlpatterns.pop()
+    assert len(sequential) == 1  # middleware and view of three requests, one thread
+    assert fast["body"] == b"ok" and slow["body"] == b"slow"
+    slow_thread = [ident for what, ident in seen if what == "slow"]
+    view_thread = [ident for what, ident in seen if what == "view"]
+    assert slow_thread != view_thread

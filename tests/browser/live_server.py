@@ -78,6 +78,8 @@ class LiveServer:
         return f"{self.prefix}:cache"
 
     def start(self, timeout=30):
+        if self.log_path:
+            Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         if self.server == "uvicorn":
             command = [*UVICORN, "--port", str(self.port)]
