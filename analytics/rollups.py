@@ -120,25 +120,23 @@ def spans(days):
     return out
 
 
-def day_filter(field, days):
-    """Q for a date field within these local days (None: every day)."""
+def day_filter(field, days, *, instants=False):
+    """Q for a field within these local days (None: every day): a date field, or with instants=True a
+    timestamp field, from the local midnight of a run's first day to the one after its last."""
     if days is None:
         return Q()
     q = Q(pk__in=[])
     for first, last in spans(days):
-        q |= Q(**{f"{field}__gte": first, f"{field}__lte": last})
+        if instants:
+            q |= Q(**{f"{field}__gte": timebase.local_midnight(first),
+                      f"{field}__lt": timebase.local_midnight(last + timedelta(days=1))})
+        else:
+            q |= Q(**{f"{field}__gte": first, f"{field}__lte": last})
     return q
 
 
 def instant_filter(field, days):
-    """Q for a timestamp field within these local days (None: always)."""
-    if days is None:
-        return Q()
-    q = Q(pk__in=[])
-    for first, last in spans(days):
-        q |= Q(**{f"{field}__gte": timebase.local_midnight(first),
-                  f"{field}__lt": timebase.local_midnight(last + timedelta(days=1))})
-    return q
+    return day_filter(field, days, instants=True)
 
 
 def local_day(field):
