@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from myhibachi.roles import IsManager
 
-from . import exports, metrics, refresh, timebase
+from . import exports, metrics, refresh, rollups, timebase
 
 
 class CSVRenderer(BaseRenderer):
@@ -60,7 +60,8 @@ class MetricView(APIView):
             rows = exports.ENTITIES[self.metric](rng, request.query_params.get("lens", "booked"))
             return self._csv(rows, "entities")
         refresh.ensure_fresh()
-        result = metrics.METRICS[self.metric](rng)
+        with rollups.reading():
+            result = metrics.METRICS[self.metric](rng)
         if request.query_params.get("format") == "csv":
             if not isinstance(result.get(table), list):
                 tables = ", ".join(k for k, v in result.items() if isinstance(v, list))

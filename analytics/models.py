@@ -10,11 +10,13 @@ from django.db import models
 
 
 class RevenueDay(models.Model):
-    """One lens's bookings and money for a local day (BUSINESS_TIME_ZONE) and one slice.
+    """One lens's bookings and money for a local day (BUSINESS_TIME_ZONE): three rows a day at most.
 
     booked: bookings confirmed that day that are not cancelled, by total.
     event:  completed bookings whose event falls on that day, by total.
     cash:   payments made that day, deposits and balances minus refunds.
+    (No slices: by source, event type and location the day held about one row per booking at the
+    issue's scale; the report builder splits the same source rows itself, refresh.lens_rows.)
     """
 
     class Lens(models.TextChoices):
@@ -24,9 +26,6 @@ class RevenueDay(models.Model):
 
     day = models.DateField()
     lens = models.CharField(max_length=8, choices=Lens.choices)
-    source = models.CharField(max_length=12)
-    event_type = models.CharField(max_length=12)
-    location = models.CharField(max_length=80, blank=True)
     count = models.PositiveIntegerField()
     amount = models.DecimalField(max_digits=14, decimal_places=2)
 
@@ -53,9 +52,12 @@ class ResponseCycle(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["conversation", "number"], name="analytics_cycle_unique")]
-        indexes = [models.Index(fields=["replied_at"], name="analytics_cycle_replied_idx"),
+        # Covering (PostgreSQL): a range's durations are read from the index alone.
+        indexes = [models.Index(fields=["replied_at"], name="analytics_cycle_replied_cov",
+                                include=["agent", "channel", "wall_seconds", "business_seconds"]),
                    models.Index(fields=["started_at"], name="analytics_cycle_started_idx"),
-                   models.Index(fields=["agent", "replied_at"], name="analytics_cycle_agent_idx")]
+                   models.Index(fields=["agent", "replied_at"], name="analytics_cycle_agent_cov",
+                                include=["wall_seconds", "business_seconds"])]
 
 
 class Resolution(models.Model):
@@ -72,8 +74,223 @@ class Resolution(models.Model):
     business_seconds = models.FloatField(null=True)
 
     class Meta:
-        indexes = [models.Index(fields=["resolved_at"], name="analytics_resolution_at_idx"),
+        indexes = [models.Index(fields=["resolved_at"], name="analytics_resolution_at_cov",
+                                include=["agent", "wall_seconds", "business_seconds"]),
                    models.Index(fields=["conversation"], name="analytics_resolution_conv_idx")]
+
+
+class BookingFact(models.Model):
+    """One row per booking: what every booking figure needs, local dates made once (analytics/rollups.py).
+
+    paid_in: deposits + balances; refunded: refunds; off_at: the earlier of cancelled_at and lost_at.
+    first_touch: the source of the customer's earliest lead ("" without one). date_unavailable: lost
+    to "date unavailable". Page loads read the day rollups below, and this table only through an
+    index for one local day (cash today, pace since midnight) and the order-value median.
+    """
+
+    booking = models.OneToOneField("crm.Booking", primary_key=True, on_delete=models.DO_NOTHING,
+                                   db_constraint=False, related_name="analytics_fact")
+    customer_id = models.BigIntegerField()
+    status = models.CharField(max_length=12)
+    source = models.CharField(max_length=12)
+    first_touch = models.CharField(max_length=12, blank=True)
+    lost_reason_id = models.BigIntegerField(null=True)
+    date_unavailable = models.BooleanField()
+    quoted = models.BooleanField()
+    confirmed = models.BooleanField()
+    guests = models.PositiveIntegerField()
+    total = models.DecimalField(max_digits=12, decimal_places=2)
+    paid_in = models.DecimalField(max_digits=14, decimal_places=2)
+    refunded = models.DecimalField(max_digits=14, decimal_places=2)
+    inquiry_day = models.DateField()
+    event_at = models.DateTimeField()
+    event_day = models.DateField()
+    event_month = models.DateField()
+    confirmed_at = models.DateTimeField(null=True)
+    confirmed_day = models.DateField(null=True)
+    off_at = models.DateTimeField(null=True)
+    off_day = models.DateField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["inquiry_day", "status", "total"], name="analytics_bf_inquiry_idx"),
+                   models.Index(fields=["event_day"], name="analytics_bf_event_idx"),
+                   models.Index(fields=["event_month"], name="analytics_bf_month_idx"),
+                   # A customer's bookings, and "did they confirm one within N days" (inbox conversion).
+                   models.Index(fields=["customer_id", "confirmed_at"], name="analytics_bf_customer_conf_idx"),
+                   models.Index(fields=["confirmed_at"], name="analytics_bf_confirmed_idx"),
+                   models.Index(fields=["off_at"], name="analytics_bf_off_idx")]
+
+
+class FunnelDay(models.Model):
+    """Bookings by local inquiry day and one slice (dim, key):
+
+    dim "source" (key: the booking's source) and "first_touch" (key: the first lead's source, "" none):
+        inquiries, quoted, confirmed, completed, lost, cancelled; of the completed, guests and value.
+    dim "reason" (key: the lost reason's id): inquiries = bookings lost for that reason.
+    dim "turned" (key: the local event date): inquiries = bookings lost to "date unavailable".
+    """
+
+    day = models.DateField()
+    dim = models.CharField(max_length=12)
+    key = models.CharField(max_length=12, blank=True)
+    inquiries = models.PositiveIntegerField(db_default=0)
+    quoted = models.PositiveIntegerField(db_default=0)
+    confirmed = models.PositiveIntegerField(db_default=0)
+    completed = models.PositiveIntegerField(db_default=0)
+    lost = models.PositiveIntegerField(db_default=0)
+    cancelled = models.PositiveIntegerField(db_default=0)
+    guests = models.PositiveIntegerField(db_default=0)
+    value = models.DecimalField(max_digits=14, decimal_places=2, db_default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["day", "dim"], name="analytics_funnel_day_idx")]
+
+
+class CashDay(models.Model):
+    """Bookings by local event day and status (inquiry, quoted, confirmed, completed): count, totals,
+    paid_net (deposits + balances - refunds), due (the sum of total - deposits - balances where
+    positive) and due_count (bookings with something due)."""
+
+    day = models.DateField()
+    status = models.CharField(max_length=12)
+    count = models.PositiveIntegerField()
+    total = models.DecimalField(max_digits=14, decimal_places=2)
+    paid_net = models.DecimalField(max_digits=14, decimal_places=2)
+    due = models.DecimalField(max_digits=14, decimal_places=2)
+    due_count = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="analytics_cash_day_idx")]
+
+
+class PaceDay(models.Model):
+    """A ledger of what is on the books for an event month: on the local day a booking was confirmed
+    its count and total are added, on the day it was cancelled or lost (after confirming) taken off.
+    On the books for month M at the start of day D: the sum of M's rows before D."""
+
+    month = models.DateField()
+    day = models.DateField()
+    count = models.IntegerField()
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+
+    class Meta:
+        indexes = [models.Index(fields=["month", "day"], name="analytics_pace_idx")]
+
+
+class CustomerFact(models.Model):
+    """One row per customer with a completed booking: first and second completed event (local dates,
+    in event order), repeat_months (the fewest months N with the second within N months of the
+    first), days_to_second, completed count, ltv (completed totals minus every refund to the
+    customer) and the local date of the latest live booking (not lost or cancelled)."""
+
+    customer_id = models.BigIntegerField(primary_key=True)
+    first_day = models.DateField()
+    first_month = models.DateField()
+    second_day = models.DateField(null=True)
+    repeat_months = models.PositiveIntegerField(null=True)
+    days_to_second = models.PositiveIntegerField(null=True)
+    completed = models.PositiveIntegerField()
+    ltv = models.DecimalField(max_digits=14, decimal_places=2)
+    last_live_day = models.DateField()
+
+    class Meta:
+        indexes = [models.Index(fields=["first_day"], name="analytics_cf_first_cov",
+                                include=["first_month", "ltv", "repeat_months", "days_to_second"]),
+                   models.Index(fields=["first_day", "last_live_day"], name="analytics_cf_churn_idx")]
+
+
+class CustomerDay(models.Model):
+    """Completed events on a local day, and how many of them were a customer's first (new)."""
+
+    day = models.DateField()
+    completed = models.PositiveIntegerField()
+    new = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="analytics_custday_idx")]
+
+
+class LeadDay(models.Model):
+    """Leads by local creation day and source: leads; converted (their booking completed) and the
+    converted bookings' totals net of their refunds (revenue). lost_reason_id is set on rows of
+    leads lost without a booking (one row per reason), empty otherwise."""
+
+    day = models.DateField()
+    source = models.CharField(max_length=12)
+    lost_reason_id = models.BigIntegerField(null=True)
+    leads = models.PositiveIntegerField()
+    converted = models.PositiveIntegerField()
+    revenue = models.DecimalField(max_digits=14, decimal_places=2)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="analytics_leadday_idx")]
+
+
+class ActivityDay(models.Model):
+    """History rows by local day: kind "received" by channel and "received_hour" by local hour (customer
+    messages), "replied" and "note" by agent (rows with an actor), and "first_reply" by agent (the
+    conversations the agent replied in that day and not on an earlier one: ReplyDay rows without a
+    previous day). Staff counts and inbox volume read these."""
+
+    day = models.DateField()
+    kind = models.CharField(max_length=20)
+    agent = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.DO_NOTHING,
+                              db_constraint=False, related_name="+")
+    channel = models.CharField(max_length=10, blank=True)
+    hour = models.PositiveSmallIntegerField(null=True)
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "day"], name="analytics_actday_idx")]
+
+
+class ReplyDay(models.Model):
+    """Each local day an agent replied in a conversation, with the agent's previous such day in that
+    conversation (prev_day): the conversations an agent handled in a range are the rows in it whose
+    prev_day is empty (summed per day as ActivityDay "first_reply") or before the range (a partial
+    index holds only the rows with a previous day), so no distinct count runs over the history."""
+
+    day = models.DateField()
+    agent = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.DO_NOTHING, db_constraint=False,
+                              related_name="+")
+    conversation = models.ForeignKey("inbox.Conversation", on_delete=models.DO_NOTHING, db_constraint=False,
+                                     related_name="+")
+    prev_day = models.DateField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], condition=models.Q(prev_day__isnull=False),
+                                name="analytics_replyday_resumed_idx"),
+                   models.Index(fields=["conversation"], name="analytics_replyday_conv_idx")]
+
+
+class CycleDay(models.Model):
+    """Waits for a first response by local day: how many started and how many were answered that day
+    (the backlog at a local midnight is the sum of started - answered before it), and the first
+    waits of conversations started that day by how soon they were answered (speed: 5m, 1h, 4h, 24h,
+    later, unanswered) with how many of their customers confirmed a booking within
+    ANALYTICS_CONVERSION_WINDOW_DAYS (booked)."""
+
+    day = models.DateField()
+    started = models.PositiveIntegerField(db_default=0)
+    answered = models.PositiveIntegerField(db_default=0)
+    speed = models.CharField(max_length=12, blank=True, db_default="")
+    conversations = models.PositiveIntegerField(db_default=0)
+    booked = models.PositiveIntegerField(db_default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="analytics_cycleday_idx")]
+
+
+class DirtyUnit(models.Model):
+    """Something to rebuild at the next refresh that no updated_at shows: a booking (deleted, or a
+    payment of it deleted or moved), a customer (merged, or a lead of theirs changed: first touch)
+    or a local day of leads."""
+
+    kind = models.CharField(max_length=12)
+    key = models.CharField(max_length=40)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "key"], name="analytics_dirty_unit_unique")]
 
 
 class DirtyDay(models.Model):

@@ -6,13 +6,16 @@ refresh_recent(): the incremental step run every ANALYTICS_REFRESH_SECONDS by
                   Celery beat and before an analytics read whose rollups are older
                   than that: the revenue days of bookings and payments saved since
                   the last run (plus days marked dirty by analytics/signals.py),
-                  and the response cycles and resolutions of conversations with
-                  history rows newer than the last one read.
+                  the booking rollups of those bookings (analytics/rollups.py: their
+                  facts, and the old and new days, months and customers they feed),
+                  and the response cycles, resolutions and history rollups of
+                  conversations with history rows newer than the last one read.
 Both rebuild whole units (a local day, a conversation) in a transaction, so
 running them twice, or both at once, leaves the same rows.
 """
 from collections import defaultdict, namedtuple
-from datetime import timedelta
+from itertools import groupby
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -20,11 +23,11 @@ from django.db.models import Case, Count, DecimalField, F, Max, Sum, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from crm.models import Booking, Payment
+from crm.models import Booking, Lead, Payment
 from inbox.models import Conversation, ConversationActivity
 
-from . import timebase
-from .models import DirtyDay, RefreshState, Resolution, ResponseCycle, RevenueDay
+from . import rollups, timebase
+from .models import BookingFact, CustomerFact, DirtyDay, DirtyUnit, RefreshState, Resolution, ResponseCycle, RevenueDay
 
 CHUNK = 2000
 Kind = ConversationActivity.Kind
@@ -32,9 +35,15 @@ HistoryRow = namedtuple("HistoryRow", "conversation_id kind actor_id from_value 
 
 
 def mark_dirty(moments) -> None:
-    """Rebuild the local days of these instants at the next refresh."""
+    """Rebuild the local revenue days of these instants at the next refresh."""
     days = {timebase.local_date(m) for m in moments}
     DirtyDay.objects.bulk_create([DirtyDay(day=d) for d in days], ignore_conflicts=True)
+
+
+def mark_units(kind, keys) -> None:
+    """Rebuild these units at the next refresh: kind "booking" or "customer" (ids), "lead_day" (local dates)."""
+    DirtyUnit.objects.bulk_create([DirtyUnit(kind=kind, key=str(k)) for k in set(keys) if k is not None],
+                                  ignore_conflicts=True)
 
 
 # --- revenue ------------------------------------------------------------------
@@ -62,40 +71,27 @@ def lens_rows(lens):
 
 
 def _lens_queries(since=None, until=None):
-    """(lens, queryset of day/source/event_type/location/count/amount) for each lens, optionally bounded."""
+    """(lens, queryset of day/count/amount) for each lens, optionally bounded."""
     tz = timebase.zone()
-    dims = ("source", "event_type", "location")
     out = []
     for lens in RevenueDay.Lens.values:
-        qs, field, amount, booking = lens_rows(lens)
+        qs, field, amount, _ = lens_rows(lens)
         if since is not None:
             qs = qs.filter(**{f"{field}__gte": since, f"{field}__lt": until})
-        out.append((lens, qs.annotate(day=TruncDate(field, tzinfo=tz), **{d: F(booking + d) for d in dims if booking})
-                    .values("day", *dims).annotate(n=Count("id"), money=Sum(amount)).order_by()))
+        out.append((lens, qs.annotate(day=TruncDate(field, tzinfo=tz)).values("day")
+                    .annotate(n=Count("id"), money=Sum(amount)).order_by()))
     return out
 
 
 def _revenue_rows(lens, qs):
-    return [RevenueDay(day=r["day"], lens=lens, source=r["source"], event_type=r["event_type"],
-                       location=r["location"], count=r["n"], amount=r["money"] or 0) for r in qs]
-
-
-def _day_spans(days):
-    """Consecutive runs of dates as (first, last)."""
-    spans = []
-    for day in sorted(days):
-        if spans and day == spans[-1][1] + timedelta(days=1):
-            spans[-1][1] = day
-        else:
-            spans.append([day, day])
-    return spans
+    return [RevenueDay(day=r["day"], lens=lens, count=r["n"], amount=r["money"] or 0) for r in qs]
 
 
 def rebuild_revenue_days(days) -> int:
     """Recompute the rows of these local days; returns how many rows were written."""
     written = 0
     with transaction.atomic():
-        for first, last in _day_spans(days):
+        for first, last in rollups.spans(days):
             RevenueDay.objects.filter(day__gte=first, day__lte=last).delete()
             span = timebase.Range(first, last)
             rows = [row for lens, qs in _lens_queries(span.since, span.until) for row in _revenue_rows(lens, qs)]
@@ -147,41 +143,86 @@ def conversation_facts(conversation_id, created_at, rows):
             cycle["channel"] = cycle["channel"] or row.channel
         elif row.kind == Kind.STATUS_CHANGED:
             if row.to_value == "resolved" and row.from_value != "resolved":
-                resolutions.append(Resolution(
-                    conversation_id=conversation_id, channel=cycle["channel"], started_at=opened,
-                    resolved_at=row.at, agent_id=row.actor_id, wall_seconds=(row.at - opened).total_seconds(),
-                    business_seconds=timebase.business_seconds(opened, row.at)))
+                resolutions.append((conversation_id, cycle["channel"], opened, row.at, row.actor_id,
+                                    (row.at - opened).total_seconds(), timebase.business_seconds(opened, row.at)))
             elif row.from_value in ("resolved", "closed") and row.to_value in ("open", "pending"):
                 opened = row.at
     close(cycle)
     out = []
     for c in cycles:
         replied = c["replied"]
-        out.append(ResponseCycle(
-            conversation_id=conversation_id, number=c["number"], channel=c["channel"], started_at=c["start"],
-            replied_at=replied, agent_id=c["agent"],
-            wall_seconds=(replied - c["start"]).total_seconds() if replied else None,
-            business_seconds=timebase.business_seconds(c["start"], replied) if replied else None))
+        out.append((conversation_id, c["number"], c["channel"], c["start"], replied, c["agent"],
+                    (replied - c["start"]).total_seconds() if replied else None,
+                    timebase.business_seconds(c["start"], replied) if replied else None))
     return out, resolutions
 
 
-def rebuild_conversations(ids) -> None:
-    ids = list(ids)
-    created = dict(Conversation.objects.filter(pk__in=ids).values_list("pk", "created_at"))
-    history = defaultdict(list)
-    for row in (ConversationActivity.objects.filter(conversation_id__in=ids).order_by("conversation_id", "at", "id")
-                .values_list(*HistoryRow._fields)):  # plain tuples: model instances cost more than the work
-        history[row[0]].append(HistoryRow(*row))
+# What conversation_facts returns per cycle and per resolution, in this order.
+CYCLE_FIELDS = ["conversation", "number", "channel", "started_at", "replied_at", "agent", "wall_seconds",
+                "business_seconds"]
+RESOLUTION_FIELDS = ["conversation", "channel", "started_at", "resolved_at", "agent", "wall_seconds",
+                     "business_seconds"]
+
+
+def _facts_of(history, created):
+    """(cycles, resolutions) of the conversations whose history rows (ordered by conversation, time, id) these are."""
     cycles, resolutions = [], []
-    for pk, started in created.items():
-        c, r = conversation_facts(pk, started, history.get(pk, []))
-        cycles += c
-        resolutions += r
+    with timebase.remembered_hours():
+        for pk, rows in groupby((HistoryRow(*row) for row in history), key=lambda r: r.conversation_id):
+            if pk not in created:  # started after `created` was read: the next incremental step has it
+                continue
+            c, r = conversation_facts(pk, created[pk], rows)
+            cycles += c
+            resolutions += r
+    return cycles, resolutions
+
+
+HISTORY_ORDER = ("conversation_id", "at", "id")
+
+
+def rebuild_conversations(ids) -> set:
+    """The response cycles and resolutions of these conversations; returns the local days their cycles
+    started or were answered on, before and after (the CycleDay units they touch)."""
+    ids = list(ids)
+    days = rollups.cycle_days(ids)
+    created = dict(Conversation.objects.filter(pk__in=ids).values_list("pk", "created_at"))
+    # Plain tuples: model instances cost more than the work.
+    history = (ConversationActivity.objects.filter(conversation_id__in=ids).order_by(*HISTORY_ORDER)
+               .values_list(*HistoryRow._fields))
+    cycles, resolutions = _facts_of(history, created)
     with transaction.atomic():
         ResponseCycle.objects.filter(conversation_id__in=ids).delete()
         Resolution.objects.filter(conversation_id__in=ids).delete()
-        ResponseCycle.objects.bulk_create(cycles, batch_size=CHUNK)
-        Resolution.objects.bulk_create(resolutions, batch_size=CHUNK)
+        rollups.write_rows(ResponseCycle, CYCLE_FIELDS, cycles)
+        rollups.write_rows(Resolution, RESOLUTION_FIELDS, resolutions)
+    for c in cycles:
+        days.add(timebase.local_date(c[3]))
+        if c[4]:
+            days.add(timebase.local_date(c[4]))
+    return days
+
+
+def rebuild_all_conversations(progress) -> int:
+    """Every conversation's cycles and resolutions: the history read in conversation-id ranges (by its
+    (conversation, at) index), each range's facts written before the next is read."""
+    created = dict(Conversation.objects.values_list("pk", "created_at"))
+    ResponseCycle.objects.all().delete()
+    Resolution.objects.all().delete()
+    ids = sorted(created)
+    step = 20_000
+    for first in range(0, len(ids), step):
+        last = ids[min(first + step, len(ids)) - 1]
+        rows = (ConversationActivity.objects.filter(conversation_id__gte=ids[first], conversation_id__lte=last)
+                .order_by(*HISTORY_ORDER).values_list(*HistoryRow._fields))
+        _write_facts(rows, created)
+        progress("conversations", min(first + step, len(ids)), len(ids))
+    return len(ids)
+
+
+def _write_facts(rows, created):
+    cycles, resolutions = _facts_of(rows, created)
+    rollups.write_rows(ResponseCycle, CYCLE_FIELDS, cycles)
+    rollups.write_rows(Resolution, RESOLUTION_FIELDS, resolutions)
 
 
 # --- entry points -----------------------------------------------------------------
@@ -190,35 +231,108 @@ def _state(name):
     return RefreshState.objects.select_for_update().get_or_create(name=name)[0]
 
 
+# (step, rebuild, the table later steps read from, analyzed once it is filled)
+BOOKING_ROLLUPS = [("booking facts", rollups.rebuild_booking_facts, BookingFact), ("funnel", rollups.rebuild_funnel, None),
+                   ("cash", rollups.rebuild_cash, None), ("pace", rollups.rebuild_pace, None),
+                   ("customers", rollups.rebuild_customers, CustomerFact),
+                   ("customer days", rollups.rebuild_customer_days, None), ("leads", rollups.rebuild_leads, None)]
+HISTORY_ROLLUPS = [("activity days", rollups.rebuild_activity_days), ("reply days", rollups.rebuild_reply_days),
+                   ("cycle days", rollups.rebuild_cycle_days)]
+
+
 def refresh_all(progress=None) -> dict:
     """Rebuild everything; progress(step, done, total) is called as it goes."""
     progress = progress or (lambda *args: None)
     started = timezone.now()
     last_activity = ConversationActivity.objects.aggregate(m=Max("id"))["m"] or 0
     with transaction.atomic():
+        rollups.without_jit()
+        _state("revenue")  # locked: an incremental step waits for this part
         RevenueDay.objects.all().delete()
         DirtyDay.objects.all().delete()
+        DirtyUnit.objects.all().delete()
         lenses = _lens_queries()
         for n, (lens, qs) in enumerate(lenses, 1):
             RevenueDay.objects.bulk_create(_revenue_rows(lens, qs), batch_size=CHUNK)
             progress("revenue", n, len(lenses))
-    ids = list(Conversation.objects.order_by("pk").values_list("pk", flat=True))
+        for n, (name, rebuild, read_next) in enumerate(BOOKING_ROLLUPS, 1):
+            rebuild()
+            if read_next:
+                rollups.analyze(read_next)
+            progress(name, n, len(BOOKING_ROLLUPS))
     with transaction.atomic():
-        ResponseCycle.objects.all().delete()
-        Resolution.objects.all().delete()
-    for start in range(0, len(ids), CHUNK):
-        rebuild_conversations(ids[start:start + CHUNK])
-        progress("conversations", min(start + CHUNK, len(ids)), len(ids))
+        rollups.without_jit()
+        _state("conversations")
+        conversations = rebuild_all_conversations(progress)
+        rollups.analyze(ResponseCycle, Resolution)
+        for n, (name, rebuild) in enumerate(HISTORY_ROLLUPS, 1):
+            rebuild()
+            progress(name, n, len(HISTORY_ROLLUPS))
     for name, last_id in (("revenue", 0), ("conversations", last_activity)):
         RefreshState.objects.update_or_create(name=name, defaults={
             "last_id": last_id, "refreshed_at": started, "full_refreshed_at": started})
-    return {"revenue_rows": RevenueDay.objects.count(), "conversations": len(ids)}
+    return {"revenue_rows": RevenueDay.objects.count(), "conversations": conversations}
 
 
 def refresh_recent() -> dict:
     """The incremental step (see the module docstring)."""
     with transaction.atomic():
+        rollups.without_jit()
         return _refresh_recent()
+
+
+def _take_dirty(kind) -> set:
+    keys = set(DirtyUnit.objects.filter(kind=kind).values_list("key", flat=True))
+    DirtyUnit.objects.filter(kind=kind, key__in=keys).delete()
+    return keys
+
+
+def _booking_units(ids) -> dict:
+    """What the facts of these bookings feed, as they stand: inquiry and event days, event months,
+    customers, and the days whose first waits a confirmation can convert."""
+    units = defaultdict(set)
+    window = timedelta(days=settings.ANALYTICS_CONVERSION_WINDOW_DAYS)
+    for inquiry, event, month, customer, confirmed in BookingFact.objects.filter(booking_id__in=list(ids)).values_list(
+            "inquiry_day", "event_day", "event_month", "customer_id", "confirmed_at"):
+        units["inquiry"].add(inquiry)
+        units["event"].add(event)
+        units["month"].add(month)
+        units["customer"].add(customer)
+        if confirmed:
+            first = timebase.local_date(confirmed - window)
+            last = timebase.local_date(confirmed)
+            units["cycle"].update(first + timedelta(days=n) for n in range((last - first).days + 1))
+    return units
+
+
+def _refresh_bookings(since) -> dict:
+    """The booking rollups of bookings saved since `since` (or whose payments were), and of the units
+    analytics/signals.py marked; old and new units alike."""
+    customers = {int(k) for k in _take_dirty("customer")}
+    lead_days = {date.fromisoformat(k) for k in _take_dirty("lead_day")}
+    ids = {int(k) for k in _take_dirty("booking")}
+    ids.update(Booking.objects.filter(updated_at__gte=since).values_list("pk", flat=True))
+    ids.update(Payment.objects.filter(updated_at__gte=since).values_list("booking_id", flat=True))
+    if customers:
+        ids.update(Booking.objects.filter(customer_id__in=customers).values_list("pk", flat=True))
+    if not ids and not customers and not lead_days:
+        return {"bookings": 0, "cycle_days": set()}
+    units = _booking_units(ids)
+    rollups.rebuild_booking_facts(ids)
+    for key, values in _booking_units(ids).items():
+        units[key] |= values
+    customers |= units["customer"]
+    first_days = set(CustomerFact.objects.filter(customer_id__in=list(customers)).values_list("first_day", flat=True))
+    rollups.rebuild_funnel(units["inquiry"])
+    rollups.rebuild_cash(units["event"])
+    rollups.rebuild_pace(units["month"])
+    rollups.rebuild_customers(customers)
+    first_days |= set(CustomerFact.objects.filter(customer_id__in=list(customers)).values_list("first_day", flat=True))
+    rollups.rebuild_customer_days(units["event"] | first_days)
+    lead_days.update(timebase.local_date(at) for at in Lead.objects.filter(booking_id__in=list(ids)).values_list(
+        "created_at", flat=True))
+    rollups.rebuild_leads(lead_days)
+    return {"bookings": len(ids), "cycle_days": units["cycle"]}
 
 
 def _refresh_recent() -> dict:
@@ -232,19 +346,31 @@ def _refresh_recent() -> dict:
     DirtyDay.objects.filter(day__in=dirty).delete()
     days = set(dirty) | _changed_revenue_days(since)
     rebuild_revenue_days(days)
+    booked = _refresh_bookings(since)
     revenue.refreshed_at = started
     revenue.save(update_fields=["refreshed_at"])
 
     conversations = _state("conversations")
     newest = ConversationActivity.objects.aggregate(m=Max("id"))["m"] or 0
-    ids = set(ConversationActivity.objects.filter(id__gt=conversations.last_id, id__lte=newest)
-              .values_list("conversation_id", flat=True).distinct())
-    ids |= set(Conversation.objects.filter(created_at__gte=since).values_list("pk", flat=True))
+    new_rows = ConversationActivity.objects.filter(id__gt=conversations.last_id, id__lte=newest)
+    # A new conversation has history (its first message is a history row): the new rows name it.
+    ids = set(new_rows.values_list("conversation_id", flat=True).distinct())
+    cycle_days = set(booked["cycle_days"])
     for chunk in range(0, len(ids), CHUNK):
-        rebuild_conversations(sorted(ids)[chunk:chunk + CHUNK])
+        cycle_days |= rebuild_conversations(sorted(ids)[chunk:chunk + CHUNK])
+    activity_days = {timebase.local_date(at) for at in new_rows.values_list("at", flat=True)}
+    rollups.rebuild_activity_days(activity_days)
+    rollups.rebuild_reply_days(ids)
+    rollups.rebuild_cycle_days(cycle_days)
     conversations.last_id, conversations.refreshed_at = newest, started
     conversations.save(update_fields=["last_id", "refreshed_at"])
-    return {"revenue_days": len(days), "conversations": len(ids)}
+    return {"revenue_days": len(days), "bookings": booked["bookings"], "conversations": len(ids)}
+
+
+def ensure_filled() -> None:
+    """Fill the rollups when they never were (one indexed read otherwise)."""
+    if not RefreshState.objects.filter(name="revenue", refreshed_at__isnull=False).exists():
+        refresh_recent()
 
 
 def ensure_fresh(max_age: int | None = None) -> None:
@@ -263,4 +389,5 @@ def ensure_fresh(max_age: int | None = None) -> None:
 
 def _money_changed_since(moment) -> bool:
     return (Booking.objects.filter(updated_at__gt=moment).exists()
-            or Payment.objects.filter(updated_at__gt=moment).exists() or DirtyDay.objects.exists())
+            or Payment.objects.filter(updated_at__gt=moment).exists() or DirtyDay.objects.exists()
+            or DirtyUnit.objects.exists())

@@ -5,6 +5,8 @@ zone, never a fixed offset): timestamps are converted to that zone and only
 then truncated to a day, week (starting Monday, ISO) or month. A range
 start..end is inclusive of both local dates.
 """
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone as dt_timezone
 from zoneinfo import ZoneInfo
@@ -130,12 +132,39 @@ def business_seconds(start: datetime, end: datetime) -> float | None:
     if end <= start:
         return 0.0
     tz = zone()
+    start, end = start.astimezone(dt_timezone.utc), end.astimezone(dt_timezone.utc)
     total, day, last = 0.0, start.astimezone(tz).date(), end.astimezone(tz).date()
     while day <= last:
-        for opens, closes in business_intervals(day):
-            lo = max(start, datetime.combine(day, opens, tzinfo=tz))
-            hi = min(end, datetime.combine(day, closes, tzinfo=tz))
+        for opens, closes in _open_instants(day, tz):
+            lo, hi = max(start, opens), min(end, closes)
             if hi > lo:
-                total += (hi.astimezone(dt_timezone.utc) - lo.astimezone(dt_timezone.utc)).total_seconds()
+                total += (hi - lo).total_seconds()
         day += timedelta(days=1)
     return total
+
+
+_remembered = threading.local()
+
+
+@contextmanager
+def remembered_hours():
+    """Within it, each local day's opening instants are worked out once (a refresh times thousands of
+    waits over the same days; the settings do not change during one)."""
+    _remembered.days = {}
+    try:
+        yield
+    finally:
+        _remembered.days = None
+
+
+def _open_instants(day: date, tz) -> list:
+    """[(opens, closes)] of a local day as UTC instants."""
+    cache = getattr(_remembered, "days", None)
+    if cache is not None and day in cache:
+        return cache[day]
+    found = [(datetime.combine(day, opens, tzinfo=tz).astimezone(dt_timezone.utc),
+              datetime.combine(day, closes, tzinfo=tz).astimezone(dt_timezone.utc))
+             for opens, closes in business_intervals(day)]
+    if cache is not None:
+        cache[day] = found
+    return found

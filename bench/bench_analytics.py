@@ -1,9 +1,12 @@
 """Analytics benchmark: rollup refresh and every analytics endpoint for a one-year range.
 
-    .venv/bin/python bench/bench_analytics.py [--customers 20000] [--runs 30] [--reseed]
+    .venv/bin/python bench/bench_analytics.py [--scale 1.0] [--runs 30] [--reseed]
 
 Fills its own PostgreSQL database (BENCH_ANALYTICS_DATABASE_URL, default
-postgres://postgres@127.0.0.1:5432/myhibachi_bench_analytics) with `seed_demo`, then times:
+postgres://postgres@127.0.0.1:5432/myhibachi_bench_analytics) with the issue's data set
+(bench/analytics_data.py: at --scale 1.0 five years of a 20-location business, 500,000 bookings,
+200,000 customers, 2,000,000 messages with their history; --scale 0.1 a tenth), loaded with
+COPY when the database does not hold that scale yet (--reseed: always), then times:
 a full refresh of the rollups (`refresh_all`), the incremental step after one new booking and
 one new message (`refresh_recent`), every /api/v1/analytics/* endpoint for the last 365 days
 by month, and the /analytics/ dashboard page, through Django's test client (middleware, view,
@@ -17,7 +20,8 @@ import common
 
 os.environ.setdefault("BENCH_DATABASE_URL", os.environ.get(
     "BENCH_ANALYTICS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/myhibachi_bench_analytics"))
-from bench_inbox import BENCH_URL, generate, measure, setup_django  # noqa: E402
+from analytics_data import Loader  # noqa: E402
+from bench_inbox import BENCH_URL, measure, setup_django  # noqa: E402
 
 BUDGETS = {"endpoint_p95_ms": 100, "dashboard_p95_ms": 150, "full_refresh_s": 60, "incremental_s": 1}
 METRICS = ["revenue", "pace", "bookings", "customers", "staff", "leads", "inbox", "email", "chatbot", "cash"]
@@ -25,10 +29,9 @@ METRICS = ["revenue", "pace", "bookings", "customers", "staff", "leads", "inbox"
 
 def main():
     parser = common.parser(__doc__)
-    parser.add_argument("--customers", type=int, default=20_000)
-    parser.add_argument("--conversations-per-customer", type=int, default=3)
-    parser.add_argument("--messages-per-conversation", type=int, default=4)
+    parser.add_argument("--scale", type=float, default=1.0, help="1.0: the issue's scale (500,000 bookings)")
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5, help="untimed requests before each case")
     parser.add_argument("--reseed", action="store_true")
     args = parser.parse_args()
 
@@ -36,6 +39,7 @@ def main():
     setup_django()
     from django.conf import settings
     from django.contrib.auth import get_user_model
+    from django.core.management import call_command
     from django.db import connection
     from django.test import Client
     from django.utils import timezone
@@ -45,17 +49,29 @@ def main():
     from inbox import services
     from inbox.models import ConversationActivity, Message
 
-    generate(args.customers, args.conversations_per_customer, args.messages_per_conversation)
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE")
-    scale = {"customers": Customer.objects.count(), "bookings": Booking.objects.count(),
+    call_command("migrate", verbosity=0)
+    loader = Loader(args.scale)
+    if args.reseed or abs(Booking.objects.count() - loader.n_bookings) > loader.n_bookings * 0.01:
+        print(f"loading scale {args.scale}: {loader.n_bookings:,} bookings, {loader.n_customers:,} customers, "
+              f"~{loader.n_messages:,} messages …", flush=True)
+        loader.load(connection)
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
+    scale = {"scale": args.scale, "customers": Customer.objects.count(), "bookings": Booking.objects.count(),
              "payments": Payment.objects.count(), "messages": Message.objects.count(),
              "history_rows": ConversationActivity.objects.count()}
     print("scale: " + ", ".join(f"{v:,} {k}" for k, v in scale.items()))
 
     started = time.monotonic()
-    refresh.refresh_all()
+    refresh.refresh_all(progress=lambda step, done, total: print(
+        f"  refresh {step}: {done:,}/{total:,} ({time.monotonic() - started:.1f} s)", flush=True))
     full = time.monotonic() - started
+    from django.apps import apps
+
+    with connection.cursor() as cursor:
+        # What autovacuum does after a refresh: statistics, and the visibility map index-only scans need.
+        for model in apps.get_app_config("analytics").get_models():
+            cursor.execute(f'VACUUM ANALYZE "{model._meta.db_table}"')
 
     now = timezone.now()
     Booking.objects.create(customer=Customer.objects.first(), event_at=now + timedelta(days=30), guest_count=20,
@@ -71,10 +87,10 @@ def main():
     client.force_login(get_user_model().objects.get(username="manager"))
     today = timebase.local_date(now)
     query = f"start={today - timedelta(days=364)}&end={today}&interval=month"
-    rows = [{"case": f"GET /api/v1/analytics/{m}", **measure(client, f"/api/v1/analytics/{m}?{query}", args.runs)}
-            for m in METRICS]
+    rows = [{"case": f"GET /api/v1/analytics/{m}",
+             **measure(client, f"/api/v1/analytics/{m}?{query}", args.runs, args.warmup)} for m in METRICS]
     rows.append({"case": "GET /analytics/ (last 12 months)",
-                 **measure(client, "/analytics/?preset=last_12_months", args.runs)})
+                 **measure(client, "/analytics/?preset=last_12_months", args.runs, args.warmup)})
     for row in rows:
         budget = BUDGETS["dashboard_p95_ms" if row["case"].startswith("GET /analytics/ ") else "endpoint_p95_ms"]
         row["budget_p95_ms"], row["within_budget"] = budget, row["p95"] <= budget

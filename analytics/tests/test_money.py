@@ -79,6 +79,7 @@ def test_pace_compares_with_what_was_on_the_books_a_year_ago_on_the_same_day():
     booking(c, status="completed", confirmed_at=local(2025, 6, 30, 12), event_at=local(2025, 7, 15, 18), total=500)
     booking(c, status="cancelled", confirmed_at=local(2025, 5, 1, 12), cancelled_at=local(2025, 7, 1, 12),
             event_at=local(2025, 7, 18, 18), total=400)  # still on the books on 15 June 2025
+    refresh.refresh_all()
     result = metrics.pace(Range(date(2026, 7, 1), date(2026, 7, 31), "month"), now=local(2026, 6, 15, 12))
     july = result["series"][0]
     assert (july["amount"], july["count"]) == (1000, 1)
@@ -106,6 +107,7 @@ def test_funnel_counts_conversions_lost_reasons_and_order_values():
     Lead.objects.create(source="yelp", status="lost", lost_reason=LostReason.objects.get(slug="price"),
                         created_at=may)
 
+    refresh.refresh_all()
     result = metrics.bookings(Range(date(2026, 5, 1), date(2026, 5, 31), "month"))
     t = result["totals"]
     assert (t["inquiries"], t["quoted"], t["confirmed"], t["completed"], t["lost"], t["cancelled"]) == (10, 7, 6, 4, 2, 1)
@@ -135,6 +137,7 @@ def test_customers_ltv_cohort_repeat_days_to_second_and_churn():
     booking(c3, status="confirmed", confirmed_at=local(2026, 11, 1, 12), event_at=local(2026, 12, 20, 12), total=600)
     booking(c4, status="completed", event_at=local(2026, 8, 5, 12), total=900)
 
+    refresh.refresh_all()
     result = metrics.customers(Range(date(2024, 1, 1), date(2026, 11, 30), "month"), today=date(2026, 11, 30))
     jan, aug = result["cohorts"]
     # LTV net of refunds: c1 1000 + 500 - 100 = 1400, c2 1600, c3 600.
@@ -167,6 +170,7 @@ def test_lead_sources_roi_on_net_revenue():
     MarketingSpend.objects.create(source="google", month=date(2026, 4, 1), amount=1000)
     MarketingSpend.objects.create(source="google", month=date(2026, 5, 1), amount=5000)  # outside the range
 
+    refresh.refresh_all()
     result = metrics.leads(Range(date(2026, 4, 1), date(2026, 4, 30)))
     rows = {r["source"]: r for r in result["by_source"]}
     assert (rows["yelp"]["leads"], rows["yelp"]["converted"], rows["yelp"]["revenue"]) == (3, 1, 900)
@@ -190,6 +194,7 @@ def test_cash_keeps_deposits_balances_overdue_and_quotes_apart():
     pay(settled, "refund", 50, local(2026, 6, 8, 12))  # a concession: not a debt
     booking(c, status="quoted", quoted_at=local(2026, 6, 2, 12), event_at=local(2026, 6, 25, 18), total=700)
 
+    refresh.refresh_all()
     t = metrics.cash(Range(date(2026, 6, 1), date(2026, 6, 30), "month"), now=now)["totals"]
     assert (t["deposits_held"], t["balance_due"]) == (200, 800)
     assert (t["overdue"], t["overdue_bookings"]) == (400, 1)

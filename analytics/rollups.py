@@ -1,0 +1,374 @@
+"""The rollups every page load reads instead of raw bookings, leads and history (docs/analytics.md,
+"How it is computed"), and how each unit of them is rebuilt.
+
+BookingFact is the base: one row per booking with its local dates, its payments summed and its
+customer's first touch, written by one INSERT ... SELECT. The day rollups (FunnelDay, CashDay,
+PaceDay, CustomerDay, LeadDay) are INSERT ... SELECT ... GROUP BY over it; CustomerFact and
+ReplyDay are computed in Python from narrow ordered rows (a per-customer and a per-conversation
+walk) and written with COPY on PostgreSQL. ActivityDay and CycleDay group the history and the
+response cycles by local day.
+
+Every statement is the ORM's, compiled for the connection in use, so PostgreSQL and SQLite run the
+same code path (SQLite converts time zones with the functions Django registers) and get the same
+rows. Each rebuild takes a set of units (local days, event months, bookings, customers,
+conversations; None: everything), deletes their rows and computes them again.
+"""
+from contextlib import contextmanager
+from datetime import timedelta
+from decimal import Decimal
+from itertools import groupby
+
+from django.conf import settings
+from django.core.exceptions import EmptyResultSet
+from django.db import connection, transaction
+from django.db.models import (BooleanField, Case, CharField, Count, DateField, DateTimeField, DecimalField, Exists,
+                              ExpressionWrapper, F, OuterRef, Q, Subquery, Sum, Value, When)
+from django.db.models.functions import Cast, Coalesce, ExtractHour, Trunc, TruncDate
+
+from crm.models import Booking, Lead, LostReason, Payment
+from inbox.models import ConversationActivity
+
+from . import timebase
+from .models import (ActivityDay, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, FunnelDay, LeadDay,
+                     PaceDay, ReplyDay, ResponseCycle)
+
+ZERO = Decimal("0")
+MONEY = DecimalField(max_digits=14, decimal_places=2)
+Kind = ConversationActivity.Kind
+# ActivityDay kinds besides the history's own
+RECEIVED_HOUR, FIRST_REPLY, RESOLVED = "received_hour", "first_reply", "resolved"
+SPEEDS = [("5m", 300), ("1h", 3600), ("4h", 14400), ("24h", 86400)]
+
+
+# --- writing ------------------------------------------------------------------------------
+def insert_select(model, qs) -> None:
+    """INSERT INTO model's table the rows of a values() queryset whose keys are v_<field name>."""
+    try:
+        sql, params = qs.query.sql_with_params()
+    except EmptyResultSet:
+        return
+    names = [n for n in (*qs.query.values_select, *qs.query.annotation_select) if n.startswith("v_")]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(model._meta.get_field(n[2:]).column) for n in names)
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "
+                       f"SELECT {', '.join(quote(n) for n in names)} FROM ({sql}) rollup_rows", params)
+
+
+def write_rows(model, fields, rows) -> None:
+    """Write tuples of these fields: COPY on PostgreSQL, bulk_create elsewhere."""
+    rows = list(rows)
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(model._meta.get_field(f).column) for f in fields)
+        with connection.cursor() as cursor, cursor.cursor.copy(
+                f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    attnames = [model._meta.get_field(f).attname for f in fields]
+    model.objects.bulk_create([model(**dict(zip(attnames, row))) for row in rows], batch_size=2000)
+
+
+def without_jit(work_mem=None) -> None:
+    """Inside a transaction on PostgreSQL: no JIT compilation for its statements (the planner compiles
+    a statement whose estimated cost passes jit_above_cost, which takes 0.1-0.6 s here, more than
+    these statements run for); work_mem: a larger sort memory for them (a year's durations spill
+    to disk at the default 4 MB)."""
+    if connection.vendor == "postgresql" and connection.in_atomic_block:
+        connection.ensure_connection()
+        # On the driver's connection: a setting, not a read, so it stays out of Django's query log
+        # (and of the query-count pins, which SQLite runs without it).
+        connection.connection.execute("SET LOCAL jit = off")
+        if work_mem:
+            connection.connection.execute(f"SET LOCAL work_mem = '{int(work_mem)}MB'")
+
+
+@contextmanager
+def reading():
+    """Where the figures are read (the API, the dashboard, the PDF): one transaction without JIT and
+    with READ_WORK_MEM_MB of sort memory, so percentiles over a year's durations sort in memory."""
+    with transaction.atomic():
+        without_jit(work_mem=READ_WORK_MEM_MB)
+        yield
+
+
+READ_WORK_MEM_MB = 32
+
+
+def analyze(*models) -> None:
+    """After a full fill on PostgreSQL: the planner's statistics for these tables, so the statements
+    that read them next (joins, EXISTS by customer) use their indexes instead of guessing from an
+    empty table's."""
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        for model in models:  # maintenance, like without_jit's setting: on the driver's connection
+            connection.connection.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+
+
+# --- units ----------------------------------------------------------------------------------
+def spans(days):
+    """Consecutive runs of dates as (first, last)."""
+    out = []
+    for day in sorted(set(days)):
+        if out and day == out[-1][1] + timedelta(days=1):
+            out[-1][1] = day
+        else:
+            out.append([day, day])
+    return out
+
+
+def day_filter(field, days, *, instants=False):
+    """Q for a field within these local days (None: every day): a date field, or with instants=True a
+    timestamp field, from the local midnight of a run's first day to the one after its last."""
+    if days is None:
+        return Q()
+    q = Q(pk__in=[])
+    for first, last in spans(days):
+        if instants:
+            q |= Q(**{f"{field}__gte": timebase.local_midnight(first),
+                      f"{field}__lt": timebase.local_midnight(last + timedelta(days=1))})
+        else:
+            q |= Q(**{f"{field}__gte": first, f"{field}__lte": last})
+    return q
+
+
+def instant_filter(field, days):
+    return day_filter(field, days, instants=True)
+
+
+def local_day(field):
+    return TruncDate(field, tzinfo=timebase.zone())
+
+
+def local_month(field):
+    return Trunc(field, "month", output_field=DateField(), tzinfo=timebase.zone())
+
+
+# --- bookings ---------------------------------------------------------------------------------
+def _paid(kinds):
+    return Coalesce(Subquery(Payment.objects.filter(booking_id=OuterRef("pk"), kind__in=kinds).values("booking_id")
+                             .annotate(s=Sum("amount")).values("s")), Value(ZERO), output_field=MONEY)
+
+
+def rebuild_booking_facts(ids=None) -> None:
+    """The facts of these bookings (None: all) from the bookings, their payments and their customer's leads."""
+    facts, bookings = BookingFact.objects.all(), Booking.objects.order_by()  # no Meta ordering: nothing to sort
+    if ids is not None:
+        facts, bookings = facts.filter(booking_id__in=list(ids)), bookings.filter(pk__in=list(ids))
+    facts.delete()
+    off = Case(When(cancelled_at__isnull=True, then=F("lost_at")), When(lost_at__isnull=True, then=F("cancelled_at")),
+               When(cancelled_at__lt=F("lost_at"), then=F("cancelled_at")), default=F("lost_at"),
+               output_field=DateTimeField())
+    touch = Subquery(Lead.objects.filter(customer_id=OuterRef("customer_id")).order_by("created_at", "id")
+                     .values("source")[:1])
+    insert_select(BookingFact, bookings.values(
+        v_booking=F("pk"), v_customer_id=F("customer_id"), v_status=F("status"), v_source=F("source"),
+        v_first_touch=Coalesce(touch, Value(""), output_field=CharField()), v_lost_reason_id=F("lost_reason_id"),
+        v_date_unavailable=ExpressionWrapper(Q(status=Booking.Status.LOST,
+                                               lost_reason__slug=LostReason.DATE_UNAVAILABLE),
+                                             output_field=BooleanField()),
+        v_quoted=ExpressionWrapper(Q(quoted_at__isnull=False), output_field=BooleanField()),
+        v_confirmed=ExpressionWrapper(Q(confirmed_at__isnull=False), output_field=BooleanField()),
+        v_guests=F("guest_count"), v_total=F("total"),
+        v_paid_in=_paid([Payment.Kind.DEPOSIT, Payment.Kind.BALANCE]), v_refunded=_paid([Payment.Kind.REFUND]),
+        v_inquiry_day=local_day("inquiry_at"), v_event_at=F("event_at"), v_event_day=local_day("event_at"),
+        v_event_month=local_month("event_at"), v_confirmed_at=F("confirmed_at"),
+        v_confirmed_day=local_day("confirmed_at"), v_off_at=off, v_off_day=TruncDate(off, tzinfo=timebase.zone())))
+
+
+def rebuild_funnel(days=None) -> None:
+    """FunnelDay of these local inquiry days."""
+    FunnelDay.objects.filter(day_filter("day", days)).delete()
+    facts = BookingFact.objects.filter(day_filter("inquiry_day", days))
+    done = Q(status=Booking.Status.COMPLETED)
+    for dim in ("source", "first_touch"):
+        insert_select(FunnelDay, facts.values(v_day=F("inquiry_day"), v_dim=Value(dim), v_key=F(dim)).annotate(
+            v_inquiries=Count("pk"), v_quoted=Count("pk", filter=Q(quoted=True)),
+            v_confirmed=Count("pk", filter=Q(confirmed=True)), v_completed=Count("pk", filter=done),
+            v_lost=Count("pk", filter=Q(status=Booking.Status.LOST)),
+            v_cancelled=Count("pk", filter=Q(status=Booking.Status.CANCELLED)),
+            v_guests=Coalesce(Sum("guests", filter=done), 0),
+            v_value=Coalesce(Sum("total", filter=done), Value(ZERO), output_field=MONEY)).order_by())
+    insert_select(FunnelDay, facts.filter(status=Booking.Status.LOST).values(
+        v_day=F("inquiry_day"), v_dim=Value("reason"), v_key=Cast("lost_reason_id", CharField())).annotate(
+        v_inquiries=Count("pk")).order_by())
+    insert_select(FunnelDay, facts.filter(date_unavailable=True).values(
+        v_day=F("inquiry_day"), v_dim=Value("turned"), v_key=Cast("event_day", CharField())).annotate(
+        v_inquiries=Count("pk")).order_by())
+
+
+def rebuild_cash(days=None) -> None:
+    """CashDay of these local event days."""
+    CashDay.objects.filter(day_filter("day", days)).delete()
+    short = Q(total__gt=F("paid_in"))
+    insert_select(CashDay, BookingFact.objects.filter(day_filter("event_day", days), status__in=[
+        Booking.Status.INQUIRY, Booking.Status.QUOTED, Booking.Status.CONFIRMED, Booking.Status.COMPLETED]).values(
+        v_day=F("event_day"), v_status=F("status")).annotate(
+        v_count=Count("pk"), v_total=Sum("total"),
+        v_paid_net=Sum(F("paid_in") - F("refunded"), output_field=MONEY),
+        v_due=Coalesce(Sum(F("total") - F("paid_in"), filter=short, output_field=MONEY), Value(ZERO),
+                       output_field=MONEY),
+        v_due_count=Count("pk", filter=short)).order_by())
+
+
+def on_books_rows():
+    """Facts of bookings that were ever on the books: confirmed, and not cancelled or lost by then."""
+    return BookingFact.objects.filter(confirmed_at__isnull=False).filter(
+        Q(off_at__isnull=True) | Q(off_at__gt=F("confirmed_at")))
+
+
+def rebuild_pace(months=None) -> None:
+    """PaceDay of these event months."""
+    PaceDay.objects.filter(**({} if months is None else {"month__in": list(months)})).delete()
+    rows = on_books_rows()
+    if months is not None:
+        rows = rows.filter(event_month__in=list(months))
+    insert_select(PaceDay, rows.values(v_month=F("event_month"), v_day=F("confirmed_day")).annotate(
+        v_count=Count("pk"), v_amount=Sum("total")).order_by())
+    insert_select(PaceDay, rows.filter(off_at__isnull=False).values(v_month=F("event_month"), v_day=F("off_day"))
+                  .annotate(v_count=Count("pk") * -1, v_amount=Sum("total") * -1).order_by())
+
+
+def rebuild_customers(ids=None) -> None:
+    """CustomerFact of these customers (None: all), walking their facts in event order."""
+    facts = BookingFact.objects.order_by("customer_id", "event_at", "booking_id")
+    if ids is not None:
+        facts = facts.filter(customer_id__in=list(ids))
+        CustomerFact.objects.filter(customer_id__in=list(ids)).delete()
+    else:
+        CustomerFact.objects.all().delete()
+    dead = {Booking.Status.LOST, Booking.Status.CANCELLED}
+    rows = []
+    for customer, group in groupby(facts.values_list("customer_id", "status", "event_day", "total", "refunded")
+                                   .iterator(chunk_size=20000), key=lambda r: r[0]):
+        completed, value, refunded, live = [], ZERO, ZERO, None
+        for _, status, day, total, refund in group:
+            refunded += refund
+            if status == Booking.Status.COMPLETED:
+                completed.append(day)
+                value += total
+            if status not in dead:
+                live = day if live is None else max(live, day)
+        if not completed:
+            continue
+        first, second = completed[0], completed[1] if len(completed) > 1 else None
+        months = None
+        if second is not None:
+            months = (second.year - first.year) * 12 + second.month - first.month + (second.day > first.day)
+        rows.append((customer, first, first.replace(day=1), second, months,
+                     (second - first).days if second else None, len(completed), value - refunded, live))
+    write_rows(CustomerFact, ["customer_id", "first_day", "first_month", "second_day", "repeat_months",
+                              "days_to_second", "completed", "ltv", "last_live_day"], rows)
+
+
+def rebuild_customer_days(days=None) -> None:
+    """CustomerDay of these local days: completed events and first completed events."""
+    CustomerDay.objects.filter(day_filter("day", days)).delete()
+    insert_select(CustomerDay, BookingFact.objects.filter(day_filter("event_day", days),
+                                                          status=Booking.Status.COMPLETED)
+                  .values(v_day=F("event_day")).annotate(v_completed=Count("pk"), v_new=Value(0)).order_by())
+    insert_select(CustomerDay, CustomerFact.objects.filter(day_filter("first_day", days))
+                  .values(v_day=F("first_day")).annotate(v_completed=Value(0), v_new=Count("pk")).order_by())
+
+
+def rebuild_leads(days=None) -> None:
+    """LeadDay of these local creation days."""
+    LeadDay.objects.filter(day_filter("day", days)).delete()
+    won = Q(booking__analytics_fact__status=Booking.Status.COMPLETED)
+    insert_select(LeadDay, Lead.objects.filter(instant_filter("created_at", days)).values(
+        v_day=local_day("created_at"), v_source=F("source"),
+        v_lost_reason_id=Case(When(status=Lead.Status.LOST, booking__isnull=True, then=F("lost_reason_id")),
+                              default=None)).annotate(
+        v_leads=Count("pk"), v_converted=Count("pk", filter=won),
+        v_revenue=Coalesce(Sum(F("booking__analytics_fact__total") - F("booking__analytics_fact__refunded"),
+                               filter=won, output_field=MONEY), Value(ZERO), output_field=MONEY)).order_by())
+
+
+# --- conversations -------------------------------------------------------------------------------
+def rebuild_activity_days(days=None) -> None:
+    """ActivityDay of these local days, from the history."""
+    ActivityDay.objects.filter(day_filter("day", days)).delete()
+    rows = ConversationActivity.objects.filter(instant_filter("at", days))
+    received = rows.filter(kind=Kind.RECEIVED)
+    insert_select(ActivityDay, received.values(v_day=local_day("at"), v_kind=Value(Kind.RECEIVED),
+                                               v_channel=F("channel")).annotate(v_count=Count("pk")).order_by())
+    insert_select(ActivityDay, received.values(v_day=local_day("at"), v_kind=Value(RECEIVED_HOUR), v_channel=Value(""),
+                                               v_hour=ExtractHour("at", tzinfo=timebase.zone()))
+                  .annotate(v_count=Count("pk")).order_by())
+    insert_select(ActivityDay, rows.filter(kind__in=[Kind.REPLIED, Kind.NOTE], actor__isnull=False).values(
+        v_day=local_day("at"), v_kind=F("kind"), v_agent=F("actor_id"), v_channel=Value("")).annotate(
+        v_count=Count("pk")).order_by())
+    # The Resolution rows' own definition (refresh.conversation_facts), by the day and agent of the change.
+    insert_select(ActivityDay, rows.filter(kind=Kind.STATUS_CHANGED, to_value="resolved").exclude(
+        from_value="resolved").values(v_day=local_day("at"), v_kind=Value(RESOLVED), v_agent=F("actor_id"),
+                                      v_channel=Value("")).annotate(v_count=Count("pk")).order_by())
+    _first_replies(days)
+
+
+def _first_replies(days) -> None:
+    """ActivityDay rows of kind "first_reply": per local day and agent, the ReplyDay rows without a previous
+    day (a conversation the agent replied in for the first time)."""
+    ActivityDay.objects.filter(day_filter("day", days), kind=FIRST_REPLY).delete()
+    insert_select(ActivityDay, ReplyDay.objects.filter(day_filter("day", days), prev_day__isnull=True).values(
+        v_day=F("day"), v_kind=Value(FIRST_REPLY), v_agent=F("agent_id"), v_channel=Value("")).annotate(
+        v_count=Count("pk")).order_by())
+
+
+def rebuild_reply_days(conversation_ids=None) -> None:
+    """ReplyDay of these conversations (None: all)."""
+    rows = ConversationActivity.objects.filter(kind=Kind.REPLIED, actor__isnull=False)
+    days = None
+    if conversation_ids is not None:
+        rows = rows.filter(conversation_id__in=list(conversation_ids))
+        old = ReplyDay.objects.filter(conversation_id__in=list(conversation_ids))
+        days = set(old.values_list("day", flat=True))
+        old.delete()
+    else:
+        ReplyDay.objects.all().delete()
+    out, previous = [], None
+    for conversation, agent, day in (rows.values_list("conversation_id", "actor_id", local_day("at"))
+                                     .distinct().order_by("conversation_id", "actor_id", local_day("at"))
+                                     .iterator(chunk_size=20000)):
+        prev = previous[2] if previous and previous[:2] == (conversation, agent) else None
+        out.append((day, agent, conversation, prev))
+        previous = (conversation, agent, day)
+    write_rows(ReplyDay, ["day", "agent", "conversation", "prev_day"], out)
+    _first_replies(None if days is None else days | {row[0] for row in out})
+
+
+def speed_bucket():
+    whens = [When(wall_seconds__lte=limit, then=Value(name)) for name, limit in SPEEDS]
+    return Case(When(wall_seconds__isnull=True, then=Value("unanswered")), *whens, default=Value("later"),
+                output_field=CharField())
+
+
+def rebuild_cycle_days(days=None) -> None:
+    """CycleDay of these local days, from the response cycles (and the customers' confirmed bookings)."""
+    CycleDay.objects.filter(day_filter("day", days)).delete()
+    insert_select(CycleDay, ResponseCycle.objects.filter(instant_filter("started_at", days))
+                  .values(v_day=local_day("started_at")).annotate(v_started=Count("pk")).order_by())
+    insert_select(CycleDay, ResponseCycle.objects.filter(instant_filter("replied_at", days), replied_at__isnull=False)
+                  .values(v_day=local_day("replied_at")).annotate(v_answered=Count("pk")).order_by())
+    window = timedelta(days=settings.ANALYTICS_CONVERSION_WINDOW_DAYS)
+    booked = Exists(BookingFact.objects.filter(customer_id=OuterRef("conversation__customer_id"),
+                                               confirmed_at__gte=OuterRef("started_at"),
+                                               confirmed_at__lte=OuterRef("window_end")))
+    firsts = (ResponseCycle.objects.filter(instant_filter("started_at", days), number=0)
+              .annotate(window_end=ExpressionWrapper(F("started_at") + window, output_field=DateTimeField()),
+                        booked=booked))
+    insert_select(CycleDay, firsts.values(v_day=local_day("started_at"), v_speed=speed_bucket()).annotate(
+        v_conversations=Count("pk"), v_booked=Count("pk", filter=Q(booked=True))).order_by())
+
+
+def cycle_days(conversation_ids) -> set:
+    """The local days the cycles of these conversations start or are answered on (what CycleDay holds of them)."""
+    days = set()
+    for started, replied in ResponseCycle.objects.filter(conversation_id__in=list(conversation_ids)).values_list(
+            "started_at", "replied_at"):
+        days.add(timebase.local_date(started))
+        if replied:
+            days.add(timebase.local_date(replied))
+    return days

@@ -1,0 +1,232 @@
+"""The rollups behind the figures (analytics/rollups.py): their rows against hand-worked numbers, and
+incremental updates after a series of changes equal to a full refresh."""
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db.models import F
+
+from analytics import metrics, refresh
+from analytics.models import (ActivityDay, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, FunnelDay,
+                              LeadDay, PaceDay, RefreshState, ReplyDay, Resolution, ResponseCycle, RevenueDay)
+from analytics.tests.helpers import booking, local, pay
+from analytics.timebase import Range
+from crm.merge import merge_customers
+from crm.models import Booking, Lead, LostReason, Payment
+from inbox import history
+from inbox.models import Conversation
+from tests.factories import make_customer, make_user
+
+pytestmark = pytest.mark.django_db
+Kind = history.Kind
+ROLLUPS = [RevenueDay, BookingFact, FunnelDay, CashDay, PaceDay, CustomerFact, CustomerDay, LeadDay, ActivityDay,
+           ReplyDay, CycleDay, ResponseCycle, Resolution]
+
+
+@pytest.fixture(autouse=True)
+def la(settings):
+    settings.BUSINESS_TIME_ZONE = "America/Los_Angeles"
+    settings.BUSINESS_HOURS = {}
+    settings.ANALYTICS_CONVERSION_WINDOW_DAYS = 30
+
+
+def test_pace_ledger_adds_on_confirmation_and_takes_off_on_cancellation_to_the_hour():
+    c = make_customer()
+    booking(c, status="cancelled", confirmed_at=local(2026, 6, 1, 12), cancelled_at=local(2026, 6, 10, 12),
+            event_at=local(2026, 7, 12, 18), total=900)
+    booking(c, status="confirmed", confirmed_at=local(2026, 6, 10, 9), event_at=local(2026, 7, 1, 0, 30),
+            total=400)  # 00:30 local on 1 July: July, though it is already 07:30 UTC
+    refresh.refresh_all()
+    rows = sorted(PaceDay.objects.values_list("month", "day", "count", "amount"))
+    july = date(2026, 7, 1)
+    assert rows == [(july, date(2026, 6, 1), 1, 900), (july, date(2026, 6, 10), -1, -900),
+                    (july, date(2026, 6, 10), 1, 400)]
+    rng = Range(july, date(2026, 7, 31), "month")
+    # On 10 June at 10:00: the 400 confirmed at 09:00 is on, the 900 cancelled at noon still is.
+    assert metrics.pace(rng, now=local(2026, 6, 10, 10))["totals"]["amount"] == 1300
+    assert metrics.pace(rng, now=local(2026, 6, 10, 12, 1))["totals"]["amount"] == 400
+    assert metrics.pace(rng, now=local(2026, 6, 10, 8))["totals"]["amount"] == 900
+
+
+def test_cash_today_is_split_at_the_hour_of_the_event():
+    c = make_customer()
+    today = booking(c, status="confirmed", confirmed_at=local(2026, 6, 1, 12), event_at=local(2026, 6, 15, 18),
+                    total=1000)
+    pay(today, "deposit", 200, local(2026, 6, 1, 12))
+    booking(c, status="completed", event_at=local(2026, 6, 14, 18), total=300)  # yesterday, nothing paid
+    refresh.refresh_all()
+    assert sorted(CashDay.objects.values_list("day", "status", "total", "paid_net", "due", "due_count")) == [
+        (date(2026, 6, 14), "completed", 300, 0, 300, 1), (date(2026, 6, 15), "confirmed", 1000, 200, 800, 1)]
+    june = Range(date(2026, 6, 1), date(2026, 6, 30), "month")
+    before = metrics.cash(june, now=local(2026, 6, 15, 12))["totals"]
+    assert (before["deposits_held"], before["balance_due"], before["overdue"]) == (200, 800, 300)
+    after = metrics.cash(june, now=local(2026, 6, 15, 21))["totals"]
+    assert (after["deposits_held"], after["balance_due"], after["overdue"], after["overdue_bookings"]) == (
+        0, 0, 1100, 2)
+
+
+def test_customer_facts_repeat_months_ltv_and_latest_live_booking():
+    jan31, mid = make_customer("a@example.com"), make_customer("b@example.com")
+    booking(jan31, status="completed", event_at=local(2025, 1, 31, 18), total=1000)
+    booking(jan31, status="completed", event_at=local(2025, 2, 28, 18), total=500)  # within one month of 31 Jan
+    cancelled = booking(jan31, status="cancelled", confirmed_at=local(2025, 3, 1, 12), cancelled_at=local(2025, 3, 2, 12),
+                        event_at=local(2025, 9, 1, 18), total=700)
+    pay(cancelled, "deposit", 100, local(2025, 3, 1, 12))
+    pay(cancelled, "refund", 100, local(2025, 3, 2, 12))  # refunded on a cancelled booking: still off the LTV
+    booking(mid, status="completed", event_at=local(2025, 1, 15, 18), total=800)
+    booking(mid, status="completed", event_at=local(2025, 7, 16, 18), total=800)  # a day past six months
+    booking(mid, status="confirmed", confirmed_at=local(2025, 8, 1, 12), event_at=local(2026, 2, 1, 18), total=600)
+    refresh.refresh_all()
+    facts = {f.customer_id: f for f in CustomerFact.objects.all()}
+    a, b = facts[jan31.pk], facts[mid.pk]
+    assert (a.first_day, a.second_day, a.repeat_months, a.days_to_second) == (
+        date(2025, 1, 31), date(2025, 2, 28), 1, 28)
+    assert (a.completed, a.ltv, a.last_live_day) == (2, Decimal("1400.00"), date(2025, 2, 28))
+    assert (b.repeat_months, b.days_to_second, b.ltv, b.last_live_day) == (7, 182, Decimal("1600.00"),
+                                                                           date(2026, 2, 1))
+    cohort = metrics.customers(Range(date(2025, 1, 1), date(2025, 1, 31), "month"),
+                               today=date(2027, 6, 1))["cohorts"][0]
+    assert (cohort["repeat_6"], cohort["repeat_12"]) == (0.5, 1.0)
+    assert sorted(CustomerDay.objects.filter(new__gt=0).values_list("day", "new")) == [
+        (date(2025, 1, 15), 1), (date(2025, 1, 31), 1)]
+
+
+def test_funnel_days_hold_reasons_and_turned_away_dates_and_lead_days_lost_leads():
+    c = make_customer()
+    may = local(2026, 5, 10, 12)
+    booking(c, status="lost", inquiry_at=may, lost="date_unavailable", total=900, event_at=local(2026, 6, 20, 18))
+    booking(c, status="completed", inquiry_at=may, quoted_at=may, confirmed_at=may, total=600, guests=12,
+            event_at=local(2026, 6, 1, 18), source="yelp")
+    price = LostReason.objects.get(slug="price")
+    Lead.objects.create(source="google", status="lost", lost_reason=price, created_at=local(2026, 5, 11, 23, 30))
+    refresh.refresh_all()
+    rows = {(r.dim, r.key): r for r in FunnelDay.objects.filter(day=date(2026, 5, 10))}
+    yelp, website = rows[("source", "yelp")], rows[("source", "website")]
+    assert (yelp.inquiries, yelp.completed, yelp.guests, yelp.value) == (1, 1, 12, 600)
+    assert (website.inquiries, website.lost) == (1, 1)
+    assert rows[("turned", "2026-06-20")].inquiries == 1
+    unavailable = LostReason.objects.get(slug="date_unavailable")
+    assert rows[("reason", str(unavailable.pk))].inquiries == 1
+    assert rows[("first_touch", "")].inquiries == 2  # no lead of this customer
+    assert list(LeadDay.objects.values_list("day", "source", "lost_reason_id", "leads")) == [
+        (date(2026, 5, 11), "google", price.pk, 1)]  # 23:30 local on the 11th
+
+
+def test_reply_days_count_each_conversation_once_per_range():
+    ann, bob = make_user("ann"), make_user("bob")
+    c = make_customer()
+    conv = Conversation.objects.create(customer=c, created_at=local(2026, 6, 1, 9), status="resolved",
+                                       resolved_at=local(2026, 6, 1, 9))
+    history.record(Kind.RECEIVED, conv, at=local(2026, 6, 1, 9), channel="sms")
+    for at, who in ((local(2026, 6, 1, 10), ann), (local(2026, 6, 1, 11), ann), (local(2026, 6, 3, 10), ann),
+                    (local(2026, 6, 3, 12), bob)):
+        history.record(Kind.REPLIED, conv, at=at, actor=who, channel="sms")
+    refresh.refresh_all()
+    assert sorted(ReplyDay.objects.values_list("agent__username", "day", "prev_day")) == [
+        ("ann", date(2026, 6, 1), None), ("ann", date(2026, 6, 3), date(2026, 6, 1)), ("bob", date(2026, 6, 3), None)]
+    for start, ann_conversations in ((date(2026, 6, 1), 1), (date(2026, 6, 2), 1), (date(2026, 6, 4), 0)):
+        agents = {a["agent_id"]: a for a in metrics.staff(Range(start, date(2026, 6, 30)))["by_agent"]}
+        assert agents.get(ann.pk, {"conversations": 0})["conversations"] == ann_conversations
+    assert sorted(ActivityDay.objects.filter(kind="replied").values_list("agent__username", "day", "count")) == [
+        ("ann", date(2026, 6, 1), 2), ("ann", date(2026, 6, 3), 1), ("bob", date(2026, 6, 3), 1)]
+
+
+def test_the_database_percentiles_equal_the_python_ones(settings):
+    """percentile_cont in PostgreSQL and analytics/percentiles.py on the same rollups."""
+    from analytics.percentiles import in_database
+
+    if not in_database():
+        pytest.skip("needs PostgreSQL (DATABASE_URL)")
+    for n, (total, day) in enumerate(((600, 3), (800, 5), (1000, 5), (1700, 9))):
+        c = make_customer(f"p{n}@example.com")
+        booking(c, status="completed", inquiry_at=local(2026, 4, day, 12), event_at=local(2026, 5, day, 18),
+                total=total)
+        if n % 2:
+            booking(c, status="completed", inquiry_at=local(2026, 6, 1, 12), event_at=local(2026, 6, 10 + n, 18),
+                    total=total / 2)
+    refresh.refresh_all()
+    rng = Range(date(2026, 4, 1), date(2026, 6, 30), "month")
+    assert metrics.bookings(rng, database=True) == metrics.bookings(rng, database=False)
+    in_db = metrics.customers(rng, database=True, today=date(2026, 11, 30))
+    assert in_db == metrics.customers(rng, database=False, today=date(2026, 11, 30))
+    # By hand: LTVs 600, 1,200 (800 + 400), 1,000, 2,550 (1,700 + 850) -> median (1,000 + 1,200) / 2;
+    # second events 37 days (5 May -> 11 June) and 35 days (9 May -> 13 June) after the first -> 36.
+    assert (in_db["totals"]["ltv_median"], in_db["totals"]["days_to_second_median"]) == (1100, 36)
+
+
+# --- incremental = full ---------------------------------------------------------------------------
+def snapshot():
+    """Every rollup's rows (without ids), sorted; and every figure for a range over the data."""
+    rows = {}
+    for model in ROLLUPS:
+        fields = [f.attname for f in model._meta.concrete_fields if f.name != "id"]
+        rows[model.__name__] = sorted(tuple(str(v) for v in row) for row in model.objects.values_list(*fields))
+    rng = Range(date(2025, 1, 1), date(2026, 12, 31), "month")
+    now = local(2026, 7, 15, 12)
+    figures = {name: fn(rng) for name, fn in metrics.METRICS.items() if name not in ("pace", "cash", "customers")}
+    figures.update(pace=metrics.pace(rng, now=now), cash=metrics.cash(rng, now=now),
+                   customers=metrics.customers(rng, today=date(2026, 7, 15)))
+    return rows, figures
+
+
+def time_passes():
+    """Time goes by: what was saved before the last step is older than the next step's look-back."""
+    for model in (Booking, Payment):
+        model.objects.update(updated_at=F("updated_at") - timedelta(hours=2))
+    RefreshState.objects.update(refreshed_at=F("refreshed_at") - timedelta(hours=1))
+
+
+def test_incremental_updates_after_a_series_of_changes_equal_a_full_refresh():
+    ann = make_user("ann")
+    a, b = make_customer("a@example.com"), make_customer("b@example.com")
+    Lead.objects.create(source="yelp", customer=a, created_at=local(2025, 2, 1, 12))
+    first = booking(a, status="completed", inquiry_at=local(2025, 2, 3, 12), quoted_at=local(2025, 2, 4, 12),
+                    confirmed_at=local(2025, 2, 5, 12), event_at=local(2025, 3, 1, 18), total=1000)
+    pay(first, "deposit", 200, local(2025, 2, 5, 12))
+    pay(first, "balance", 800, local(2025, 3, 1, 21))
+    moving = booking(b, status="confirmed", inquiry_at=local(2026, 5, 1, 12), confirmed_at=local(2026, 5, 2, 12),
+                     event_at=local(2026, 8, 10, 18), total=600)
+    spare = booking(b, status="inquiry", inquiry_at=local(2026, 5, 3, 12), event_at=local(2026, 9, 1, 18), total=300)
+    conv = Conversation.objects.create(customer=a, created_at=local(2026, 5, 1, 9), status="open")
+    history.record(Kind.RECEIVED, conv, at=local(2026, 5, 1, 9), channel="sms")
+    refresh.refresh_all()
+
+    def step(change):
+        time_passes()
+        change()
+        refresh.refresh_recent()
+
+    # A new booking, confirmed.
+    step(lambda: booking(a, status="confirmed", inquiry_at=local(2026, 6, 1, 12), confirmed_at=local(2026, 6, 2, 12),
+                         event_at=local(2026, 7, 20, 18), total=900))
+
+    def complete_and_move():
+        moving.event_at = local(2026, 6, 5, 18)  # moved from August to June, and held
+        moving.status, moving.completed_at = "completed", local(2026, 6, 5, 21)
+        moving.save()
+    step(complete_and_move)
+    step(lambda: pay(moving, "refund", 50, local(2026, 6, 7, 12)))
+
+    def cancel():
+        first.status, first.cancelled_at = "cancelled", local(2025, 2, 20, 12)
+        first.save()
+    step(cancel)
+    step(lambda: Lead.objects.create(source="google", customer=b, created_at=local(2026, 4, 1, 12)))
+    step(spare.delete)
+    step(lambda: history.record(Kind.REPLIED, conv, at=local(2026, 5, 1, 9, 20), actor=ann, channel="sms"))
+    step(lambda: history.record(Kind.STATUS_CHANGED, conv, at=local(2026, 5, 1, 10), actor=ann,
+                                from_value="open", to_value="resolved"))
+    step(lambda: history.record(Kind.REOPENED, conv, at=local(2026, 5, 3, 9), from_value="resolved",
+                                to_value="open", channel="sms"))
+    step(lambda: history.record(Kind.RECEIVED, conv, at=local(2026, 5, 3, 9), channel="sms"))
+    step(lambda: merge_customers(source=b, into=a))
+
+    incremental = snapshot()
+    refresh.refresh_all()
+    full = snapshot()
+    assert incremental[0] == full[0]
+    assert incremental[1] == full[1]
+    # And the figures are what happened: a's customer record holds the moved booking, refunded by 50.
+    (fact,) = CustomerFact.objects.all()
+    assert (fact.customer_id, fact.first_day, fact.completed, fact.ltv) == (a.pk, date(2026, 6, 5), 1,
+                                                                           Decimal("550.00"))
