@@ -175,8 +175,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # While PostgreSQL is unreachable (a restart) a request waits at most DB_POOL_TIMEOUT seconds
 # for a connection and is then answered 503 "try again shortly" (myhibachi/unavailable.py)
 # instead of hanging; a new connection gives up after DB_CONNECT_TIMEOUT. Each pooled
-# connection is checked before it is lent (CONN_HEALTH_CHECKS: one empty round trip), so the
-# connections a restart broke are dropped and replaced, and the node recovers on its own.
+# connection is checked before it is lent (CONN_HEALTH_CHECKS; myhibachi/postgresql/base.py's
+# lend_check sends its empty query only when the idle socket has something to read, as a
+# connection a restart cut does), so the connections a restart broke are dropped and replaced,
+# and the node recovers on its own.
 DB_POOL_SIZE = int(env("DB_POOL_SIZE", "0"))
 DB_POOL_TIMEOUT = float(env("DB_POOL_TIMEOUT", "3"))
 DB_CONNECT_TIMEOUT = int(env("DB_CONNECT_TIMEOUT", "3"))
