@@ -12,8 +12,9 @@ myhibachi_bench_cluster made with seed_demo). It measures:
   with p50/p99, through nginx (HTTPS, both nodes) and on one bare node (plain
   HTTP), with wrk (apt: wrk), each for --seconds;
 - --sockets staff WebSockets through nginx (spread over both nodes by
-  least_conn), then a broadcast: an event reaching all of them, p50/p99 from the
-  API call that caused it to each socket's receipt (5 rounds);
+  least_conn), held by two client processes, then a broadcast: an event reaching
+  all of them, p50/p99 from the API call that caused it to each socket's receipt
+  (5 rounds; receipt read by the clients' Python, so their decoding is inside);
 - each node's resident memory with its half of the sockets open;
 - failover: 20 clients reading through nginx while node1 is killed with
   kill -9; the longest gap any client saw between two answers, and failures.
@@ -107,45 +108,87 @@ def _ms(text):
 
 # --- sockets ------------------------------------------------------------------------------
 
-async def sockets_and_broadcast(cluster, session, token, conversation, count, rounds=5):
-    import httpx
+CLIENT_PROCESSES = 2  # the socket clients, spread so one Python process's decoding is not the figure
+
+
+def _socket_client(url, cafile, origin, headers, count, conn):
+    """One client process: open `count` sockets, then for each round armed by the parent note when
+    (time.time(), one clock for every process here) each socket first sees a frame naming the marker."""
     import websockets
 
-    context = ssl.create_default_context(cafile=str(cluster.cert))
+    async def run():
+        context = ssl.create_default_context(cafile=cafile)
+        opened, received, current = [], {}, {"round": None}
+        semaphore = asyncio.Semaphore(50)  # handshakes (TLS, then the upgrade) in flight at once
+
+        async def one():
+            for attempt in range(20):
+                try:
+                    async with semaphore:
+                        ws = await websockets.connect(url, ssl=context, origin=origin, additional_headers=headers,
+                                                      open_timeout=60, ping_interval=None, max_queue=None)
+                    break
+                except (OSError, websockets.InvalidHandshake, asyncio.TimeoutError):
+                    await asyncio.sleep(0.2 * (attempt + 1))
+            else:
+                raise RuntimeError("could not open a socket")
+            opened.append(ws)
+            seen = set()
+            async for message in ws:
+                marker = current["round"]
+                if marker is not None and marker not in seen and marker in message:  # the first event naming it
+                    seen.add(marker)
+                    received.setdefault(marker, []).append(time.time())
+
+        tasks = [asyncio.create_task(one()) for _ in range(count)]
+        while len(opened) < count:
+            failed = [task for task in tasks if task.done() and task.exception()]
+            if failed:
+                raise failed[0].exception()
+            await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+        conn.send(("ready", count))
+        while True:
+            command, marker = await loop.run_in_executor(None, conn.recv)
+            if command == "stop":
+                break
+            current["round"] = marker
+            conn.send(("armed", marker))
+            deadline = time.monotonic() + 30
+            while len(received.get(marker, [])) < count and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            conn.send(("times", received.get(marker, [])))
+        for ws in opened:
+            await ws.close()
+        for task in tasks:
+            task.cancel()
+
+    asyncio.run(run())
+
+
+async def sockets_and_broadcast(cluster, session, token, conversation, count, rounds=5):
+    """count sockets through nginx, held by CLIENT_PROCESSES processes; then rounds of one reply each,
+    timed from just before its API call to each socket's first frame naming it."""
+    import multiprocessing
+
+    import httpx
+
     url = f"wss://127.0.0.1:{cluster.https_port}/ws/inbox"
     headers = {"Cookie": f"sessionid={session}"}
-    opened, received = [], {}  # received: round -> list of monotonic receipt times
-    current = {"round": None}
-
-    semaphore = asyncio.Semaphore(100)  # handshakes (TLS, then the upgrade) in flight at once
-
-    async def one():
-        for attempt in range(20):
-            try:
-                async with semaphore:
-                    ws = await websockets.connect(url, ssl=context, origin=cluster.https_url,
-                                                  additional_headers=headers, open_timeout=60, ping_interval=None,
-                                                  max_queue=None)
-                break
-            except (OSError, websockets.InvalidHandshake, asyncio.TimeoutError):
-                await asyncio.sleep(0.2 * (attempt + 1))
-        else:
-            raise RuntimeError("could not open a socket")
-        opened.append(ws)
-        seen = set()
-        async for message in ws:
-            marker = current["round"]
-            if marker is not None and marker not in seen and marker in message:  # the first event naming it
-                seen.add(marker)
-                received.setdefault(marker, []).append(time.monotonic())
-
+    shares = [count // CLIENT_PROCESSES + (i < count % CLIENT_PROCESSES) for i in range(CLIENT_PROCESSES)]
+    spawn = multiprocessing.get_context("fork")
+    clients = []
     started = time.monotonic()
-    tasks = [asyncio.create_task(one()) for _ in range(count)]
-    while len(opened) < count:
-        failed = [task for task in tasks if task.done() and task.exception()]
-        if failed:
-            raise failed[0].exception()
-        await asyncio.sleep(0.1)
+    for share in shares:
+        parent, child = spawn.Pipe()
+        process = spawn.Process(target=_socket_client, args=(url, str(cluster.cert), cluster.https_url, headers,
+                                                             share, child), daemon=True)
+        process.start()
+        clients.append((process, parent))
+    loop = asyncio.get_running_loop()
+    for process, conn in clients:
+        answer = await loop.run_in_executor(None, conn.recv)
+        assert answer[0] == "ready", answer
     connect_seconds = time.monotonic() - started
     await asyncio.sleep(2)
     per_node = {node: node_metric(cluster, node, "myhibachi_staff_sockets") for node in cluster.nodes}
@@ -155,24 +198,27 @@ async def sockets_and_broadcast(cluster, session, token, conversation, count, ro
     async with httpx.AsyncClient(verify=str(cluster.cert), timeout=30) as web:
         for round_number in range(rounds):
             marker = f"broadcast-{uuid.uuid4().hex[:12]}"
-            current["round"] = marker
-            began = time.monotonic()
+            for process, conn in clients:
+                conn.send(("round", marker))
+            for process, conn in clients:
+                assert (await loop.run_in_executor(None, conn.recv)) == ("armed", marker)
+            began = time.time()
             answer = await web.post(f"{cluster.https_url}/api/v1/inbox/{conversation}/reply",
                                     json={"text": marker}, headers={"Authorization": f"Token {token}"})
             answer.raise_for_status()
-            deadline = time.monotonic() + 30
-            while len(received.get(marker, [])) < count and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            got = received.get(marker, [])
+            got = []
+            for process, conn in clients:
+                kind, times = await loop.run_in_executor(None, conn.recv)
+                got += times
             latencies.append({"reached": len(got), "ms": [(at - began) * 1000 for at in got]})
             await asyncio.sleep(1)
-    for ws in opened:
-        await ws.close()
-    for task in tasks:
-        task.cancel()
+    for process, conn in clients:
+        conn.send(("stop", None))
+    for process, conn in clients:
+        process.join(30)
     every = [ms for r in latencies for ms in r["ms"]]
-    return {"sockets": count, "connect_seconds": round(connect_seconds, 1), "per_node": per_node,
-            "rss_mb": {node: round(mb, 1) for node, mb in memory.items()},
+    return {"sockets": count, "client_processes": CLIENT_PROCESSES, "connect_seconds": round(connect_seconds, 1),
+            "per_node": per_node, "rss_mb": {node: round(mb, 1) for node, mb in memory.items()},
             "rounds": len(latencies), "reached_all_rounds": sum(r["reached"] == count for r in latencies),
             "min_reached": min(r["reached"] for r in latencies),
             "p50_ms": round(common.percentile(every, 50), 1), "p99_ms": round(common.percentile(every, 99), 1),
