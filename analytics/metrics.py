@@ -12,7 +12,6 @@ Each function returns {"series": [...], "totals": {...}} and some add tables
 ("by_source", "by_agent", ...). entity_rows() yields per-booking / per-conversation
 rows for CSV export.
 """
-import functools
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
@@ -26,7 +25,7 @@ from channels_ingest.email.models import Campaign, SentEmail, TrackingEvent
 from crm.models import Booking, LostReason, MarketingSpend
 from inbox.models import ConversationActivity
 
-from . import percentiles, refresh, rollups, timebase
+from . import percentiles, rollups, timebase
 from .models import (ActivityDay, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, FunnelDay, LeadDay,
                      PaceDay, ReplyDay, Resolution, ResponseCycle, RevenueDay)
 
@@ -669,19 +668,3 @@ def cash(rng, *, now=None):
 
 METRICS = {"revenue": revenue, "pace": pace, "bookings": bookings, "customers": customers, "staff": staff,
            "leads": leads, "inbox": inbox, "email": email, "chatbot": chatbot, "cash": cash}
-
-ROLLED_UP = ("revenue", "pace", "bookings", "customers", "staff", "leads", "inbox", "cash")
-
-
-def _filled(figure):
-    """The figure as a shell, a script or a test calls it: on a database whose rollups were never
-    filled, it fills them first (the API and the screens run refresh.ensure_fresh and then call
-    METRICS, the functions themselves)."""
-    @functools.wraps(figure)
-    def read(*args, **kwargs):
-        refresh.ensure_filled()
-        return figure(*args, **kwargs)
-    return read
-
-
-revenue, pace, bookings, customers, staff, leads, inbox, cash = (_filled(METRICS[name]) for name in ROLLED_UP)

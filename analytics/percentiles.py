@@ -37,32 +37,17 @@ def in_database() -> bool:
 
 
 def grouped(qs, group_fields, value_field, ps=(0.5, 0.9), *, database=None):
-    """{group key tuple: [value at each p]} over a queryset, rows with a null value left out.
-
-    database: None picks PostgreSQL's percentile_cont where available; False forces
-    the Python path (a test compares both on one data set).
-    """
-    database = in_database() if database is None else database
-    qs = qs.exclude(**{f"{value_field}__isnull": True})
-    if database:
-        names = {f"p{n}": PercentileCont(value_field, p) for n, p in enumerate(ps)}
-        return {tuple(row[f] for f in group_fields): [row[f"p{n}"] for n in range(len(ps))]
-                for row in qs.values(*group_fields).annotate(**names).order_by()}
-    values = defaultdict(list)
-    for row in qs.values_list(*group_fields, value_field):
-        values[tuple(row[:-1])].append(row[-1])
-    return {key: [percentile(vs, p) for p in ps] for key, vs in values.items()}
+    """{group key tuple: [value at each p]} over a queryset, rows with a null value left out (a group
+    with only nulls is absent). database: None picks PostgreSQL's percentile_cont where available;
+    False forces the Python path (a test compares both on one data set)."""
+    found = summary(qs.exclude(**{f"{value_field}__isnull": True}), group_fields, [value_field], ps,
+                    database=database)
+    return {key: cells[value_field] for key, cells in found.items()}
 
 
 def overall(qs, value_field, ps=(0.5, 0.9), *, database=None):
-    """[value at each p] over the whole queryset."""
-    database = in_database() if database is None else database
-    qs = qs.exclude(**{f"{value_field}__isnull": True})
-    if database:
-        row = qs.aggregate(**{f"p{n}": PercentileCont(value_field, p) for n, p in enumerate(ps)})
-        return [row[f"p{n}"] for n in range(len(ps))]
-    vs = list(qs.values_list(value_field, flat=True))
-    return [percentile(vs, p) for p in ps]
+    """[value at each p] over the whole queryset (None each when it is empty)."""
+    return grouped(qs, [], value_field, ps, database=database)[()]
 
 
 def summary(qs, group_fields, fields, ps=(0.5, 0.9), *, within=None, database=None):

@@ -367,12 +367,6 @@ def _refresh_recent() -> dict:
     return {"revenue_days": len(days), "bookings": booked["bookings"], "conversations": len(ids)}
 
 
-def ensure_filled() -> None:
-    """Fill the rollups when they never were (one indexed read otherwise)."""
-    if not RefreshState.objects.filter(name="revenue", refreshed_at__isnull=False).exists():
-        refresh_recent()
-
-
 def ensure_fresh(max_age: int | None = None) -> None:
     """Run the incremental step first when the last one is older than max_age seconds (default
     ANALYTICS_REFRESH_SECONDS: no beat in a newcomer's set-up; a stalled beat in production)."""

@@ -29,7 +29,6 @@ import json
 import os
 import random
 import time
-from pathlib import Path
 
 import common
 from common import ROOT

@@ -26,6 +26,7 @@ import threading
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
+from django.utils.functional import cached_property
 from redis.exceptions import ConnectionError, TimeoutError
 
 logger = logging.getLogger(__name__)
@@ -54,14 +55,14 @@ class RedisCache(DjangoRedisCache):
         super().__init__(server, params)
         self._class = SharedRedisClient
 
-    @property
+    @cached_property
     def _cache(self):
+        """The process's client for this location and these options (looked up once per cache object)."""
         key = (tuple(self._servers), repr(sorted(self._options.items())))
-        client = _clients.get(key)
-        if client is None:
-            with _clients_lock:
-                client = _clients.setdefault(key, self._class(self._servers, **self._options))
-        return client
+        with _clients_lock:
+            if key not in _clients:
+                _clients[key] = self._class(self._servers, **self._options)
+            return _clients[key]
 
     def _tolerate(self, operation, default, *args, **kwargs):
         try:

@@ -8,7 +8,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from channels_ingest.chat import sender, services
+from channels_ingest.chat import services
 from crm.models import Customer, CustomerIdentity
 from inbox import services as inbox_services
 from inbox.models import ConversationActivity, Message

@@ -6,7 +6,7 @@ import pytest
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 
-from channels_ingest.email import imap, ingest
+from channels_ingest.email import ingest
 from channels_ingest.email.imap import poll
 from channels_ingest.models import Mailbox, RejectedEmail
 from inbox.models import Conversation, Message

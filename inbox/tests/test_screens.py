@@ -235,7 +235,7 @@ def test_thread_shows_who_wrote_what_and_where(agent_client, receive, agent):
     Message.objects.create(conversation=conversation, customer=conversation.customer, channel="email",
                            direction="outbound", text="Automatic", author=None, delivery_status="opened")
     page = text_of(agent_client.get(f"/inbox/{conversation.pk}/"))
-    assert f'Internal note</span> by <strong>Alice</strong>' in page
+    assert 'Internal note</span> by <strong>Alice</strong>' in page
     assert "Called back &lt;b&gt;twice&lt;/b&gt;<br>no answer" in page
     assert f"· conversation #{old.pk}</span>" in page and f"· conversation #{conversation.pk}</span>" not in page
     assert 'Internal note</span> by <strong>someone</strong>' in page

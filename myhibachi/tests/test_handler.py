@@ -2,7 +2,6 @@
 import asyncio
 import threading
 
-import pytest
 from channels.testing import HttpCommunicator
 from django.http import HttpResponse
 from django.test import override_settings
