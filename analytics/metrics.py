@@ -67,6 +67,16 @@ def _in_range(field, rng):
     return {f"{field}__gte": rng.since, f"{field}__lt": rng.until}
 
 
+def _spans(rng):
+    """[(period start, since, until)]: each period of the range as the instants it covers, clipped to the range."""
+    out = []
+    for b in rng.buckets():
+        since = max(timebase.local_midnight(b), rng.since)
+        until = min(timebase.local_midnight(timebase.next_bucket(b, rng.interval)), rng.until)
+        out.append((b, since, until))
+    return out
+
+
 def _months(rng):
     first, months = rng.start.replace(day=1), []
     while first <= rng.end:
@@ -215,6 +225,12 @@ def bookings(rng, *, database=None):
     local event date, valued at the mean completed order value of the range.
     (FunnelDay rollup; the median from the completed bookings' facts.)
     """
+    return with_reason_names(bookings_figures(rng, database=database))
+
+
+def bookings_figures(rng, *, database=None):
+    """bookings() with lost_reasons as counts by reason id ({"bookings": {id: n}, "leads": {id: n}}):
+    every figure read from the rollups, none from the lost reasons' names (what the dashboard caches)."""
     rows = (FunnelDay.objects.filter(day__gte=rng.start, day__lte=rng.end)
             .values("dim", "key", period=_period("day", rng.interval))
             .annotate(**{k: Sum(k) for k in (*STEPS, "guests", "value")}).order_by())
@@ -254,16 +270,22 @@ def bookings(rng, *, database=None):
     lead_reasons = dict(LeadDay.objects.filter(day__gte=rng.start, day__lte=rng.end, lost_reason_id__isnull=False)
                         .values("lost_reason_id").annotate(n=Sum("leads")).order_by()
                         .values_list("lost_reason_id", "n"))
-    reasons = [{"reason": name, "bookings": reasons_n.get(pk, 0), "leads": lead_reasons.get(pk, 0)}
-               for pk, name in LostReason.objects.values_list("pk", "name")]
     mean = totals["order_value_mean"]
     return {
-        "series": series, "totals": totals, "lost_reasons": reasons,
+        "series": series, "totals": totals, "lost_reasons": {"bookings": dict(reasons_n), "leads": lead_reasons},
         "by_source": [{"source": s, **_funnel_counts(c)} for s, c in sorted(by_source.items())],
         "by_first_touch": [{"source": s, **_funnel_counts(c)} for s, c in sorted(by_touch.items())],
         "turned_away": [{"date": d, "inquiries": n, "value": mean * n if mean is not None else None}
                         for d, n in sorted(turned.items())],
     }
+
+
+def with_reason_names(figures):
+    """bookings_figures() made bookings(): lost_reasons as one row per lost reason, by its current name."""
+    counts = figures["lost_reasons"]
+    return {**figures, "lost_reasons": [
+        {"reason": name, "bookings": counts["bookings"].get(pk, 0), "leads": counts["leads"].get(pk, 0)}
+        for pk, name in LostReason.objects.values_list("pk", "name")]}
 
 
 # --- customers -------------------------------------------------------------------------------
@@ -351,6 +373,12 @@ def staff(rng, *, agent_id=None, database=None):
     agent_id limits everything to one agent (an agent's own view).
     (Counts from the ActivityDay and ReplyDay rollups; durations from ResponseCycle and Resolution.)
     """
+    return with_agent_names(staff_figures(rng, agent_id=agent_id, database=database))
+
+
+def staff_figures(rng, *, agent_id=None, database=None):
+    """staff() without the agents' names (each by_agent row's "agent" is None, the rows in no set
+    order): every figure read from the rollups (what the dashboard caches)."""
     cycles = ResponseCycle.objects.filter(**_in_range("replied_at", rng))
     resolved = Resolution.objects.filter(**_in_range("resolved_at", rng))
     activity = ActivityDay.objects.filter(day__gte=rng.start, day__lte=rng.end,
@@ -373,20 +401,20 @@ def staff(rng, *, agent_id=None, database=None):
     for pk, n in resumed.values("agent_id").annotate(n=Count("pk")).order_by().values_list("agent_id", "n"):
         counts[pk]["conversations"] += n
     both = ["wall_seconds", "business_seconds"]
-    frt = percentiles.summary(cycles, ["agent_id"], both, within=("wall_seconds", target), database=database)
-    res = percentiles.summary(resolved, ["agent_id"], both, database=database)
-    within = {pk: (cells["within"], cells["rows"]) for (pk,), cells in frt.items()}
-    frt, res = _durations_of(frt), _durations_of(res)
     from django.contrib.auth import get_user_model
 
-    names = {u.pk: u.get_full_name() or u.username for u in
-             get_user_model().objects.filter(pk__in=[k for k in counts | within if k is not None])}
+    # Per agent: each agent's rows read by the (agent, time) index, no sort by agent (percentiles.by_key).
+    users = get_user_model().objects.values_list("pk")
+    frt = percentiles.by_key(cycles, "agent_id", users, both, within=("wall_seconds", target), database=database)
+    res = percentiles.by_key(resolved, "agent_id", users, both, database=database)
+    within = {pk: (cells["within"], cells["rows"]) for (pk,), cells in frt.items()}
+    frt, res = _durations_of(frt), _durations_of(res)
     nothing = {"median": None, "p90": None}
     agents = []
-    for pk in sorted(set(counts) | set(within), key=lambda k: (k is None, names.get(k, ""))):
+    for pk in set(counts) | set(within):
         ok, n = within.get(pk, (0, 0))
         agents.append({
-            "agent_id": pk, "agent": names.get(pk, "(no agent)"),
+            "agent_id": pk, "agent": None,
             "conversations": counts[pk]["conversations"], "replies": counts[pk][Kind.REPLIED],
             "notes": counts[pk][Kind.NOTE], "resolutions": counts[pk]["resolutions"],
             "first_responses": n, "within_target": ratio(ok, n),
@@ -395,8 +423,10 @@ def staff(rng, *, agent_id=None, database=None):
             "resolution": res.get(pk, {}).get("wall_seconds", nothing),
             "resolution_business": res.get(pk, {}).get("business_seconds", nothing),
         })
-    per_period = _durations(cycles.annotate(period=period_of("replied_at", rng.interval)), ["period"],
-                            "wall_seconds", database=database)
+    # Per period: each period's waits read by the reply-time index (percentiles.by_span).
+    per_period = {key: {"median": cells["wall_seconds"][0], "p90": cells["wall_seconds"][1]}
+                  for (key,), cells in percentiles.by_span(cycles.exclude(wall_seconds__isnull=True), "replied_at",
+                                                           _spans(rng), ["wall_seconds"], database=database).items()}
     replies, resolutions = defaultdict(int), defaultdict(int)
     for kind, period, n in (activity.filter(kind__in=[Kind.REPLIED, rollups.RESOLVED])
                             .values("kind", period=_period("day", rng.interval)).annotate(n=Sum("count"))
@@ -420,6 +450,19 @@ def staff(rng, *, agent_id=None, database=None):
         "business_hours": bool(settings.BUSINESS_HOURS),
     }
     return {"series": series, "totals": totals, "by_agent": agents}
+
+
+def with_agent_names(figures):
+    """staff_figures() made staff(): each agent's current name ("(no agent)" for replies whose staff
+    member was deleted), the agents in order of name."""
+    from django.contrib.auth import get_user_model
+
+    names = {u.pk: u.get_full_name() or u.username for u in
+             get_user_model().objects.filter(pk__in=[a["agent_id"] for a in figures["by_agent"]
+                                                     if a["agent_id"] is not None])}
+    agents = [{**a, "agent": names.get(a["agent_id"], "(no agent)")} for a in figures["by_agent"]]
+    agents.sort(key=lambda a: (a["agent_id"] is None, names.get(a["agent_id"], "")))
+    return {**figures, "by_agent": agents}
 
 
 # --- leads and sources -------------------------------------------------------------------------

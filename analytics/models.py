@@ -76,6 +76,9 @@ class Resolution(models.Model):
     class Meta:
         indexes = [models.Index(fields=["resolved_at"], name="analytics_resolution_at_cov",
                                 include=["agent", "wall_seconds", "business_seconds"]),
+                   # Per agent, each agent's range read alone (percentiles.by_key): no sort by agent.
+                   models.Index(fields=["agent", "resolved_at"], name="analytics_resolution_agent_cov",
+                                include=["wall_seconds", "business_seconds"]),
                    models.Index(fields=["conversation"], name="analytics_resolution_conv_idx")]
 
 
@@ -306,6 +309,9 @@ class RefreshState(models.Model):
     last_id = models.BigIntegerField(default=0)
     refreshed_at = models.DateTimeField(null=True)
     full_refreshed_at = models.DateTimeField(null=True)
+    # A new random number each time a refresh writes this part's rollups, in the same transaction
+    # (0: never written). The dashboard caches figures under it (analytics/figure_cache.py).
+    generation = models.BigIntegerField(default=0)
 
 
 class SavedReport(models.Model):

@@ -4,10 +4,11 @@ by the same definition in Python elsewhere (SQLite).
 percentile_cont(p) over n sorted values is the value at position p*(n-1),
 interpolated linearly between its neighbours; an empty set gives None.
 """
+from bisect import bisect_right
 from collections import defaultdict
 
 from django.db import connection
-from django.db.models import Aggregate, Count, FloatField, Q
+from django.db.models import Aggregate, Count, F, FloatField, Q
 
 
 class PercentileCont(Aggregate):
@@ -83,3 +84,92 @@ def summary(qs, group_fields, fields, ps=(0.5, 0.9), *, within=None, database=No
         if within:
             out[key]["within"] = sum(1 for v in cells["_within"] if v is not None and v <= within[1])
     return out
+
+
+# --- one index range per group (PostgreSQL) ---------------------------------------------------------
+def _aggregates(fields, ps, within):
+    """The select list of one part's aggregate over the derived table r (columns split_v<i>, split_w)."""
+    sql, params = [], []
+    for i, _ in enumerate(fields):
+        for n, p in enumerate(ps):
+            sql.append(f'percentile_cont(%s) WITHIN GROUP (ORDER BY r.split_v{i}) AS "f{i}p{n}"')
+            params.append(float(p))
+    sql.append('COUNT(*) AS "n_rows"')
+    if within:
+        sql.append('COUNT(r.split_w) FILTER (WHERE r.split_w <= %s) AS "n_within"')
+        params.append(within[1])
+    return ", ".join(sql), params
+
+
+def _inner(qs, part_field, fields, within):
+    columns = {"split_part": F(part_field), **{f"split_v{i}": F(f) for i, f in enumerate(fields)}}
+    if within:
+        columns["split_w"] = F(within[0])
+    return qs.order_by().values(**columns).query.sql_with_params()
+
+
+def _cells(rows, fields, ps, within):
+    """summary()'s answer from the rows (key, f0p0, f0p1, ..., n_rows[, n_within])."""
+    out = {}
+    for row in rows:
+        values = row[1:]
+        cells = {f: list(values[i * len(ps):(i + 1) * len(ps)]) for i, f in enumerate(fields)}
+        cells["rows"] = values[len(fields) * len(ps)]
+        if within:
+            cells["within"] = values[len(fields) * len(ps) + 1]
+        out[(row[0],)] = cells
+    return out
+
+
+def by_key(qs, key_field, keys, fields, ps=(0.5, 0.9), *, within=None, database=None):
+    """summary(qs, [key_field], fields, ps, within=within): the same answer, grouped by a key that
+    leads an index with the queryset's range field after it (ResponseCycle's and Resolution's
+    (agent, time) indexes). keys: a values_list queryset of every value the key can take (a
+    foreign key's target table); rows with an empty key form the group None, as in summary().
+
+    On PostgreSQL each key is read by its own range of that index (a LATERAL join over the keys,
+    plus one read for the empty key), so no row is sorted by key before its values are sorted for
+    the percentiles: at the issue's scale half the time of summary()'s sort and group."""
+    database = in_database() if database is None else database
+    if not database:
+        return summary(qs, [key_field], fields, ps, within=within, database=False)
+    inner, inner_params = _inner(qs, key_field, fields, within)
+    keys_sql, keys_params = keys.order_by().query.sql_with_params()
+    aggregates, agg_params = _aggregates(fields, ps, within)
+    sql = (f"SELECT parts.part_key, s.* FROM ({keys_sql}) parts(part_key) CROSS JOIN LATERAL "
+           f"(SELECT {aggregates} FROM ({inner}) r WHERE r.split_part = parts.part_key) s WHERE s.n_rows > 0 "
+           f"UNION ALL SELECT NULL, s.* FROM (SELECT {aggregates} FROM ({inner}) r "
+           f"WHERE r.split_part IS NULL) s WHERE s.n_rows > 0")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*keys_params, *agg_params, *inner_params, *agg_params, *inner_params])
+        return _cells(cursor.fetchall(), fields, ps, within)
+
+
+def by_span(qs, field, spans, fields, ps=(0.5, 0.9), *, database=None):
+    """{(key,): cells} as summary() gives per group, for spans [(key, lo, hi)] of a field that leads
+    an index: a span's rows are those with lo <= field < hi (spans must not overlap); a span
+    without rows is left out. On PostgreSQL each span is read by its own range of the index (a
+    LATERAL join over the spans): no expression per row to group by, and no sort by it."""
+    database = in_database() if database is None else database
+    spans = list(spans)
+    if not database:
+        starts = [lo for _, lo, _ in spans]
+        values = defaultdict(lambda: defaultdict(list))
+        for row in qs.values_list(field, *fields):
+            i = bisect_right(starts, row[0]) - 1
+            if i >= 0 and row[0] < spans[i][2]:
+                for f, v in zip(fields, row[1:]):
+                    values[spans[i][0]][f].append(v)
+        return {(key,): {**{f: [percentile(cells[f], p) for p in ps] for f in fields},
+                         "rows": len(cells[fields[0]])} for key, cells in values.items()}
+    if not spans:
+        return {}
+    inner, inner_params = _inner(qs, field, fields, None)
+    aggregates, agg_params = _aggregates(fields, ps, None)
+    rows_sql = ", ".join(["(%s, %s, %s)"] * len(spans))
+    sql = (f"SELECT parts.part_key, s.* FROM (VALUES {rows_sql}) parts(part_key, lo, hi) CROSS JOIN LATERAL "
+           f"(SELECT {aggregates} FROM ({inner}) r WHERE r.split_part >= parts.lo AND r.split_part < parts.hi) s "
+           f"WHERE s.n_rows > 0")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*(v for span in spans for v in span), *agg_params, *inner_params])
+        return _cells(cursor.fetchall(), fields, ps, None)

@@ -127,11 +127,12 @@ def business_seconds(start: datetime, end: datetime) -> float | None:
     intervals (none on holidays and closed days); overlaps are measured between
     UTC instants, so a daylight-saving night counts its real length.
     """
-    if not settings.BUSINESS_HOURS:
+    known = getattr(_remembered, "days", None) is not None  # inside remembered_hours(): settings read once
+    if not (_remembered.hours if known else settings.BUSINESS_HOURS):
         return None
     if end <= start:
         return 0.0
-    tz = zone()
+    tz = _remembered.tz if known else zone()
     start, end = start.astimezone(dt_timezone.utc), end.astimezone(dt_timezone.utc)
     total, day, last = 0.0, start.astimezone(tz).date(), end.astimezone(tz).date()
     while day <= last:
@@ -150,7 +151,7 @@ _remembered = threading.local()
 def remembered_hours():
     """Within it, each local day's opening instants are worked out once (a refresh times thousands of
     waits over the same days; the settings do not change during one)."""
-    _remembered.days = {}
+    _remembered.days, _remembered.tz, _remembered.hours = {}, zone(), bool(settings.BUSINESS_HOURS)
     try:
         yield
     finally:

@@ -152,3 +152,27 @@ def test_inbox_conversion_by_first_reply_speed_and_hours_of_a_daylight_saving_we
     assert (weeks["2026-03-02"]["backlog"], weeks["2026-03-09"]["backlog"]) == (1, 1)
     channels = {row["channel"]: row["median"] for row in result["first_response_by_channel"]}
     assert channels == {"sms": 240, "email": 7200}
+
+
+@pytest.mark.postgres
+def test_per_agent_and_per_period_percentiles_read_by_index_equal_the_python_ones(team):
+    """percentiles.by_key (one index range per agent, and one for waits whose agent was deleted) and
+    by_span (one per period) against the Python path, for weeks and days."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL)")
+    gone = make_user("cy", first_name="Cy")
+    conversation(make_customer("d@example.com"), local(2026, 6, 15, 10), (900, Kind.REPLIED, gone, {}),
+                 (1200, Kind.STATUS_CHANGED, gone, {"from_value": "open", "to_value": "resolved"}))
+    refresh.refresh_all()
+    gone.delete()  # its waits and resolutions stay, without an agent
+    for rng in (JUNE, Range(date(2026, 6, 1), date(2026, 6, 30), "day")):
+        in_db = metrics.staff(rng, database=True)
+        assert in_db == metrics.staff(rng, database=False)
+        nobody = in_db["by_agent"][-1]
+        assert (nobody["agent"], nobody["first_responses"], nobody["first_response"]["median"],
+                nobody["resolution"]["median"]) == ("(no agent)", 1, 900, 1200)
+    days = {row["period"]: row["first_response_median"] for row in in_db["series"]}
+    # 1 June: Ann's 600 s (the bot's half hour not counted); 2 June: the reopen answered in 300 s.
+    assert (days["2026-06-01"], days["2026-06-02"], days["2026-06-05"]) == (600, 300, None)

@@ -1,0 +1,108 @@
+"""The dashboard's areas, computed once per state of the rollups they read.
+
+Each refresh that writes rollups gives the part it wrote a new random generation
+(RefreshState.generation: "revenue" for the booking rollups, "conversations" for the history
+rollups), in the same transaction as the rows. An area's figures are cached under the
+generations of the parts it reads, with the range, the agent and the local date, so:
+
+- a cached figure is never older than the rollups: a read takes the generations first, inside
+  its transaction; once a refresh's rows are committed so is its generation, and every later read
+  looks under a key nothing was computed for yet (what was computed from older rows was stored
+  under the older generation, which no later read asks for);
+- the generation is random, not a counter, so a database restored from a backup or a test's
+  rolled-back transaction never meets an entry computed from other rows.
+
+Only areas read wholly from rollups are cached: revenue, bookings and customers ("revenue"
+part), staff and inbox ("conversations" part). Names are added after the cache (agents' names,
+lost reasons' names: managers can rename them without a refresh). Pace and cash depend on the
+instant (the books as of now, today's events split by the hour), email and chatbot read their
+own tables, leads adds marketing spend: those are computed on every load, as before.
+"""
+import hashlib
+import inspect
+from datetime import datetime, timezone as dt_timezone
+
+from django.conf import settings
+from django.core.cache import cache
+
+from . import metrics, percentiles, rollups, timebase
+from .models import RefreshState
+
+TIMEOUT = 24 * 3600  # entries are also replaced by every refresh that writes; this only bounds memory
+
+# area: (what is cached, what makes it the area's answer, the parts of the rollups it reads)
+CACHED = {
+    "revenue": (lambda rng, agent_id, today: metrics.revenue(rng), None, ("revenue",)),
+    "bookings": (lambda rng, agent_id, today: metrics.bookings_figures(rng), metrics.with_reason_names,
+                 ("revenue",)),
+    "customers": (lambda rng, agent_id, today: metrics.customers(rng, today=today), None, ("revenue",)),
+    "staff": (lambda rng, agent_id, today: metrics.staff_figures(rng, agent_id=agent_id), metrics.with_agent_names,
+              ("conversations",)),
+    "inbox": (lambda rng, agent_id, today: metrics.inbox(rng), None, ("conversations",)),
+}
+
+
+# The code the figures are computed with: a deploy that changes it reads new keys.
+_code = hashlib.sha256("".join(inspect.getsource(m) for m in (metrics, percentiles, rollups, timebase))
+                       .encode()).hexdigest()[:16]
+
+
+def generations() -> dict:
+    """{part: generation} as committed now; a part never written is absent."""
+    return {name: g for name, g in RefreshState.objects.filter(name__in=["revenue", "conversations"])
+            .values_list("name", "generation") if g}
+
+
+def _key(area, rng, agent_id, today, found):
+    parts = CACHED[area][2]
+    if any(p not in found for p in parts):
+        return None
+    stamp = ".".join(str(found[p]) for p in parts)
+    return (f"analytics:figures:{_code}:{_settings_hash()}:{area}:{rng.start}:{rng.end}:{rng.interval}:"
+            f"{agent_id or ''}:{today}:{stamp}")
+
+
+def _settings_hash() -> str:
+    keys = ("BUSINESS_TIME_ZONE", "BUSINESS_HOURS", "BUSINESS_HOLIDAYS", "CHURN_DAYS",
+            "FIRST_RESPONSE_TARGET_MINUTES", "ANALYTICS_CONVERSION_WINDOW_DAYS")
+    return hashlib.sha256(repr([(k, _plain(getattr(settings, k))) for k in keys]).encode()).hexdigest()[:12]
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return sorted((k, _plain(v)) for k, v in value.items())
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return value
+
+
+def areas(names, rng, *, agent_id=None):
+    """{area: its figures} for these dashboard areas over the range: cached ones from the cache when
+    the rollups they read have not been written since (computed and stored otherwise), the others
+    computed. Call inside rollups.reading(), after any refresh the page runs first."""
+    today = timebase.local_date(datetime.now(dt_timezone.utc))
+    found = generations()
+    keys = {}
+    for name in names:
+        if name in CACHED:
+            key = _key(name, rng, agent_id, today, found)
+            if key:
+                keys[name] = key
+    hits = cache.get_many(list(keys.values())) if keys else {}
+    out, fresh = {}, {}
+    for name in names:
+        if name not in CACHED:
+            out[name] = metrics.METRICS[name](rng)
+            continue
+        compute, finish, _ = CACHED[name]
+        key = keys.get(name)
+        if key in hits:
+            figures = hits[key]
+        else:
+            figures = compute(rng, agent_id, today)
+            if key:
+                fresh[key] = figures
+        out[name] = finish(figures) if finish else figures
+    if fresh:
+        cache.set_many(fresh, TIMEOUT)
+    return out
