@@ -263,6 +263,9 @@ class ReplyDay(models.Model):
     class Meta:
         indexes = [models.Index(fields=["day"], condition=models.Q(prev_day__isnull=False),
                                 name="analytics_replyday_resumed_idx"),
+                   # The first replies of some days (ActivityDay "first_reply", rebuilt per day).
+                   models.Index(fields=["day"], condition=models.Q(prev_day__isnull=True),
+                                name="analytics_replyday_first_idx"),
                    models.Index(fields=["conversation"], name="analytics_replyday_conv_idx")]
 
 

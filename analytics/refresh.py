@@ -15,13 +15,14 @@ running them twice, or both at once, leaves the same rows.
 """
 import secrets
 from collections import defaultdict, namedtuple
+from functools import reduce
 from itertools import groupby
-from operator import itemgetter
+from operator import itemgetter, or_
 from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Count, DecimalField, F, Max, Sum, When
+from django.db.models import Case, Count, DecimalField, F, Max, Q, Sum, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -194,8 +195,8 @@ def rebuild_conversations(ids) -> set:
     days = rollups.cycle_days(ids)
     created = dict(Conversation.objects.filter(pk__in=ids).values_list("pk", "created_at"))
     # Plain tuples: model instances cost more than the work.
-    history = (ConversationActivity.objects.filter(conversation_id__in=ids).order_by(*HISTORY_ORDER)
-               .values_list(*HistoryRow._fields))
+    history = rollups.read_rows(ConversationActivity.objects.filter(conversation_id__in=ids)
+                                .order_by(*HISTORY_ORDER).values_list(*HistoryRow._fields))
     cycles, resolutions = _facts_of(history, created)
     with transaction.atomic():
         ResponseCycle.objects.filter(conversation_id__in=ids).delete()
@@ -212,15 +213,16 @@ def rebuild_conversations(ids) -> set:
 def rebuild_all_conversations(progress) -> int:
     """Every conversation's cycles and resolutions: the history read in conversation-id ranges (by its
     (conversation, at) index), each range's facts written before the next is read."""
-    created = dict(Conversation.objects.values_list("pk", "created_at"))
+    created = dict(rollups.read_rows(Conversation.objects.order_by().values_list("pk", "created_at")))
     ids = sorted(created)
     step = 20_000
     with rollups.replacing(ResponseCycle, "conversation") as cycles, \
             rollups.replacing(Resolution, "conversation") as resolutions:
         for first in range(0, len(ids), step):
             last = ids[min(first + step, len(ids)) - 1]
-            rows = (ConversationActivity.objects.filter(conversation_id__gte=ids[first], conversation_id__lte=last)
-                    .order_by(*HISTORY_ORDER).values_list(*HistoryRow._fields))
+            rows = rollups.read_rows(ConversationActivity.objects.filter(
+                conversation_id__gte=ids[first], conversation_id__lte=last).order_by(*HISTORY_ORDER)
+                .values_list(*HistoryRow._fields))
             found = _facts_of(rows, created)
             rollups.write_rows(ResponseCycle, CYCLE_FIELDS, found[0], table=cycles)
             rollups.write_rows(Resolution, RESOLUTION_FIELDS, found[1], table=resolutions)
@@ -300,9 +302,12 @@ def _take_dirty(kind) -> set:
 
 def _booking_units(ids) -> dict:
     """What the facts of these bookings feed, as they stand: inquiry and event days, event months,
-    customers, and the days whose first waits a confirmation can convert."""
+    customers, and the days whose first waits a confirmation can convert: the local start days of
+    the customer's first waits that started within the conversion window before it (CycleDay's
+    "booked"; no other day's counts can change)."""
     units = defaultdict(set)
     window = timedelta(days=settings.ANALYTICS_CONVERSION_WINDOW_DAYS)
+    converts = []
     for inquiry, event, month, customer, confirmed in BookingFact.objects.filter(booking_id__in=list(ids)).values_list(
             "inquiry_day", "event_day", "event_month", "customer_id", "confirmed_at"):
         units["inquiry"].add(inquiry)
@@ -310,9 +315,11 @@ def _booking_units(ids) -> dict:
         units["month"].add(month)
         units["customer"].add(customer)
         if confirmed:
-            first = timebase.local_date(confirmed - window)
-            last = timebase.local_date(confirmed)
-            units["cycle"].update(first + timedelta(days=n) for n in range((last - first).days + 1))
+            converts.append(Q(conversation__customer_id=customer, started_at__gte=confirmed - window,
+                              started_at__lte=confirmed))
+    if converts:
+        units["cycle"].update(timebase.local_date(at) for at in ResponseCycle.objects.filter(
+            reduce(or_, converts), number=0).values_list("started_at", flat=True))
     return units
 
 

@@ -75,6 +75,29 @@ def write_rows(model, fields, rows, *, table=None) -> None:
     model.objects.bulk_create([model(**dict(zip(attnames, row))) for row in rows], batch_size=2000)
 
 
+def read_rows(qs, chunk=20000):
+    """The rows of a values_list() queryset, for a walk over many of them. On PostgreSQL they are
+    fetched in binary form: the same values (timestamps, dates, decimals), decoded in a quarter of the
+    time of text (100,000 history rows: 1.0 s as text, 0.28 s binary)."""
+    if connection.vendor != "postgresql":
+        yield from qs.iterator(chunk_size=chunk)
+        return
+    try:
+        sql, params = qs.query.sql_with_params()
+    except EmptyResultSet:
+        return
+    import psycopg
+
+    # A cursor that binds on the server: Django's client-side binding cursors cannot read binary.
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    raw.format = psycopg.pq.Format.BINARY  # what execute(..., binary=True) sets
+    with (connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)) as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(chunk):
+            yield from rows
+
+
 @contextmanager
 def replacing(model, unit):
     """Every row of a rollup rebuilt (a full refresh): yields the name of the table to write all the
@@ -330,8 +353,8 @@ def rebuild_customers(ids=None) -> None:
 def _write_customers(facts, table) -> None:
     dead = {Booking.Status.LOST, Booking.Status.CANCELLED}
     rows = []
-    for customer, group in groupby(facts.values_list("customer_id", "status", "event_day", "total", "refunded")
-                                   .iterator(chunk_size=20000), key=lambda r: r[0]):
+    for customer, group in groupby(read_rows(facts.values_list("customer_id", "status", "event_day", "total",
+                                                               "refunded")), key=lambda r: r[0]):
         completed, value, refunded, live = [], ZERO, ZERO, None
         for _, status, day, total, refund in group:
             refunded += refund
