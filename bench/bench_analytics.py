@@ -9,7 +9,7 @@ postgres://postgres@127.0.0.1:5432/myhibachi_bench_analytics) with the issue's d
 COPY when the database does not hold that scale yet (--reseed: always), then times:
 a first fill of the rollups (every rollup emptied, then `refresh_all`), a full refresh over filled
 rollups (`refresh_all` again: what the nightly task does), the incremental step after one new
-booking and one new message (`refresh_recent`), every /api/v1/analytics/* endpoint for the last
+booking and one new message (`refresh_recent`, five times: the slowest is held to the budget), every /api/v1/analytics/* endpoint for the last
 365 days by month (never cached), and the /analytics/ dashboard page: cold (the first load after
 a refresh that wrote both parts of the rollups: a new booking and a new message each time, so no
 figure is in the cache) and warm (loads with nothing new since the last one). Requests go through
@@ -142,14 +142,19 @@ def main():
     full, full_steps = timed_refresh("refresh")
     vacuum()
 
-    now = timezone.now()
-    Booking.objects.create(customer=Customer.objects.first(), event_at=now + timedelta(days=30), guest_count=20,
-                           status="confirmed", confirmed_at=now, total=1200, deposit=200)
-    services.receive_message(channel="sms", sender="+14155559999", text="Party for 12?",
-                             external_id=f"bench-{time.time()}")
-    started = time.monotonic()
-    refresh.refresh_recent()
-    incremental = time.monotonic() - started
+    # The incremental step, five times: each after one new booking and one new message (the first
+    # one is also the first statement of the kind on this connection).
+    steps = []
+    for n in range(5):
+        now = timezone.now()
+        Booking.objects.create(customer=Customer.objects.order_by("pk")[n], event_at=now + timedelta(days=30),
+                               guest_count=20, status="confirmed", confirmed_at=now, total=1200, deposit=200)
+        services.receive_message(channel="sms", sender=f"+1415555999{n}", text="Party for 12?",
+                                 external_id=f"bench-{time.time()}")
+        started = time.monotonic()
+        refresh.refresh_recent()
+        steps.append(time.monotonic() - started)
+    incremental = max(steps)
 
     settings.ANALYTICS_REFRESH_SECONDS = 3600  # the timed reads measure the figures, not the refresh
     client = Client()
@@ -168,7 +173,8 @@ def main():
 
     print(f"first fill {first_fill:.1f} s; full refresh over filled rollups {full:.1f} s "
           f"(budget {BUDGETS['full_refresh_s']} s); "
-          f"incremental after one booking and one message {incremental * 1000:.0f} ms (budget 1 s)")
+          f"incremental after one booking and one message {', '.join(f'{t * 1000:.0f}' for t in steps)} ms "
+          f"(budget 1 s)")
     common.print_table(["case", "p50 ms", "p95 ms", "queries", "budget"],
                        [[row["case"], row["p50"], row["p95"], row["queries"],
                          f"p95≤{row['budget_p95_ms']} {common.verdict(row['p95'], row['budget_p95_ms'])}"]
@@ -177,6 +183,7 @@ def main():
         "date": time.strftime("%Y-%m-%d"), "machine": common.machine(load_average_1m_at_start=load_at_start),
         "scale": scale, "first_fill_s": round(first_fill, 2), "first_fill_steps_s": first_fill_steps,
         "full_refresh_s": round(full, 2), "full_refresh_steps_s": full_steps, "incremental_s": round(incremental, 3),
+        "incremental_runs_s": [round(t, 3) for t in steps],
         "requests": rows, "budgets": BUDGETS,
     })
 
