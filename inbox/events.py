@@ -24,7 +24,7 @@ from django.db import transaction
 
 from myhibachi import layer_calls
 
-from . import sql
+from . import list_cache, sql
 from .models import InboxEvent
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,8 @@ def record_many(items, *, recipient=None) -> list[InboxEvent]:
             for type, conversation, payload in items]
     sql.insert(made, ("type", "conversation", "recipient", "payload", "created_at"))
     group = user_group(recipient.pk) if recipient is not None else STAFF_GROUP
+    if recipient is None:  # what every staff screen is told about can change a list row
+        list_cache.changed()
     for event in made:
         # One hook per event: Django drops the hooks of a rolled-back savepoint, so
         # an event whose write was undone is never published.

@@ -24,14 +24,29 @@ thread-sensitively for the request (the request_started and request_finished
 signals with their close_old_connections, middleware, view, response.close)
 still runs on that one thread, and one request at a time uses it.
 
+The request_started signal, the chain and, for a response already in memory,
+response.close() with its request_finished signal run in that one crossing
+too (stock Django crosses three times: the signal, the chain, the close), and
+no task is started to watch for a disconnect: a synchronous view cannot be
+stopped by one. Closing before the bytes go out hands the database connection
+back to the pool a little sooner. A streaming response (a CSV export, a file)
+is sent as Django sends it: chunks read off the loop, the disconnect watched,
+closed after the last chunk.
+
 An async view would run through async_to_sync here; there are none (a test
 says so), and WebSockets are Channels consumers, not views.
 """
+import asyncio
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
-from django.core.handlers.asgi import ASGIHandler
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import FileResponse
+from django.urls import set_script_prefix
 
 IDLE_THREADS = 32
 
@@ -63,8 +78,49 @@ class OneThreadASGIHandler(ASGIHandler):
             if not keep:
                 executor.shutdown(wait=False)
 
-    async def get_response_async(self, request):
-        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
+    async def handle(self, scope, receive, send):
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        try:
+            set_script_prefix(get_script_prefix(scope))
+            response = await sync_to_async(self._respond, thread_sensitive=True)(scope, body_file)
+            if response.streaming:
+                await self._stream(response, receive, send)
+            else:
+                await self.send_response(response, send)
+        finally:
+            body_file.close()
+
+    def _respond(self, scope, body_file):
+        """On the request's thread: what Django's handle() and run_get_response() do, in order."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self.get_response(request)
+            response._handler_class = self.__class__
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size  # the ASGI server does the low-level chunking
+        if not response.streaming:
+            response.close()  # its bytes are in memory; request_finished runs here
+        return response
+
+    async def _stream(self, response, receive, send):
+        """Send a streaming response, stopping if the client goes away (as Django's handle())."""
+        sending = asyncio.create_task(self.send_response(response, send))
+        watching = asyncio.create_task(self.listen_for_disconnect(receive))
+        try:
+            await asyncio.wait([sending, watching], return_when=asyncio.FIRST_COMPLETED)
+            for task in (watching, sending):
+                if not task.done():
+                    task.cancel()
+                # The watcher ends with RequestAborted when the client left; a task stopped
+                # here ends cancelled. Any other error is raised.
+                with contextlib.suppress(asyncio.CancelledError, RequestAborted):
+                    await task
+        finally:
+            await sync_to_async(response.close, thread_sensitive=True)()
 
 
 def get_asgi_application():

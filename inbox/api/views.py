@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from crm import identity
 from crm.merge import MergeRefused, merge_customers
 from crm.models import Customer, CustomerIdentity
-from inbox import channels, selectors, services
+from inbox import channels, list_cache, selectors, services
 from inbox.access import access_conversation, access_reply
 from inbox.models import CannedResponse, RoutingRule
 from myhibachi.ids import BadId, parse_id
@@ -104,21 +104,32 @@ class InboxListView(InboxAPIView, ListAPIView):
         return selectors.conversations_for_list()
 
     def list(self, request, *args, **kwargs):
-        form = self.filterset_class.form_for(request.query_params)
-        if not self.filterset_class.valid_form(form):
-            raise ValidationError(form.errors)
+        # A page read since the last change is served from the cache (inbox/list_cache.py); only
+        # pages of valid parameters are stored, so a stored page needs no second validation.
+        key = list_cache.page_key(request.user.pk, request.query_params)
+        page, generation, found = list_cache.lookup(key, selectors.STATUS_COUNTS_KEY)
+        if page is None:
+            form = self.filterset_class.form_for(request.query_params)
+            if not self.filterset_class.valid_form(form):
+                raise ValidationError(form.errors)
+            page = self._read(request, form)
+            list_cache.store(key, generation, page)
+        return Response({"results": page["results"], "next": page["next"],
+                         "counts": selectors.status_counts(found[selectors.STATUS_COUNTS_KEY]),
+                         "latest_event": page["latest_event"]})
+
+    def _read(self, request, form) -> dict:
         qs = self.filterset_class.apply(form.cleaned_data, self.get_queryset(), user=request.user)
         size, cursor = _page_size(request), request.query_params.get("cursor") or None
-        latest_event = selectors.latest_event_id()
+        latest_event = selectors.latest_event_id()  # before the rows: they hold at least what it names
         text = form.cleaned_data.get("q")
         page = (selectors.page_of_search(qs, text, size=size, cursor=cursor) if text
                 else selectors.page_by_activity(qs, size=size, cursor=cursor))
-        return Response({
+        return {
             "results": [row.as_api() for row in page.rows],  # the serializer's shape, see inbox/rows.py
             "next": page.next_cursor,
-            "counts": selectors.status_counts(),
             "latest_event": latest_event,
-        })
+        }
 
 
 class ConversationDetailView(InboxAPIView):
