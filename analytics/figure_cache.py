@@ -42,9 +42,20 @@ CACHED = {
 }
 
 
-# The code the figures are computed with: a deploy that changes it reads new keys.
-_code = hashlib.sha256("".join(inspect.getsource(m) for m in (metrics, percentiles, rollups, timebase))
-                       .encode()).hexdigest()[:16]
+def _code_hash() -> str:
+    """The code the figures are computed with: a deploy that changes it reads new keys. Without the
+    sources (a deploy of compiled files only) the modules' bytecode stands in for them."""
+    parts = []
+    for module in (metrics, percentiles, rollups, timebase):
+        try:
+            parts.append(inspect.getsource(module).encode())
+        except OSError:
+            parts.append(repr([f.__code__.co_code for f in vars(module).values()
+                               if inspect.isfunction(f)]).encode())
+    return hashlib.sha256(b"".join(parts)).hexdigest()[:16]
+
+
+_code = _code_hash()
 
 
 def generations() -> dict:
