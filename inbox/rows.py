@@ -155,6 +155,7 @@ class ConversationRow:
         """The row in the API's shape (ConversationRowSerializer), times already
         written as the serializer writes them."""
         customer, assignee, message = self.customer, self.assignee, self.last_message
+        zone = timezone.get_current_timezone()  # once per row, not once per time (a context-local read)
         return {
             "id": self.id,
             "status": self.status,
@@ -165,22 +166,22 @@ class ConversationRow:
                                                        "name": assignee.name},
             "last_message": None if message is None else {
                 "id": message.id, "channel": message.channel, "direction": message.direction,
-                "preview": message.preview, "created_at": api_time(message.created_at)},
-            "last_activity_at": api_time(self.last_activity_at),
+                "preview": message.preview, "created_at": api_time(message.created_at, zone)},
+            "last_activity_at": api_time(self.last_activity_at, zone),
             "is_unread": self.is_unread,
             "tags": self.tags,
             "channels": self.channels,
-            "created_at": api_time(self.created_at),
-            "first_response_at": api_time(self.first_response_at),
-            "resolved_at": api_time(self.resolved_at),
+            "created_at": api_time(self.created_at, zone),
+            "first_response_at": api_time(self.first_response_at, zone),
+            "resolved_at": api_time(self.resolved_at, zone),
         }
 
 
-def api_time(moment) -> str | None:
-    """What DRF's DateTimeField writes: ISO 8601 in the current time zone, UTC as "Z"."""
+def api_time(moment, zone=None) -> str | None:
+    """What DRF's DateTimeField writes: ISO 8601 in the current time zone (or zone), UTC as "Z"."""
     if moment is None:
         return None
-    text = timezone.localtime(moment).isoformat()
+    text = timezone.localtime(moment, zone).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 

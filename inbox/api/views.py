@@ -1,7 +1,10 @@
 """API v1 views: validate, call a service or selector, serialize."""
+import json
+
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, Q
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import mixins, serializers, status, viewsets
@@ -9,6 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, NotFound, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -112,11 +116,14 @@ class InboxListView(InboxAPIView, ListAPIView):
             form = self.filterset_class.form_for(request.query_params)
             if not self.filterset_class.valid_form(form):
                 raise ValidationError(form.errors)
-            page = self._read(request, form)
+            # Kept as the JSON the renderer writes, so a kept page is not encoded again.
+            page = JSONRenderer().render(self._read(request, form))
             list_cache.store(key, generation, page)
-        return Response({"results": page["results"], "next": page["next"],
-                         "counts": selectors.status_counts(found[selectors.STATUS_COUNTS_KEY]),
-                         "latest_event": page["latest_event"]})
+        counts = selectors.status_counts(found[selectors.STATUS_COUNTS_KEY])
+        if isinstance(request.accepted_renderer, JSONRenderer):
+            body = page[:-1] + b',"counts":' + JSONRenderer().render(counts) + b"}"
+            return HttpResponse(body, content_type=request.accepted_renderer.media_type)
+        return Response({**json.loads(page), "counts": counts})  # the browsable API
 
     def _read(self, request, form) -> dict:
         qs = self.filterset_class.apply(form.cleaned_data, self.get_queryset(), user=request.user)

@@ -1,5 +1,7 @@
 """The API's inbox list is served from the cache between changes (inbox/list_cache.py), and
 never shows what a change has replaced."""
+import html
+
 from django.db import connection
 from django.http import QueryDict
 from django.test.utils import CaptureQueriesContext
@@ -111,3 +113,12 @@ def test_someone_who_lost_access_gets_403_not_their_last_page(agent_client, rece
     assert agent_client.get("/api/v1/inbox").status_code == 200  # their page is now cached
     agent.groups.remove(Group.objects.get(name="Agent"))
     assert agent_client.get("/api/v1/inbox").status_code == 403
+
+
+def test_the_browsable_api_shows_a_kept_page_too(agent_client, receive):
+    receive(sender="ann@example.com", sender_name="Ann Lee")
+    as_json = agent_client.get("/api/v1/inbox").json()  # kept now
+    page = agent_client.get("/api/v1/inbox", HTTP_ACCEPT="text/html")
+    assert page.status_code == 200 and page["Content-Type"].startswith("text/html")
+    shown = html.unescape(page.content.decode())
+    assert "Ann Lee" in shown and f'"latest_event": {as_json["latest_event"]}' in shown
