@@ -30,8 +30,10 @@ too (stock Django crosses three times: the signal, the chain, the close), and
 no task is started to watch for a disconnect: a synchronous view cannot be
 stopped by one. Closing before the bytes go out hands the database connection
 back to the pool a little sooner. A streaming response (a CSV export, a file)
-is sent as Django sends it: chunks read off the loop, the disconnect watched,
-closed after the last chunk.
+is read on the request's thread about 64 KB at a time and sent as it comes,
+the disconnect watched, closed after the last chunk: stock Django reads a
+synchronous stream into one list before sending any of it, so a large export
+would sit whole in the node's memory.
 
 An async view would run through async_to_sync here; there are none (a test
 says so), and WebSockets are Channels consumers, not views.
@@ -108,6 +110,8 @@ class OneThreadASGIHandler(ASGIHandler):
 
     async def _stream(self, response, receive, send):
         """Send a streaming response, stopping if the client goes away (as Django's handle())."""
+        if not response.is_async:
+            response.streaming_content = _pulled(response.streaming_content)
         sending = asyncio.create_task(self.send_response(response, send))
         watching = asyncio.create_task(self.listen_for_disconnect(receive))
         try:
@@ -121,6 +125,29 @@ class OneThreadASGIHandler(ASGIHandler):
                     await task
         finally:
             await sync_to_async(response.close, thread_sensitive=True)()
+
+
+STREAM_BATCH_BYTES = 64 * 1024
+
+
+def _next_batch(parts) -> bytes:
+    """Up to about STREAM_BATCH_BYTES of a synchronous stream's next parts (b"" at its end)."""
+    batch, size = [], 0
+    for part in parts:
+        batch.append(part)
+        size += len(part)
+        if size >= STREAM_BATCH_BYTES:
+            break
+    return b"".join(batch)
+
+
+async def _pulled(parts):
+    """A synchronous stream (a CSV export's generator, a file) as an async one, read on the request's
+    thread (where its database cursor lives) a batch at a time."""
+    parts = iter(parts)
+    take = sync_to_async(_next_batch, thread_sensitive=True)
+    while batch := await take(parts):
+        yield batch
 
 
 def get_asgi_application():

@@ -154,6 +154,18 @@ def test_signals_run_once_per_request_on_the_request_thread():
     assert fired == [("started", view_thread), ("finished", view_thread)]
 
 
+async def rest_of_body(communicator) -> bytes:
+    """The body parts still to come, up to the last one; then the application's end."""
+    body = b""
+    while True:
+        message = await communicator.receive_output(5)
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await communicator.wait(5)
+    return body
+
+
 def chunks_view(request):
     def chunks():
         for n in range(3):
@@ -179,14 +191,7 @@ def test_a_streaming_response_is_sent_in_full_and_then_closed():
                 communicator = HttpCommunicator(handler, "GET", "/stream")
                 await communicator.send_input({"type": "http.request", "body": b""})
                 start = await communicator.receive_output(5)
-                body = b""
-                while True:
-                    message = await communicator.receive_output(5)
-                    body += message.get("body", b"")
-                    if not message.get("more_body"):
-                        break
-                await communicator.wait(5)
-                return start, body
+                return start, await rest_of_body(communicator)
 
             start, body = asyncio.run(go())
     finally:
@@ -195,3 +200,47 @@ def test_a_streaming_response_is_sent_in_full_and_then_closed():
     assert start["status"] == 200
     assert body == b"row 0\nrow 1\nrow 2\n"
     assert finished == [True]  # closed once, after the last chunk
+
+
+def test_a_large_stream_goes_out_while_it_is_still_being_written():
+    """The first part of a CSV export reaches the client before the view's generator has written
+    the rest (stock Django reads a synchronous stream whole into memory first), and every part is
+    read on the request's thread, where its database cursor lives."""
+    from myhibachi.handler import STREAM_BATCH_BYTES
+
+    rest_may_follow = threading.Event()
+    threads = set()
+
+    def rows():
+        threads.add(threading.get_ident())
+        yield b"x" * STREAM_BATCH_BYTES
+        rest_may_follow.wait(5)
+        threads.add(threading.get_ident())
+        yield b"last\n"
+
+    def export_view(request):
+        seen.append(("view", threading.get_ident()))
+        return StreamingHttpResponse(rows(), content_type="text/csv")
+
+    urlpatterns.append(path("export", export_view))
+    try:
+        with override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=[]):
+            seen.clear()
+            handler = OneThreadASGIHandler()
+
+            async def go():
+                communicator = HttpCommunicator(handler, "GET", "/export")
+                await communicator.send_input({"type": "http.request", "body": b""})
+                await communicator.receive_output(5)  # the status line and headers
+                first = await communicator.receive_output(5)
+                written_before = rest_may_follow.is_set()
+                rest_may_follow.set()
+                return first, written_before, first["body"] + await rest_of_body(communicator)
+
+            first, written_before, body = asyncio.run(go())
+    finally:
+        rest_may_follow.set()
+        urlpatterns.pop()
+    assert first["body"] == b"x" * STREAM_BATCH_BYTES and first["more_body"] and not written_before
+    assert body == b"x" * STREAM_BATCH_BYTES + b"last\n"
+    assert threads == {seen[0][1]}  # the generator ran where the view ran
