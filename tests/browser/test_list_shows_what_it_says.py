@@ -104,7 +104,7 @@ def test_tags_added_in_the_thread_show_live_on_another_agents_list(live, sign_in
     expect(bob.page.locator(f"#conv-{john.pk}")).to_have_count(0)  # no longer tagged: it leaves the list
     alice.page.locator("#conv-history summary").click()
     # The removal's own live event redraws the header: History stays open, read again.
-    alice.page.wait_for_function(f"window.inboxLive.refreshes > {refreshed}")
+    alice.page.wait_for_function(f"() => window.inboxLive.refreshes > {refreshed}")  # a function: the CSP forbids eval
     expect(alice.page.locator("#conv-history")).to_have_attribute("open", "")
     expect(alice.page.locator("#conv-history")).to_contain_text("Alice removed the tag vip")
 
@@ -142,7 +142,7 @@ def test_toasts_name_the_person_link_to_the_conversation_and_are_never_replayed(
     # A reload reads the recent events again (catch-up): the toast is not shown twice.
     alice.page.reload()
     alice.wait_live()
-    alice.page.wait_for_function("window.inboxLive.catchUps >= 1")
+    alice.page.wait_for_function("() => window.inboxLive.catchUps >= 1")
     alice.page.wait_for_timeout(500)
     expect(alice.page.locator("#toasts .toast")).to_have_count(0)
 
