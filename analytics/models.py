@@ -244,7 +244,9 @@ class ActivityDay(models.Model):
     count = models.PositiveIntegerField()
 
     class Meta:
-        indexes = [models.Index(fields=["kind", "day"], name="analytics_actday_idx")]
+        # Covering (PostgreSQL): a range's counts are read from the index alone (staff, inbox).
+        indexes = [models.Index(fields=["kind", "day"], name="analytics_actday_idx",
+                                include=["agent", "channel", "hour", "count"])]
 
 
 class ReplyDay(models.Model):
@@ -261,8 +263,9 @@ class ReplyDay(models.Model):
     prev_day = models.DateField(null=True)
 
     class Meta:
+        # Covering: the resumed conversations of a range are counted from the index alone.
         indexes = [models.Index(fields=["day"], condition=models.Q(prev_day__isnull=False),
-                                name="analytics_replyday_resumed_idx"),
+                                include=["prev_day", "agent"], name="analytics_replyday_resumed_idx"),
                    # The first replies of some days (ActivityDay "first_reply", rebuilt per day).
                    models.Index(fields=["day"], condition=models.Q(prev_day__isnull=True),
                                 name="analytics_replyday_first_idx"),
