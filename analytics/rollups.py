@@ -29,7 +29,7 @@ from django.db.models.functions import Cast, Coalesce, ExtractHour, RowNumber, T
 from crm.models import Booking, Lead, LostReason, Payment
 from inbox.models import ConversationActivity
 
-from . import timebase
+from . import parallel, timebase
 from .models import (ActivityDay, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, FunnelDay, LeadDay,
                      PaceDay, ReplyDay, ResponseCycle)
 
@@ -162,9 +162,10 @@ def without_jit(work_mem=None) -> None:
 
 @contextmanager
 def reading():
-    """Where the figures are read (the API, the dashboard, the PDF): one transaction without JIT and
-    with READ_WORK_MEM_MB of sort memory, so percentiles over a year's durations sort in memory."""
-    with transaction.atomic():
+    """Where the figures are read (the API, the dashboard): one transaction without JIT and with
+    READ_WORK_MEM_MB of sort memory, so percentiles over a year's durations sort in memory; on
+    PostgreSQL one snapshot that parallel.together() shares with the connections it reads on."""
+    with parallel.shared_snapshot(READ_WORK_MEM_MB):
         without_jit(work_mem=READ_WORK_MEM_MB)
         yield
 

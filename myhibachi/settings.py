@@ -447,6 +447,10 @@ FIRST_RESPONSE_TARGET_MINUTES = int(env("FIRST_RESPONSE_TARGET_MINUTES", "60"))
 ANALYTICS_CONVERSION_WINDOW_DAYS = int(env("ANALYTICS_CONVERSION_WINDOW_DAYS", "30"))
 # A booking follows a chatbot session when confirmed within this many days of it.
 CHATBOT_ATTRIBUTION_DAYS = int(env("CHATBOT_ATTRIBUTION_DAYS", "14"))
+# PostgreSQL connections one analytics read (a staff figure, the dashboard's uncached areas) reads on
+# side by side, all in its one snapshot (analytics/parallel.py); 1: one after the other. Each read
+# beyond the first takes a connection of its own (from the pool when DB_POOL_SIZE is set).
+ANALYTICS_READ_CONNECTIONS = int(env("ANALYTICS_READ_CONNECTIONS", "2"))
 # Where inbox.tasks.deliver_message hands an outbound message, per channel.
 # Each is a dotted path to a callable taking the Message; channel adapters
 # provide them. A channel without one marks replies failed with a reason.

@@ -65,7 +65,7 @@ def test_every_area_has_its_table_and_the_new_cards_equal_them(manager_client, d
     # rollups by difference (rollups.replacing(): seven statements more each).
     from django.db import connection
 
-    with django_assert_num_queries(112 if connection.vendor != "postgresql" else 112 + 5 * 7):
+    with django_assert_num_queries(111 if connection.vendor != "postgresql" else 111 + 5 * 7):
         response = manager_client.get("/analytics/?preset=this_month")
     assert [s["id"] for s in response.context["sections"]] == [
         "revenue", "bookings", "staff", "leads", "inbox", "cash", "pace", "customers", "email", "chatbot"]
