@@ -65,7 +65,7 @@ def test_every_area_has_its_table_and_the_new_cards_equal_them(manager_client, d
     # rollups by difference (rollups.replacing(): seven statements more each).
     from django.db import connection
 
-    with django_assert_num_queries(111 if connection.vendor != "postgresql" else 111 + 5 * 7):
+    with django_assert_num_queries(112 if connection.vendor != "postgresql" else 112 + 5 * 7):
         response = manager_client.get("/analytics/?preset=this_month")
     assert [s["id"] for s in response.context["sections"]] == [
         "revenue", "bookings", "staff", "leads", "inbox", "cash", "pace", "customers", "email", "chatbot"]
@@ -155,3 +155,31 @@ def test_a_cached_figure_is_never_read_for_other_rollups(manager_client, setting
     RefreshState.objects.update(refreshed_at=timezone.now() - timezone.timedelta(minutes=5))
     refresh.refresh_recent()
     assert figure_cache.generations() == second
+
+
+def test_a_refresh_that_wrote_is_followed_by_the_dashboards_figures_so_the_next_load_reads_no_rollup(
+        manager_client, settings):
+    """The beat's task (run here in the test's process): a step that wrote rollups queues warm_dashboard,
+    which computes the cached areas of every preset, so a manager's first load after it only reads them."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from analytics import tasks
+
+    settings.ANALYTICS_REFRESH_SECONDS = 3600  # the page runs no step of its own: only the task's counts
+    now = timezone.now()
+    booking(make_customer(), status="confirmed", confirmed_at=now, event_at=now + timezone.timedelta(days=9),
+            total=1234)
+    assert tasks.refresh_recent()["written"]
+    for preset in ("this_month", "last_12_months"):
+        with CaptureQueriesContext(connection) as queries:
+            response = manager_client.get(f"/analytics/?preset={preset}")
+        read = " ".join(q["sql"] for q in queries.captured_queries)
+        for table in ("analytics_revenueday", "analytics_funnelday", "analytics_responsecycle",
+                      "analytics_cycleday", "analytics_customerfact"):
+            assert table not in read, (preset, table)
+        assert _card(response, "Booked revenue") == "$1,234.00"
+    # A step with nothing new (the booking saved before its one-minute look-back) writes nothing and
+    # queues no work.
+    Booking.objects.update(updated_at=F("updated_at") - timezone.timedelta(hours=2))
+    assert not tasks.refresh_recent()["written"]
