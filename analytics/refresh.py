@@ -284,7 +284,7 @@ def refresh_all(progress=None) -> dict:
     for name, last_id in (("revenue", 0), ("conversations", last_activity)):
         RefreshState.objects.update_or_create(name=name, defaults={
             "last_id": last_id, "refreshed_at": started, "full_refreshed_at": started})
-    return {"revenue_rows": RevenueDay.objects.count(), "conversations": conversations}
+    return {"revenue_rows": RevenueDay.objects.count(), "conversations": conversations, "written": True}
 
 
 def refresh_recent() -> dict:
@@ -365,7 +365,8 @@ def _refresh_recent() -> dict:
     days = set(dirty) | _changed_revenue_days(since)
     rebuild_revenue_days(days)
     booked = _refresh_bookings(since)
-    if days or booked["written"]:
+    wrote = bool(days or booked["written"])
+    if wrote:
         _written(revenue)
     revenue.refreshed_at = started
     revenue.save(update_fields=["refreshed_at"])
@@ -384,9 +385,10 @@ def _refresh_recent() -> dict:
     rollups.rebuild_cycle_days(cycle_days)
     if ids or activity_days or cycle_days:
         _written(conversations)
+        wrote = True
     conversations.last_id, conversations.refreshed_at = newest, started
     conversations.save(update_fields=["last_id", "refreshed_at"])
-    return {"revenue_days": len(days), "bookings": booked["bookings"], "conversations": len(ids)}
+    return {"revenue_days": len(days), "bookings": booked["bookings"], "conversations": len(ids), "written": wrote}
 
 
 def ensure_fresh(max_age: int | None = None) -> None:

@@ -61,6 +61,11 @@ def chosen_range(params, today):
     return timebase.Range(rng.start, rng.end, interval), preset, None
 
 
+def preset_ranges(today: date) -> list:
+    """The ranges the presets show today (custom aside), with the page's interval for each."""
+    return [chosen_range({"preset": name}, today)[0] for name, _ in PRESETS if name != "custom"]
+
+
 def cards(data) -> list:
     """The headline figure of each area and its change: each is a total shown in a table below."""
     revenue, bookings, staff = data["revenue"]["totals"], data["bookings"]["totals"], data["staff"]["totals"]

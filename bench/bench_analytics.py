@@ -13,10 +13,13 @@ booking and one new message (`refresh_recent`, five times: the slowest is held t
 365 days by month (never cached), and the /analytics/ dashboard page: cold (the first load after
 a refresh that wrote both parts of the rollups: a new booking and a new message each time, so no
 figure is in the cache), after a message (a refresh that wrote the history rollups only: staff and
-inbox computed, the booking areas cached) and warm (loads with nothing new since the last one). Requests go through
+inbox computed, the booking areas cached), both again after the warm-up task a refresh that wrote
+is followed by on the nodes (tasks.warm_dashboard, run untimed before each load; its own time is
+reported as warm_up_ms), and warm (loads with nothing new since the last one). Requests go through
 Django's test client (middleware, view, queries, JSON; no network); the dashboard's cache is Redis
-(BENCH_ANALYTICS_REDIS_URL, default redis://127.0.0.1:6379/14), as on the nodes. Prints a table
-and writes bench/results/analytics.json.
+(BENCH_ANALYTICS_REDIS_URL, default redis://127.0.0.1:6379/14), as on the nodes. "queries" counts
+the request's own connection: reads that analytics/parallel.py runs beside it on a second
+connection are not in it. Prints a table and writes bench/results/analytics.json.
 """
 import os
 import statistics
@@ -34,20 +37,22 @@ BUDGETS = {"endpoint_p95_ms": 100, "dashboard_p95_ms": 150, "full_refresh_s": 60
 METRICS = ["revenue", "pace", "bookings", "customers", "staff", "leads", "inbox", "email", "chatbot", "cash"]
 
 
-def cold(client, url, runs, *, with_booking=True):
+def cold(client, url, runs, *, with_booking=True, warmed=False):
     """Each load right after an incremental step that wrote both parts of the rollups (a new booking and
     a new message): every cached area is computed again, as for the first manager after a change.
     with_booking=False: a new message only (the common case): staff and inbox are computed again,
-    revenue, bookings and customers still come from the cache."""
+    revenue, bookings and customers still come from the cache. warmed=True: after each step, what the
+    Celery task chained to a step that wrote does (tasks.warm_dashboard: every preset's cached areas
+    computed), untimed in the load and reported apart as warm_up_ms."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from analytics import refresh
+    from analytics import refresh, tasks
     from crm.models import Booking, Customer
     from inbox import services
 
-    timings, queries = [], 0
+    timings, queries, warm_ups = [], 0, []
     customer = Customer.objects.order_by("pk").first()
     if not with_booking:
         # The step looks back one minute for late commits: bookings saved within it are rebuilt again.
@@ -59,7 +64,11 @@ def cold(client, url, runs, *, with_booking=True):
                                    status="confirmed", confirmed_at=now, total=900, deposit=100)
         services.receive_message(channel="sms", sender="+14155559998", text="Still free on the 12th?",
                                  external_id=f"bench-cold-{time.time()}")
-        refresh.refresh_recent()
+        assert refresh.refresh_recent()["written"]
+        if warmed:
+            started = time.perf_counter()
+            tasks.warm_dashboard()
+            warm_ups.append((time.perf_counter() - started) * 1000)
         if n == runs:  # one more, its queries counted apart
             with CaptureQueriesContext(connection) as ctx:
                 assert client.get(url).status_code == 200
@@ -70,7 +79,9 @@ def cold(client, url, runs, *, with_booking=True):
         timings.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, (url, response.status_code)
     return {**common.percentiles(timings, digits=2), "mean": round(statistics.fmean(timings), 2),
-            "queries": queries, "runs": runs}
+            "queries": queries, "runs": runs,
+            **({"warm_up_ms": {"mean": round(statistics.fmean(warm_ups)), "max": round(max(warm_ups))}}
+               if warmed else {})}
 
 
 def main():
@@ -174,6 +185,10 @@ def main():
     rows.append({"case": "GET /analytics/ (last 12 months), cold", **cold(client, dashboard, args.cold_runs)})
     rows.append({"case": "GET /analytics/ (last 12 months), after a message",
                  **cold(client, dashboard, args.cold_runs, with_booking=False)})
+    rows.append({"case": "GET /analytics/ (last 12 months), cold, after the warm-up task",
+                 **cold(client, dashboard, args.cold_runs, warmed=True)})
+    rows.append({"case": "GET /analytics/ (last 12 months), after a message, after the warm-up task",
+                 **cold(client, dashboard, args.cold_runs, with_booking=False, warmed=True)})
     rows.append({"case": "GET /analytics/ (last 12 months), warm",
                  **measure(client, dashboard, args.runs, args.warmup)})
     for row in rows:
