@@ -17,6 +17,10 @@ part), staff and inbox ("conversations" part). Names are added after the cache (
 lost reasons' names: managers can rename them without a refresh). Pace and cash depend on the
 instant (the books as of now, today's events split by the hour), email and chatbot read their
 own tables, leads adds marketing spend: those are computed on every load, as before.
+
+The areas a load has to compute run in two lanes on two connections of one snapshot
+(parallel.together). After a refresh that wrote, a Celery task computes the cached areas of
+every preset range (warm(), analytics/tasks.py), so the next manager's load finds them.
 """
 import hashlib
 import inspect

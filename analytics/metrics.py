@@ -399,21 +399,21 @@ def staff_figures(rng, *, agent_id=None, database=None):
     # the second on a connection of its own reading the same snapshot where there is one (parallel.py).
     # Per agent: each agent's rows read by the (agent, time) index, no sort by agent (percentiles.by_key);
     # per period: each period's waits read by the reply-time index (percentiles.by_span).
-    (frt, res, activity_rows, resumed_rows), (per_period, overall, all_res, period_rows) = parallel.together([
+    (frt, res, activity_rows, resumed_rows, period_rows), (per_period, overall, all_res) = parallel.together([
         lambda: percentiles.by_key(cycles, "agent_id", users, both, within=("wall_seconds", target),
                                    database=database),
         lambda: percentiles.by_key(resolved, "agent_id", users, both, database=database),
         lambda: list(activity.values("agent_id", "kind").annotate(n=Sum("count")).order_by()
                      .values_list("agent_id", "kind", "n")),
         lambda: list(resumed.values("agent_id").annotate(n=Count("*")).order_by().values_list("agent_id", "n")),
+        lambda: list(activity.filter(kind__in=[Kind.REPLIED, rollups.RESOLVED])
+                     .values("kind", period=_period("day", rng.interval)).annotate(n=Sum("count"))
+                     .order_by().values_list("kind", "period", "n")),
     ], [
         lambda: percentiles.by_span(cycles.exclude(wall_seconds__isnull=True), "replied_at", _spans(rng),
                                     ["wall_seconds"], database=database),
         lambda: percentiles.summary(cycles, [], both, database=database)[()],
         lambda: percentiles.overall(resolved, "wall_seconds", database=database),
-        lambda: list(activity.filter(kind__in=[Kind.REPLIED, rollups.RESOLVED])
-                     .values("kind", period=_period("day", rng.interval)).annotate(n=Sum("count"))
-                     .order_by().values_list("kind", "period", "n")),
     ])
     counts = defaultdict(lambda: defaultdict(int))
     for pk, kind, n in activity_rows:
