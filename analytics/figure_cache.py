@@ -91,25 +91,22 @@ def _plain(value):
     return value
 
 
-# Each area's time to compute at the issue's scale (bench_analytics.py, a year by month; ms, staff read
-# in turn): how the areas to compute are split into two lanes of about equal time.
-COST_MS = {"staff": 150, "inbox": 55, "bookings": 55, "customers": 50, "revenue": 20, "pace": 10, "leads": 10,
-           "cash": 10, "email": 6, "chatbot": 4}
+# Each area's time to compute at the issue's scale (bench_analytics.py, a year by month; ms): how the
+# reads of the areas a load computes are packed into two lanes (staff gives its own two lanes).
+COST_MS = {"inbox": 55, "bookings": 55, "customers": 50, "revenue": 20, "pace": 10, "leads": 10, "cash": 10,
+           "email": 6, "chatbot": 4}
 
 
-def _compute(names, rng, agent_id, today):
-    """(names, their figures): computed in two lanes where parallel.together() can (the longest area
-    first to the lighter lane); a single area keeps the lanes for its own reads (staff's)."""
-    if len(names) < 2 or parallel.lanes_available() < 2:
-        return names, [_figures(name, rng, agent_id, today) for name in names]
-    lanes, load = ([], []), [0, 0]
-    for name in sorted(names, key=lambda n: -COST_MS.get(n, 10)):
-        lane = 0 if load[0] <= load[1] else 1
-        lanes[lane].append(name)
-        load[lane] += COST_MS.get(name, 10)
-    here, beside = parallel.together(*([lambda n=n: _figures(n, rng, agent_id, today) for n in lane]
-                                       for lane in lanes))
-    return [*lanes[0], *lanes[1]], [*here, *beside]
+# Areas read as lanes of their own (parallel.Split), packed with the others' reads.
+SPLIT = {"staff": lambda rng, agent_id: metrics.staff_split(rng, agent_id=agent_id)}
+
+
+def _compute(names, rng, agent_id, today) -> dict:
+    """{name: its figures}, read side by side where parallel.together() can."""
+    splits = [SPLIT[name](rng, agent_id) if name in SPLIT
+              else parallel.single(lambda name=name: _figures(name, rng, agent_id, today), COST_MS.get(name, 10))
+              for name in names]
+    return dict(zip(names, parallel.gather(splits)))
 
 
 def _figures(name, rng, agent_id, today):
@@ -129,7 +126,7 @@ def areas(names, rng, *, agent_id=None):
             if key:
                 keys[name] = key
     hits = cache.get_many(list(keys.values())) if keys else {}
-    computed = dict(zip(*_compute([name for name in names if keys.get(name) not in hits], rng, agent_id, today)))
+    computed = _compute([name for name in names if keys.get(name) not in hits], rng, agent_id, today)
     out, fresh = {}, {}
     for name in names:
         if name not in CACHED:

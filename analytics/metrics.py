@@ -379,6 +379,12 @@ def staff(rng, *, agent_id=None, database=None):
 def staff_figures(rng, *, agent_id=None, database=None):
     """staff() without the agents' names (each by_agent row's "agent" is None, the rows in no set
     order): every figure read from the rollups (what the dashboard caches)."""
+    return parallel.run(staff_split(rng, agent_id=agent_id, database=database))
+
+
+def staff_split(rng, *, agent_id=None, database=None):
+    """staff_figures() as two lanes of independent reads (parallel.Split), so the dashboard can pack
+    them with its other areas' reads."""
     cycles = ResponseCycle.objects.filter(**_in_range("replied_at", rng))
     resolved = Resolution.objects.filter(**_in_range("resolved_at", rng))
     activity = ActivityDay.objects.filter(day__gte=rng.start, day__lte=rng.end,
@@ -399,7 +405,7 @@ def staff_figures(rng, *, agent_id=None, database=None):
     # the second on a connection of its own reading the same snapshot where there is one (parallel.py).
     # Per agent: each agent's rows read by the (agent, time) index, no sort by agent (percentiles.by_key);
     # per period: each period's waits read by the reply-time index (percentiles.by_span).
-    (frt, res, activity_rows, resumed_rows, period_rows), (per_period, overall, all_res) = parallel.together([
+    return parallel.Split([[
         lambda: percentiles.by_key(cycles, "agent_id", users, both, within=("wall_seconds", target),
                                    database=database),
         lambda: percentiles.by_key(resolved, "agent_id", users, both, database=database),
@@ -414,7 +420,11 @@ def staff_figures(rng, *, agent_id=None, database=None):
                                     ["wall_seconds"], database=database),
         lambda: percentiles.summary(cycles, [], both, database=database)[()],
         lambda: percentiles.overall(resolved, "wall_seconds", database=database),
-    ])
+    ]], [75, 75], lambda here, beside: _staff_finish(rng, target, *here, *beside))
+
+
+def _staff_finish(rng, target, frt, res, activity_rows, resumed_rows, period_rows, per_period, overall, all_res):
+    """staff_figures() from its reads' results (staff_split)."""
     counts = defaultdict(lambda: defaultdict(int))
     for pk, kind, n in activity_rows:
         counts[pk][kind] = n

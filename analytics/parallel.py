@@ -19,6 +19,7 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Callable, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -92,3 +93,41 @@ def _lane(snapshot, work_mem, calls):
             return [call() for call in calls]
     finally:
         connection.close()
+
+
+class Split(NamedTuple):
+    """A figure as lanes of independent reads, each lane's time (ms, measured at the issue's scale),
+    and finish(*each lane's results) that makes the figure of them."""
+    lanes: list
+    costs: list
+    finish: Callable
+
+
+def single(call, cost) -> Split:
+    """A figure read by one call (cost: its time in ms)."""
+    return Split([[call]], [cost], lambda results: results[0])
+
+
+def run(split: Split):
+    """The figure: its lanes side by side (together())."""
+    return split.finish(*together(*split.lanes))
+
+
+def gather(splits) -> list:
+    """[each split's figure]: the lanes of all of them packed into two lanes of about equal time (the
+    longest first, each to the lighter), read side by side (together())."""
+    parts = sorted(((cost, i, j) for i, split in enumerate(splits) for j, cost in enumerate(split.costs)),
+                   key=lambda part: -part[0])
+    packed, load = ([], []), [0, 0]
+    for cost, i, j in parts:
+        lane = 0 if load[0] <= load[1] else 1
+        packed[lane].append((i, j))
+        load[lane] += cost
+    lanes = [lane for lane in packed if lane]
+    done = together(*([call for i, j in lane for call in splits[i].lanes[j]] for lane in lanes))
+    results = {}
+    for lane, out in zip(lanes, done):
+        out = iter(out)
+        for i, j in lane:
+            results[(i, j)] = [next(out) for _ in splits[i].lanes[j]]
+    return [split.finish(*(results[(i, j)] for j in range(len(split.lanes)))) for i, split in enumerate(splits)]

@@ -77,3 +77,30 @@ def test_a_reading_transaction_inside_another_reads_in_turn_on_its_connection():
             assert parallel.lanes_available() == 1
             (here,), (beside,) = parallel.together([_pid], [_pid])
     assert here == beside
+
+
+def test_packed_lanes_give_each_figure_the_results_of_its_own_reads():
+    splits = [parallel.single(lambda: "a", 10),
+              parallel.Split([[lambda: 1, lambda: 2], [lambda: 3]], [40, 40], lambda here, beside: (here, beside)),
+              parallel.single(_pid, 50)]
+    with rollups.reading():
+        assert parallel.gather(splits)[:2] == ["a", ([1, 2], [3])]
+
+
+def test_the_dashboards_areas_read_side_by_side_equal_those_read_in_turn(team, settings):
+    from django.core.cache import cache
+
+    from analytics import figure_cache, views
+
+    names = [key for key, *_ in views.SECTIONS]
+    with rollups.reading():
+        side_by_side = figure_cache.areas(names, JUNE)
+    cache.clear()  # computed again, not read from the cache
+    settings.ANALYTICS_READ_CONNECTIONS = 1
+    with rollups.reading():
+        in_turn = figure_cache.areas(names, JUNE)
+    for figures in (side_by_side, in_turn):
+        figures["pace"].pop("as_of")  # the instant each was read at
+    assert side_by_side == in_turn
+    assert (side_by_side["staff"]["totals"]["first_response_median"], side_by_side["inbox"]["totals"]["received"]) == (
+        600, 5)
