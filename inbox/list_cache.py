@@ -13,35 +13,27 @@ unchanged; every write that can change a list row replaces the generation:
   Conversation, Message, Customer, CustomerIdentity, Tag, the user model,
   and a conversation's tags.
 
-The generation is a random token, replaced (not counted up) on each write: a
-token lost with a flushed or evicted key cannot come back and match a page
-stored long ago. It is replaced twice per write: at once, so the writing
-request (and a test's, which never commits) reads its own change; and after
-the commit, so a page another request read before the commit — the old rows,
-stored under the token of the moment — is never served again. A page is
-stored under the token read before its rows were read, so it can be older
-than its token only if a write committed after that read, and every such
-write replaces the token after its commit.
-
-Writes that bypass both (a raw UPDATE, a bulk update in a shell) are caught
-by the time limit: a page is never served more than PAGE_SECONDS after it was
-read. Without a reachable cache (Redis down) every request reads afresh; a
-write made while Redis could not be told is likewise covered by the time limit.
+How the generation keeps pages honest (replaced at once and after the commit,
+random rather than counted) is myhibachi/generations.py. Writes that bypass
+both (a raw UPDATE, a bulk update in a shell) are caught by the time limit: a
+page is never served more than PAGE_SECONDS after it was read. Without a
+reachable cache (Redis down) every request reads afresh; a write made while
+Redis could not be told is likewise covered by the time limit.
 
 Keys name the user, so a page that depends on who asks ("assignee=me") is
 never served to someone else.
 """
 import hashlib
-import uuid
 
 from django.core.cache import cache
-from django.db import transaction
 
-GENERATION_KEY = "inbox:list-generation"
+from myhibachi.generations import Generation
+
+GENERATION = Generation("inbox:list-generation")
 PAGE_SECONDS = 10
 # In the keys: a node of the next release, storing pages another way, never reads this one's
 # (both run side by side during a rolling restart).
-FORMAT = 2  # 2: the page as the JSON bytes DRF's JSONRenderer writes
+FORMAT = 3  # 3: the page as the JSON bytes DRF's JSONRenderer writes, in a Generation.entry
 
 
 def page_key(user_id: int, params) -> str:
@@ -53,29 +45,18 @@ def page_key(user_id: int, params) -> str:
 
 def lookup(key: str, *extra_keys):
     """(page or None, generation to store a fresh page under, {extra key: value}) in one round trip."""
-    found = cache.get_many([GENERATION_KEY, key, *extra_keys])
-    generation = found.get(GENERATION_KEY)
-    if generation is None:  # never set, flushed or evicted: a new token matches no page stored before
-        generation = _replace_generation()
-    stored = found.get(key)
-    page = stored["page"] if stored and stored["generation"] == generation else None
-    return page, generation, {k: found.get(k) for k in extra_keys}
+    found = cache.get_many([GENERATION.key, key, *extra_keys])
+    generation = GENERATION.current(found)
+    return Generation.valid(found.get(key), generation), generation, {k: found.get(k) for k in extra_keys}
 
 
 def store(key: str, generation: str, page) -> None:
-    cache.set(key, {"generation": generation, "page": page}, timeout=PAGE_SECONDS)
-
-
-def _replace_generation() -> str:
-    generation = uuid.uuid4().hex
-    cache.set(GENERATION_KEY, generation, timeout=None)
-    return generation
+    cache.set(key, Generation.entry(generation, page), timeout=PAGE_SECONDS)
 
 
 def changed() -> None:
     """Something a list row shows changed: no stored page is served again (now and after commit)."""
-    _replace_generation()
-    transaction.on_commit(_replace_generation)
+    GENERATION.changed()
 
 
 def _on_write(sender, **kwargs):

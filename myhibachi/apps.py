@@ -9,7 +9,11 @@ class MyhibachiConfig(AppConfig):
         from django.contrib import admin
         from django.db.models.signals import post_migrate
 
+        from . import auth
         from .roles import ensure_staff_groups
+
+        # A kept API token user is dropped by any change of users, tokens or groups.
+        auth.connect()
 
         # Sent once per app with models (this app has none), after that app's
         # permissions exist; each run is idempotent and adds what is new.

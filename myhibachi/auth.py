@@ -9,14 +9,25 @@ their next click, exactly as before. The statement is written out: built
 through the ORM (annotate + Exists) it cost more CPU than the two queries it
 replaces (bench/bench_inbox.py).
 
+An API token's user is also kept in the cache for TOKEN_SECONDS, under a
+generation (myhibachi/generations.py) that every save or delete of a user, a
+token or a group, and every change of someone's groups, replaces: an
+integration polling the API then costs no database query to authenticate,
+and a revoked token, a deactivated user or a removed group membership still
+takes effect at the next request. Only what the database answered for that
+exact token is kept (keyed by a hash of it, never the token itself; wrong
+tokens are not kept), without the password hash.
+
 It is also where passwords are checked, so the limit on log-in attempts is
 kept here, once for every log-in page (myhibachi/login_limit.py).
 """
 import functools
+import hashlib
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import Group
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.utils.translation import gettext_lazy as _
@@ -25,6 +36,13 @@ from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
 
 from . import login_limit, roles
+from .generations import Generation
+
+# A token's user is served from the cache at most this long after the database said so: the bound
+# for a change made without signals (a raw UPDATE of the user or token tables).
+TOKEN_SECONDS = 10
+TOKEN_GENERATION = Generation("auth:token-generation")
+TOKEN_FORMAT = 1  # in the keys: a node of another release never reads this one's entries
 
 
 @functools.cache
@@ -62,12 +80,62 @@ def _staff_user(by: str, value):
     return user
 
 
+def _token_cache_key(key: str) -> str:
+    return f"auth:token:{TOKEN_FORMAT}:{hashlib.blake2b(key.encode(), digest_size=20).hexdigest()}"
+
+
+def _kept_fields():
+    return [f.attname for f in get_user_model()._meta.concrete_fields if f.attname != "password"]
+
+
+def _token_user(key: str):
+    """_staff_user("token", key), from the cache while no user, token or group changed since."""
+    cache_key = _token_cache_key(key)
+    found = cache.get_many([TOKEN_GENERATION.key, cache_key])
+    generation = TOKEN_GENERATION.current(found)
+    kept = Generation.valid(found.get(cache_key), generation)
+    if kept is not None:
+        fields = _kept_fields()
+        # The password stays deferred: reading it loads it, and save() writes only the loaded fields.
+        user = get_user_model().from_db("default", fields, [kept["fields"][name] for name in fields])
+        roles.remember_staff_groups(user, agent=kept["agent"], manager=kept["manager"])
+        return user
+    user = _staff_user("token", key)
+    if user is not None:
+        cache.set(cache_key, Generation.entry(generation, {
+            "fields": {name: getattr(user, name) for name in _kept_fields()},
+            "agent": user.myhibachi_agent, "manager": user.myhibachi_manager}), timeout=TOKEN_SECONDS)
+    return user
+
+
+def _access_changed(sender, **kwargs):
+    TOKEN_GENERATION.changed()
+
+
+def _groups_changed(sender, action, **kwargs):
+    if action in ("post_add", "post_remove", "post_clear"):
+        TOKEN_GENERATION.changed()
+
+
+def connect() -> None:
+    """Every write that can change what a token proves drops the kept token users (apps.py)."""
+    from django.db.models.signals import m2m_changed, post_delete, post_save
+
+    User = get_user_model()
+    for model in (User, Token, Group):
+        uid = f"myhibachi.auth.tokens.{model._meta.label_lower}"
+        post_save.connect(_access_changed, sender=model, dispatch_uid=uid + ".save")
+        post_delete.connect(_access_changed, sender=model, dispatch_uid=uid + ".delete")
+    m2m_changed.connect(_groups_changed, sender=User.groups.through, dispatch_uid="myhibachi.auth.tokens.groups")
+
+
 class StaffTokenAuthentication(TokenAuthentication):
     """DRF's token authentication, reading the token's user and their staff groups in one query
-    (DRF's own reads the token and user, then IsStaffMember asked for the groups: two per API call)."""
+    (DRF's own reads the token and user, then IsStaffMember asked for the groups: two per API call),
+    or from the cache while nothing it depends on changed."""
 
     def authenticate_credentials(self, key):
-        user = _staff_user("token", key)
+        user = _token_user(key)
         if user is None:
             raise AuthenticationFailed(_("Invalid token."))
         if not user.is_active:

@@ -1,4 +1,5 @@
 """Who is staff is read with the user, once per request, and never goes stale."""
+import pytest
 from django.contrib.auth.models import Group
 
 from tests.factories import make_user
@@ -41,3 +42,79 @@ def test_a_deactivated_user_is_logged_out(client, db):
     assert client.get("/inbox/").status_code == 302  # to the login page
     assert client.get("/api/v1/inbox").status_code == 401  # no longer authenticated
 
+
+
+# --- API tokens: the token's user is kept in the cache until users, tokens or groups change ---------
+def _token_client(client, user):
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=user)
+    key = token.key  # a deleted token's key (its primary key) reads None
+    return lambda path: client.get(path, HTTP_AUTHORIZATION=f"Token {key}"), token
+
+
+def test_a_repeated_token_request_costs_no_query_to_authenticate(client, db, django_assert_num_queries):
+    get, _ = _token_client(client, make_user("eve"))
+    assert get("/api/v1/inbox").status_code == 200  # reads the user; page and counts now cached
+    with django_assert_num_queries(0):
+        assert get("/api/v1/inbox").status_code == 200
+
+
+def _deactivate(user, token):
+    user.is_active = False
+    user.save()
+
+
+@pytest.mark.parametrize("revoke, message", [
+    (lambda user, token: token.delete(), "Invalid token."),
+    (_deactivate, "User inactive or deleted."),
+], ids=["token deleted", "user deactivated"])
+def test_a_revoked_token_is_refused_at_the_next_request(client, db, revoke, message):
+    user = make_user("fay")
+    get, token = _token_client(client, user)
+    assert get("/api/v1/inbox").status_code == 200  # now kept
+    revoke(user, token)
+    response = get("/api/v1/inbox")
+    assert response.status_code == 401 and response.json()["message"] == message
+
+
+def test_leaving_the_staff_groups_closes_the_api_to_a_kept_token_at_the_next_request(client, db):
+    user = make_user("hal")
+    get, _ = _token_client(client, user)
+    assert get("/api/v1/inbox").status_code == 200
+    user.groups.clear()
+    assert get("/api/v1/inbox").status_code == 403
+    Group.objects.get(name="Manager").user_set.add(user)  # from the group's side: the same signal
+    assert get("/api/v1/routing-rules").status_code == 200
+
+
+def test_a_kept_token_user_is_the_token_owner_and_never_overwrites_their_password(client, db):
+    user = make_user("ida")
+    get, token = _token_client(client, user)
+    assert get("/api/v1/inbox").status_code == 200
+    from myhibachi.auth import StaffTokenAuthentication
+
+    kept, _ = StaffTokenAuthentication().authenticate_credentials(token.key)
+    assert kept.pk == user.pk and kept.username == "ida" and kept.get_deferred_fields() == {"password"}
+    kept.first_name = "Ida"
+    kept.save()  # saves what was loaded: the stored password hash stays as it was
+    user.refresh_from_db()
+    assert user.first_name == "Ida" and user.check_password("pw-for-tests-1")
+
+
+def test_a_token_user_read_before_a_change_committed_is_not_served_after_it(client, transactional_db):
+    """A reader looked the token up while a deactivation was not yet committed, and stored the
+    still-active user it read under the generation it saw: the commit replaced that generation."""
+    from django.db import transaction
+
+    from myhibachi import auth
+
+    user = make_user("jo")
+    get, token = _token_client(client, user)
+    active = {"fields": {name: getattr(user, name) for name in auth._kept_fields()}, "agent": True, "manager": False}
+    with transaction.atomic():
+        user.is_active = False
+        user.save()  # replaces the generation now, and again after the commit
+        seen = auth.cache.get(auth.TOKEN_GENERATION.key)  # the reader's lookup, before the commit
+        auth.cache.set(auth._token_cache_key(token.key), auth.Generation.entry(seen, active))
+    assert get("/api/v1/inbox").status_code == 401
