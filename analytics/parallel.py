@@ -12,8 +12,9 @@ stay consistent with each other (a refresh committing meanwhile is seen by none 
 Everywhere else the lanes run one after the other on this connection, with the same answers:
 SQLite (newcomer mode), a reading transaction nested in another one (a test's transaction: its
 uncommitted rows are not in any exported snapshot), a lane inside a lane, outside reading() (the
-PDF report), and ANALYTICS_READ_CONNECTIONS = 1. Each lane's thread closes its connection when it
-is done (with DB_POOL_SIZE set, that hands it back to the pool).
+PDF report), and ANALYTICS_READ_CONNECTIONS = 1; so does a lane whose thread gets no connection
+(a full pool). Each lane's thread closes its connection when it is done (with DB_POOL_SIZE set,
+that hands it back to the pool).
 """
 import re
 import threading
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 from typing import Callable, NamedTuple
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 _state = threading.local()
 _SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$")
@@ -77,7 +78,13 @@ def together(*lanes):
         finally:
             _state.in_lane = False
         done_beside = [f.result() for f in futures]
+    # A lane that found no connection (a full pool, say) runs here, in turn: slower, not an error.
+    done_beside = [[call() for call in lane] if done is _NO_CONNECTION else done
+                   for lane, done in zip(beside, done_beside)]
     return [done_here[0], *done_beside, *done_here[1:]]
+
+
+_NO_CONNECTION = object()
 
 
 def _lane(snapshot, work_mem, calls):
@@ -85,8 +92,11 @@ def _lane(snapshot, work_mem, calls):
 
     _state.in_lane = True
     try:
-        with transaction.atomic():
+        try:
             connection.ensure_connection()
+        except OperationalError:
+            return _NO_CONNECTION
+        with transaction.atomic():
             connection.connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             connection.connection.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
             without_jit(work_mem=work_mem)

@@ -104,3 +104,22 @@ def test_the_dashboards_areas_read_side_by_side_equal_those_read_in_turn(team, s
     assert side_by_side == in_turn
     assert (side_by_side["staff"]["totals"]["first_response_median"], side_by_side["inbox"]["totals"]["received"]) == (
         600, 5)
+
+
+def test_a_lane_without_a_connection_runs_here_in_turn(monkeypatch):
+    """A full pool (no connection within DB_POOL_TIMEOUT) makes the read slower, not an error."""
+    from django.db import OperationalError
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    main = threading.get_ident()
+    connect = BaseDatabaseWrapper.ensure_connection
+
+    def no_connection_beside(self):
+        if threading.get_ident() != main:
+            raise OperationalError("couldn't get a connection after 3.00 sec")
+        return connect(self)
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "ensure_connection", no_connection_beside)
+    with rollups.reading():
+        (here,), (beside,) = parallel.together([_pid], [_pid])
+    assert here == beside
