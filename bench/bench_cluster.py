@@ -394,6 +394,9 @@ async def sockets_and_broadcast(cluster, session, token, conversation, count, ro
             "p50_ms": round(common.percentile(kernel, 50), 1), "p99_ms": round(common.percentile(kernel, 99), 1),
             "max_ms": round(max(kernel), 1),
             "read_p50_ms": round(common.percentile(read, 50), 1), "read_p99_ms": round(common.percentile(read, 99), 1),
+            "per_round": [{"p50_ms": round(common.percentile(r["kernel"], 50), 1),
+                           "p99_ms": round(common.percentile(r["kernel"], 99), 1), "max_ms": round(max(r["kernel"]), 1)}
+                          for r in latencies if r["kernel"]],
             "load_average": load_average()}
 
 

@@ -22,7 +22,12 @@ event. Per-user groups stay ordinary (a person has a few tabs).
 The hand-over is the hot path (500 sockets per event), so it costs no
 coroutine scheduling per socket: the event is JSON-encoded once into one ASGI
 message shared by all sockets, and each socket's ASGI send is started in
-place. A server's send normally completes without suspending (Daphne and
+place. Under Uvicorn's websockets-sansio protocol (the nodes') it goes further:
+a server's text frame is the same bytes for every socket (server frames are not
+masked, and the nodes negotiate no extension), so the frame is built once per
+event, by the websockets library, and written to each open socket's transport
+as it stands (direct_writer()); a socket that is closing, not yet accepted or
+held back by flow control takes the ASGI send as before. A server's send normally completes without suspending (Daphne and
 Uvicorn write to the transport's buffer), so no task is made. Only when a
 server holds a send back (a slow reader, flow control) does that socket get
 a task that finishes the send and then the events queued behind it, in order,
@@ -62,6 +67,38 @@ REJOIN_SECONDS = 60
 MAX_BACKLOG = 200
 # Scope key under which with_server_send() keeps the ASGI server's own send.
 SERVER_SEND = "inbox.server_send"
+
+
+def direct_writer(send):
+    """For a send of Uvicorn's websockets-sansio protocol: a function that writes a ready-made frame
+    straight to that socket's transport and says whether it did. It does only while the connection
+    is open with no extension, the handshake done, no close sent or begun and the transport taking
+    data (flow control); otherwise it writes nothing and answers False, and the frame goes through
+    the ASGI send, which waits, refuses or raises as the protocol says. None for any other server."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from websockets.protocol import State
+
+    protocol = getattr(send, "__self__", None)
+    if not isinstance(protocol, WebSocketsSansIOProtocol):
+        return None
+
+    def write(frame: bytes) -> bool:
+        if (protocol.handshake_complete and protocol.initial_response is None and not protocol.close_sent
+                and not protocol.disconnected and protocol.writable.is_set()
+                and protocol.conn.state is State.OPEN and not protocol.conn.extensions
+                and not protocol.conn.expect_continuation_frame and not protocol.transport.is_closing()):
+            protocol.transport.write(frame)
+            return True
+        return False
+
+    return write
+
+
+def text_frame(text: str) -> bytes:
+    """A server's unfragmented text frame, as the websockets library writes it (no mask, no extension)."""
+    from websockets.frames import OP_TEXT, Frame
+
+    return Frame(OP_TEXT, text.encode()).serialize(mask=False, extensions=[])
 
 
 def with_server_send(app):
@@ -187,6 +224,7 @@ class StaffFanout:
         """Hand one event to every local socket (or to those in `to`: a presence frame);
         all get event n before any gets n+1."""
         outgoing = {"type": "websocket.send", "text": json.dumps(event)}  # encoded once, shared
+        frame = None  # the same as a frame, built for the first socket that takes one (direct_writer)
         if to is None:
             NodeCounts.events += 1
         for consumer in list(self.sockets if to is None else to):
@@ -198,6 +236,11 @@ class StaffFanout:
                     self.dropped += 1
                     NodeCounts.dropped += 1
                 continue
+            if consumer.write_frame is not None:
+                if frame is None:
+                    frame = text_frame(outgoing["text"])
+                if consumer.write_frame(frame):
+                    continue  # written to the transport
             sending = consumer.send_frame(outgoing)
             try:
                 waiting = sending.send(None)  # runs the server's send up to its first suspension, if any
@@ -274,6 +317,8 @@ def fanout_for(layer) -> StaffFanout:
 
 
 class InboxConsumer(AsyncJsonWebsocketConsumer):
+    write_frame = None  # direct_writer() of the server's send, under Uvicorn
+
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not await database_sync_to_async(is_staff_member)(user):
@@ -290,6 +335,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         # Frames (never the accept) go straight to the server; without the asgi.py
         # wrapper (a bare consumer in a test) through the middleware chain.
         self.send_frame = self.scope.get(SERVER_SEND, self.base_send)
+        self.write_frame = direct_writer(self.send_frame)
         self.fanout = fanout_for(self.channel_layer)
         await self.fanout.add(self)
         self.presence = presence.Watcher(self, fanout=self.fanout, user=user,

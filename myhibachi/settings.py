@@ -123,6 +123,11 @@ NODE_DRAIN_FILE = env("NODE_DRAIN_FILE", "")
 if NODE_NAME:
     MIDDLEWARE.insert(0, "myhibachi.node.NodeHeaderMiddleware")
 
+# Requests whose views run at once on an ASGI node, the others waiting their turn; a request keeps
+# its place at most REQUEST_SLOT_SECONDS (myhibachi/handler.py). 0: no limit.
+REQUEST_SLOTS = int(env("REQUEST_SLOTS", "4"))
+REQUEST_SLOT_SECONDS = float(env("REQUEST_SLOT_SECONDS", "0.1"))
+
 ROOT_URLCONF = "myhibachi.urls"
 # ModelBackend that reads the staff groups with the user (one query per request, see myhibachi/auth.py).
 AUTHENTICATION_BACKENDS = ["myhibachi.auth.StaffBackend"]

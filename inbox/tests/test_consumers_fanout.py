@@ -16,6 +16,8 @@ pytestmark = pytest.mark.asyncio
 class Socket:
     """Stands for a consumer: send_frame is the server's send, held back while `gate` is clear."""
 
+    write_frame = None  # not Uvicorn (tests of direct_writer below)
+
     def __init__(self, held_back=False, fails=False):
         self.got = []
         self.gate = asyncio.Event()

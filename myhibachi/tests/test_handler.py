@@ -244,3 +244,85 @@ def test_a_large_stream_goes_out_while_it_is_still_being_written():
     assert first["body"] == b"x" * STREAM_BATCH_BYTES and first["more_body"] and not written_before
     assert body == b"x" * STREAM_BATCH_BYTES + b"last\n"
     assert threads == {seen[0][1]}  # the generator ran where the view ran
+
+
+def _slot_views():
+    """A view that notes how many views run at once, and one that runs until told to stop."""
+    state = {"running": 0, "most": 0, "order": [], "lock": threading.Lock(),
+             "started": threading.Event(), "release": threading.Event()}
+
+    def counted(request):
+        with state["lock"]:
+            state["running"] += 1
+            state["most"] = max(state["most"], state["running"])
+            state["order"].append(request.GET["n"])
+        release_wait = threading.Event()
+        release_wait.wait(0.02)  # long enough for the others to pile up if they could
+        with state["lock"]:
+            state["running"] -= 1
+        return HttpResponse(request.GET["n"])
+
+    def held(request):
+        state["started"].set()
+        state["release"].wait(5)
+        return HttpResponse("held")
+
+    return state, [path("counted", counted), path("held", held)]
+
+
+def _serve(views, go):
+    urlpatterns.extend(views)
+    try:
+        with override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=[]):
+            handler = OneThreadASGIHandler()
+            return asyncio.run(go(handler))
+    finally:
+        del urlpatterns[-len(views):]
+
+
+def _get(handler, path):
+    return HttpCommunicator(handler, "GET", path).get_response()
+
+
+@override_settings(REQUEST_SLOTS=2, REQUEST_SLOT_SECONDS=5)
+def test_at_most_request_slots_views_run_at_once_and_the_rest_in_arrival_order():
+    state, views = _slot_views()
+
+    async def go(handler):
+        requests = []
+        for n in range(8):
+            requests.append(asyncio.ensure_future(_get(handler, f"/counted?n={n}")))
+            await asyncio.sleep(0.002)  # arrive in this order
+        return await asyncio.gather(*requests)
+
+    answers = _serve(views, go)
+    assert [a["body"] for a in answers] == [str(n).encode() for n in range(8)]  # every one answered
+    assert state["most"] == 2
+    assert state["order"][2:] == [str(n) for n in range(2, 8)]  # the waiting ones, first come first served
+
+
+@override_settings(REQUEST_SLOTS=1, REQUEST_SLOT_SECONDS=0.05)
+def test_a_slow_request_gives_its_slot_up_and_never_holds_up_the_others_for_long():
+    state, views = _slot_views()
+
+    async def go(handler):
+        slow = asyncio.ensure_future(_get(handler, "/held"))
+        await asyncio.get_running_loop().run_in_executor(None, state["started"].wait, 5)
+        fast = await asyncio.wait_for(_get(handler, "/counted?n=1"), 2)  # the only slot is the slow one's
+        still_running = not slow.done()
+        state["release"].set()
+        return fast, still_running, await slow
+
+    fast, still_running, slow = _serve(views, go)
+    assert fast["body"] == b"1" and still_running and slow["body"] == b"held"
+
+
+@override_settings(REQUEST_SLOTS=0)
+def test_without_slots_every_request_runs_at_once():
+    state, views = _slot_views()
+
+    async def go(handler):
+        return await asyncio.gather(*(_get(handler, f"/counted?n={n}") for n in range(6)))
+
+    _serve(views, go)
+    assert state["most"] == 6
