@@ -45,7 +45,7 @@ keeps its slot at most REQUEST_SLOT_SECONDS: a slow one (a PDF, a cold
 dashboard) then gives its place up and runs on beside the limit, so it never
 holds up the requests behind it for longer than that. (50 clients flat out
 through nginx, 2 cores: without slots 1,300 req/s with p99 103-106 ms; with 4,
-1,150 req/s with p99 83-88 ms; bench/bench_cluster.py, docs/benchmarks.md.)
+1,150 req/s with p99 75-88 ms; bench/bench_cluster.py, docs/benchmarks.md.)
 
 An async view would run through async_to_sync here; there are none (a test
 says so), and WebSockets are Channels consumers, not views.

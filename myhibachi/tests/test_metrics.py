@@ -130,6 +130,8 @@ def test_celery_queue_length_is_read_from_redis(client, db, settings):
 
 
 class FakeSocket:
+    write_frame = None  # not under Uvicorn: every frame through send_frame
+
     def __init__(self):
         self.frames = []
 
