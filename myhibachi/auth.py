@@ -94,8 +94,9 @@ def _token_user(key: str):
     found = cache.get_many([TOKEN_GENERATION.key, cache_key])
     generation = TOKEN_GENERATION.current(found)
     kept = Generation.valid(found.get(cache_key), generation)
-    if kept is not None:
-        fields = _kept_fields()
+    fields = _kept_fields()
+    # An entry of another shape (a release whose user model has other fields) is not read.
+    if kept is not None and kept["fields"].keys() == set(fields):
         # The password stays deferred: reading it loads it, and save() writes only the loaded fields.
         user = get_user_model().from_db("default", fields, [kept["fields"][name] for name in fields])
         roles.remember_staff_groups(user, agent=kept["agent"], manager=kept["manager"])
@@ -103,7 +104,7 @@ def _token_user(key: str):
     user = _staff_user("token", key)
     if user is not None:
         cache.set(cache_key, Generation.entry(generation, {
-            "fields": {name: getattr(user, name) for name in _kept_fields()},
+            "fields": {name: getattr(user, name) for name in fields},
             "agent": user.myhibachi_agent, "manager": user.myhibachi_manager}), timeout=TOKEN_SECONDS)
     return user
 

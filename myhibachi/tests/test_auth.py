@@ -118,3 +118,17 @@ def test_a_token_user_read_before_a_change_committed_is_not_served_after_it(clie
         seen = auth.cache.get(auth.TOKEN_GENERATION.key)  # the reader's lookup, before the commit
         auth.cache.set(auth._token_cache_key(token.key), auth.Generation.entry(seen, active))
     assert get("/api/v1/inbox").status_code == 401
+
+
+def test_a_kept_token_user_of_another_shape_is_read_afresh(client, db):
+    """A node of a release whose user model has other fields never builds a user from this one's entry."""
+    from myhibachi import auth
+
+    user = make_user("kim")
+    get, token = _token_client(client, user)
+    generation = auth.TOKEN_GENERATION.current(auth.cache.get_many([auth.TOKEN_GENERATION.key]))
+    auth.cache.set(auth._token_cache_key(token.key), auth.Generation.entry(generation, {
+        "fields": {"id": user.pk, "username": "kim"}, "agent": True, "manager": False}))
+    assert get("/api/v1/inbox").status_code == 200
+    kept = auth.cache.get(auth._token_cache_key(token.key))["value"]
+    assert kept["fields"]["email"] == user.email  # stored again, whole
