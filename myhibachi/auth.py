@@ -84,8 +84,10 @@ def _token_cache_key(key: str) -> str:
     return f"auth:token:{TOKEN_FORMAT}:{hashlib.blake2b(key.encode(), digest_size=20).hexdigest()}"
 
 
-def _kept_fields():
-    return [f.attname for f in get_user_model()._meta.concrete_fields if f.attname != "password"]
+@functools.cache
+def _kept_fields() -> tuple:
+    """The user's columns a kept token user holds (all but the password hash); fixed once apps load."""
+    return tuple(f.attname for f in get_user_model()._meta.concrete_fields if f.attname != "password")
 
 
 def _token_user(key: str):

@@ -132,3 +132,12 @@ def test_a_kept_token_user_of_another_shape_is_read_afresh(client, db):
     assert get("/api/v1/inbox").status_code == 200
     kept = auth.cache.get(auth._token_cache_key(token.key))["value"]
     assert kept["fields"]["email"] == user.email  # stored again, whole
+
+
+def test_renaming_a_staff_group_closes_the_api_to_a_kept_token_at_the_next_request(client, db):
+    get, _ = _token_client(client, make_user("lou"))
+    assert get("/api/v1/inbox").status_code == 200  # now kept
+    agents = Group.objects.get(name="Agent")
+    agents.name = "Former agents"
+    agents.save()  # no membership changed, yet no one is an Agent any more
+    assert get("/api/v1/inbox").status_code == 403
