@@ -144,10 +144,23 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def cpu_probe_ms() -> float:
+    """How fast a core is now: the best of five runs of a fixed pure-Python loop (ms). Machines of one
+    kind differ, and one machine varies too (seen here: ten times this loop took 1.5 to 3.4 s within
+    minutes, nothing else running), so a result is only compared with one measured at a similar probe."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        sum(i * i for i in range(1_000_000))
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 def machine(**extra) -> dict:
-    """The facts a result is read with: the day, Python, cores and the load (other people share the machine)."""
+    """The facts a result is read with: the day, Python, cores, the load (other people share the
+    machine) and the speed of a core (cpu_probe_ms)."""
     return {"date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "load_average_1m": load_average(), **extra}
+            "load_average_1m": load_average(), "cpu_probe_ms": cpu_probe_ms(), **extra}
 
 
 def write_result(name: str, data: dict) -> Path:
