@@ -33,6 +33,17 @@ ZERO = Decimal("0")
 Kind = ConversationActivity.Kind
 SPEED_BUCKETS = [("5m", 300), ("1h", 3600), ("4h", 14400), ("24h", 86400)]
 
+# The figures the dashboard does not show (analytics/views.py, dashboard.html), left out of its reads
+# (brief=True): each is a sort of a range's values. The API, its CSV, the PDF report and the
+# builder read every figure.
+BRIEF = {
+    "bookings": ["totals.order_value_median"],
+    "inbox": ["first_response_by_channel"],
+    "staff": ["totals.first_response_business_median", "totals.first_response_business_p90",
+              "totals.resolution_median", "totals.resolution_p90",
+              "by_agent.first_response_business", "by_agent.resolution_business"],
+}
+
 
 # --- helpers ------------------------------------------------------------------------
 def _period(day_field, interval):
@@ -96,12 +107,11 @@ def _add_months(day: date, months: int) -> date:
 def _revenue_by_bucket(rng):
     """{lens: {bucket: {"count", "amount"}}} read from the RevenueDay rollup."""
     out = {lens: defaultdict(lambda: {"count": 0, "amount": ZERO}) for lens in RevenueDay.Lens.values}
-    rows = (RevenueDay.objects.filter(day__gte=rng.start, day__lte=rng.end).values("lens", "day")
-            .annotate(n=Sum("count"), money=Sum("amount")).order_by())
-    for row in rows:
-        cell = out[row["lens"]][timebase.bucket(row["day"], rng.interval)]
-        cell["count"] += row["n"]
-        cell["amount"] += row["money"]
+    rows = (RevenueDay.objects.filter(day__gte=rng.start, day__lte=rng.end)
+            .values("lens", period=_period("day", rng.interval))
+            .annotate(n=Sum("count"), money=Sum("amount")).order_by().values_list("lens", "period", "n", "money"))
+    for lens, period, n, money in rows:
+        out[lens][period] = {"count": n, "amount": money}
     return out
 
 
@@ -228,22 +238,25 @@ def bookings(rng, *, database=None):
     return with_reason_names(bookings_figures(rng, database=database))
 
 
-def bookings_figures(rng, *, database=None):
+def bookings_figures(rng, *, database=None, brief=False):
     """bookings() with lost_reasons as counts by reason id ({"bookings": {id: n}, "leads": {id: n}}):
-    every figure read from the rollups, none from the lost reasons' names (what the dashboard caches)."""
-    rows = (FunnelDay.objects.filter(day__gte=rng.start, day__lte=rng.end)
-            .values("dim", "key", period=_period("day", rng.interval))
+    every figure read from the rollups, none from the lost reasons' names (what the dashboard caches).
+    brief: without the order value median (see BRIEF)."""
+    days = FunnelDay.objects.filter(day__gte=rng.start, day__lte=rng.end)
+    # Lost reasons and turned-away dates (keyed by event date: hundreds of keys) need one count each,
+    # not a row per period with every sum.
+    reasons_n, turned = defaultdict(int), defaultdict(int)
+    for dim, key, n in (days.filter(dim__in=["reason", "turned"]).values("dim", "key")
+                        .annotate(n=Sum("inquiries")).order_by().values_list("dim", "key", "n")):
+        if dim == "reason":
+            reasons_n[int(key)] += n
+        else:
+            turned[key] += n
+    rows = (days.filter(dim__in=["source", "first_touch"]).values("dim", "key", period=_period("day", rng.interval))
             .annotate(**{k: Sum(k) for k in (*STEPS, "guests", "value")}).order_by())
     by_period, by_source, by_touch = (defaultdict(lambda: defaultdict(int)) for _ in range(3))
-    reasons_n, turned = defaultdict(int), defaultdict(int)
     guests, value = 0, ZERO
     for r in rows:
-        if r["dim"] == "reason":
-            reasons_n[int(r["key"])] += r["inquiries"]
-            continue
-        if r["dim"] == "turned":
-            turned[r["key"]] += r["inquiries"]
-            continue
         cells = [by_touch[r["key"] or "none"]] if r["dim"] == "first_touch" else [
             by_source[r["key"]], by_period[r["period"]]]
         for cell in cells:
@@ -265,8 +278,9 @@ def bookings_figures(rng, *, database=None):
         average_guests=round(guests / done, 2) if done else None,
         revenue_per_guest=money_ratio(value, guests),
         order_value_mean=money_ratio(value, done),
-        order_value_median=_order_value_median(rng, database) if done else None,
     )
+    if not brief:
+        totals["order_value_median"] = _order_value_median(rng, database) if done else None
     lead_reasons = dict(LeadDay.objects.filter(day__gte=rng.start, day__lte=rng.end, lost_reason_id__isnull=False)
                         .values("lost_reason_id").annotate(n=Sum("leads")).order_by()
                         .values_list("lost_reason_id", "n"))
@@ -304,15 +318,16 @@ def customers(rng, *, today=None, database=None):
     """
     today = today or timebase.local_date(datetime.now(dt_timezone.utc))
     members = CustomerFact.objects.filter(first_day__gte=rng.start, first_day__lte=rng.end)
-    ltv_median = percentiles.grouped(members, ["first_month"], "ltv", (0.5,), database=database)
+    # Each cohort's median and its counts and sums in one read of its members.
+    cohorts = percentiles.summary(members, ["first_month"], ["ltv"], (0.5,), also={
+        "n": Count("pk"), "ltv_sum": Sum("ltv"),
+        **{f"r{n}": Count("pk", filter=Q(repeat_months__lte=n)) for n in (6, 12, 24)}}, database=database)
     cohort_rows = []
-    cohort_sums = list(members.values("first_month").annotate(
-        n=Count("pk"), ltv_sum=Sum("ltv"), **{f"r{n}": Count("pk", filter=Q(repeat_months__lte=n))
-                                              for n in (6, 12, 24)}).order_by("first_month"))
+    cohort_sums = [{"first_month": month, **cells} for (month,), cells in sorted(cohorts.items())]
     for row in cohort_sums:
         month = row["first_month"]
         out = {"cohort": month.isoformat(), "customers": row["n"], "ltv_mean": money_ratio(row["ltv_sum"], row["n"]),
-               "ltv_median": ltv_median[(month,)][0]}
+               "ltv_median": row["ltv"][0]}
         month_end = timebase.next_bucket(month, "month") - timedelta(days=1)
         for n in (6, 12, 24):
             out[f"repeat_{n}"] = None if _add_months(month_end, n) >= today else ratio(row[f"r{n}"], row["n"])
@@ -376,13 +391,14 @@ def staff(rng, *, agent_id=None, database=None):
     return with_agent_names(staff_figures(rng, agent_id=agent_id, database=database))
 
 
-def staff_figures(rng, *, agent_id=None, database=None):
+def staff_figures(rng, *, agent_id=None, database=None, brief=False):
     """staff() without the agents' names (each by_agent row's "agent" is None, the rows in no set
-    order): every figure read from the rollups (what the dashboard caches)."""
-    return parallel.run(staff_split(rng, agent_id=agent_id, database=database))
+    order): every figure read from the rollups (what the dashboard caches). brief: without the
+    business-hours durations and the overall resolution time (see BRIEF)."""
+    return parallel.run(staff_split(rng, agent_id=agent_id, database=database, brief=brief))
 
 
-def staff_split(rng, *, agent_id=None, database=None):
+def staff_split(rng, *, agent_id=None, database=None, brief=False):
     """staff_figures() as two lanes of independent reads (parallel.Split), so the dashboard can pack
     them with its other areas' reads."""
     cycles = ResponseCycle.objects.filter(**_in_range("replied_at", rng))
@@ -397,7 +413,7 @@ def staff_split(rng, *, agent_id=None, database=None):
         cycles, resolved, activity, resumed = (q.filter(agent_id=agent_id) for q in (cycles, resolved, activity,
                                                                                     resumed))
     target = settings.FIRST_RESPONSE_TARGET_MINUTES * 60
-    both = ["wall_seconds", "business_seconds"]
+    both = ["wall_seconds"] if brief else ["wall_seconds", "business_seconds"]
     from django.contrib.auth import get_user_model
 
     users = get_user_model().objects.values_list("pk")
@@ -419,12 +435,21 @@ def staff_split(rng, *, agent_id=None, database=None):
         lambda: percentiles.by_span(cycles.exclude(wall_seconds__isnull=True), "replied_at", _spans(rng),
                                     ["wall_seconds"], database=database),
         lambda: percentiles.summary(cycles, [], both, database=database)[()],
-        lambda: percentiles.overall(resolved, "wall_seconds", database=database),
-    ]], [75, 75], lambda here, beside: _staff_finish(rng, target, *here, *beside))
+        *([] if brief else [lambda: percentiles.overall(resolved, "wall_seconds", database=database)]),
+    ]], STAFF_COST_MS["brief" if brief else "full"], lambda here, beside: _staff_finish(rng, target, here, beside))
 
 
-def _staff_finish(rng, target, frt, res, activity_rows, resumed_rows, period_rows, per_period, overall, all_res):
-    """staff_figures() from its reads' results (staff_split)."""
+# Staff's two lanes' time, measured as figure_cache.COST_MS is: how they are packed with the dashboard's
+# other reads.
+STAFF_COST_MS = {"full": [160, 210], "brief": [170, 130]}
+
+
+def _staff_finish(rng, target, here, beside):
+    """staff_figures() from its reads' results (staff_split's two lanes; beside without the overall
+    resolution times when brief)."""
+    frt, res, activity_rows, resumed_rows, period_rows = here
+    per_period, overall, *all_res = beside
+    brief = not all_res
     counts = defaultdict(lambda: defaultdict(int))
     for pk, kind, n in activity_rows:
         counts[pk][kind] = n
@@ -443,22 +468,24 @@ def _staff_finish(rng, target, frt, res, activity_rows, resumed_rows, period_row
     agents = []
     for pk in set(counts) | set(within):
         ok, n = within.get(pk, (0, 0))
-        agents.append({
+        agent = {
             "agent_id": pk, "agent": None,
             "conversations": counts[pk]["conversations"], "replies": counts[pk][Kind.REPLIED],
             "notes": counts[pk][Kind.NOTE], "resolutions": counts[pk]["resolutions"],
             "first_responses": n, "within_target": ratio(ok, n),
             "first_response": frt.get(pk, {}).get("wall_seconds", nothing),
-            "first_response_business": frt.get(pk, {}).get("business_seconds", nothing),
             "resolution": res.get(pk, {}).get("wall_seconds", nothing),
-            "resolution_business": res.get(pk, {}).get("business_seconds", nothing),
-        })
+        }
+        if not brief:
+            agent["first_response_business"] = frt.get(pk, {}).get("business_seconds", nothing)
+            agent["resolution_business"] = res.get(pk, {}).get("business_seconds", nothing)
+        agents.append(agent)
     per_period = {key: {"median": cells["wall_seconds"][0], "p90": cells["wall_seconds"][1]}
                   for (key,), cells in per_period.items()}
     series = [{"period": b.isoformat(), "replies": replies.get(b, 0), "resolutions": resolutions.get(b, 0),
                "first_response_median": per_period.get(b, nothing)["median"],
                "first_response_p90": per_period.get(b, nothing)["p90"]} for b in rng.buckets()]
-    all_frt, all_frt_b = overall["wall_seconds"], overall["business_seconds"]
+    all_frt = overall["wall_seconds"]
     ok_all = sum(v[0] for v in within.values())
     n_all = sum(v[1] for v in within.values())
     totals = {
@@ -466,10 +493,12 @@ def _staff_finish(rng, target, frt, res, activity_rows, resumed_rows, period_row
         "resolutions": sum(a["resolutions"] for a in agents), "first_responses": n_all,
         "within_target": ratio(ok_all, n_all), "target_seconds": target,
         "first_response_median": all_frt[0], "first_response_p90": all_frt[1],
-        "first_response_business_median": all_frt_b[0], "first_response_business_p90": all_frt_b[1],
-        "resolution_median": all_res[0], "resolution_p90": all_res[1],
         "business_hours": bool(settings.BUSINESS_HOURS),
     }
+    if not brief:
+        all_frt_b, (all_res,) = overall["business_seconds"], all_res
+        totals.update(first_response_business_median=all_frt_b[0], first_response_business_p90=all_frt_b[1],
+                      resolution_median=all_res[0], resolution_p90=all_res[1])
     return {"series": series, "totals": totals, "by_agent": agents}
 
 
@@ -538,14 +567,15 @@ def speed_bucket(seconds):
     return "later"
 
 
-def inbox(rng, *, database=None):
+def inbox(rng, *, database=None, brief=False):
     """Customer messages received per period and channel, and per local hour of day (0-23);
     backlog: waits for a first reply open at the end of each period (started by then, not
     answered by then); first response median/p90 per channel (waits answered in the range);
     conversion by first-reply speed: conversations started in the range, by how soon their
     first wait was answered (<=5 min, <=1 h, <=4 h, <=24 h, later, unanswered), and the share
     whose customer confirmed a booking within ANALYTICS_CONVERSION_WINDOW_DAYS of the start.
-    (ActivityDay and CycleDay rollups; first response percentiles from ResponseCycle.)"""
+    (ActivityDay and CycleDay rollups; first response percentiles from ResponseCycle.)
+    brief: without the first response by channel (see BRIEF)."""
     days = ActivityDay.objects.filter(day__gte=rng.start, day__lte=rng.end)
     by_channel = defaultdict(dict)
     channels = set()
@@ -570,22 +600,24 @@ def inbox(rng, *, database=None):
         row = {"period": b.isoformat(), "received": sum(by_channel.get(b, {}).values()), "backlog": backlog[f"b{i}"]}
         row.update({f"received_{c}": by_channel.get(b, {}).get(c, 0) for c in sorted(channels)})
         series.append(row)
-    answered = ResponseCycle.objects.filter(**_in_range("replied_at", rng))
-    frt = _durations(answered, ["channel"], "wall_seconds", database=database)
     speed = {name: {"conversations": 0, "booked": 0} for name in [b for b, _ in SPEED_BUCKETS] + ["later",
                                                                                                  "unanswered"]}
     for name, n, booked in (CycleDay.objects.exclude(speed="").filter(day__gte=rng.start, day__lte=rng.end)
                             .values("speed").annotate(n=Sum("conversations"), b=Sum("booked")).order_by()
                             .values_list("speed", "n", "b")):
         speed[name] = {"conversations": n, "booked": booked}
-    return {
+    figures = {
         "series": series,
         "totals": {"received": sum(hours.values()), "channels": sorted(channels)},
         "by_hour": [{"hour": h, "received": hours.get(h, 0)} for h in range(24)],
-        "first_response_by_channel": [{"channel": c, **v} for c, v in sorted(frt.items())],
         "conversion_by_first_reply": [{"within": k, **v, "booking_rate": ratio(v["booked"], v["conversations"])}
                                       for k, v in speed.items()],
     }
+    if not brief:
+        answered = ResponseCycle.objects.filter(**_in_range("replied_at", rng))
+        frt = _durations(answered, ["channel"], "wall_seconds", database=database)
+        figures["first_response_by_channel"] = [{"channel": c, **v} for c, v in sorted(frt.items())]
+    return figures
 
 
 # --- email ---------------------------------------------------------------------------------------

@@ -51,12 +51,14 @@ def overall(qs, value_field, ps=(0.5, 0.9), *, database=None):
     return grouped(qs, [], value_field, ps, database=database)[()]
 
 
-def summary(qs, group_fields, fields, ps=(0.5, 0.9), *, within=None, database=None):
+def summary(qs, group_fields, fields, ps=(0.5, 0.9), *, within=None, also=None, database=None):
     """{group key tuple: {field: [value at each p], "rows": n[, "within": m]}} for several value fields
     in one query (one sort per field on PostgreSQL, one read on SQLite); a null value is left out
-    of its own field only. within=(field, limit): also how many rows have field <= limit. No group
-    fields: the whole queryset, under the key ()."""
+    of its own field only. within=(field, limit): also how many rows have field <= limit. also:
+    {name: aggregate}, more figures per group under their names (on PostgreSQL in the same query, so
+    the rows are read once). No group fields: the whole queryset, under the key ()."""
     database = in_database() if database is None else database
+    also = also or {}
     if database:
         names = {f"{f}__p{n}": PercentileCont(f, p) for f in fields for n, p in enumerate(ps)}
         # COUNT(*) and a count of the value itself, not of the id: with the range, group and values
@@ -65,10 +67,23 @@ def summary(qs, group_fields, fields, ps=(0.5, 0.9), *, within=None, database=No
         names["rows"] = Count("*")
         if within:
             names["within"] = Count(within[0], filter=Q(**{f"{within[0]}__lte": within[1]}))
+        names.update(also)
         rows = [qs.aggregate(**names)] if not group_fields else qs.values(*group_fields).annotate(**names).order_by()
         return {tuple(row[g] for g in group_fields): {
             **{f: [row[f"{f}__p{n}"] for n in range(len(ps))] for f in fields},
-            **{k: row[k] for k in ("rows", "within") if k in names}} for row in rows}
+            **{k: row[k] for k in ("rows", "within", *also) if k in names}} for row in rows}
+    out = _summary_in_python(qs, group_fields, fields, ps, within)
+    if also:
+        rows = [qs.aggregate(**also)] if not group_fields else qs.values(*group_fields).annotate(**also).order_by()
+        for row in rows:
+            key = tuple(row[g] for g in group_fields)
+            if key in out:
+                out[key].update({k: row[k] for k in also})
+    return out
+
+
+def _summary_in_python(qs, group_fields, fields, ps, within):
+    """summary() without its also= figures, by reading the values and sorting them here."""
     read, labels = (([*fields, within[0]], [*fields, "_within"]) if within else (fields, fields))
     values = defaultdict(lambda: defaultdict(list))
     for row in qs.values_list(*group_fields, *read):

@@ -1,9 +1,10 @@
 """Staff performance and inbox figures from the conversation history, worked out by hand."""
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 
-from analytics import metrics, refresh
+from analytics import metrics, refresh, views
 from analytics.models import ResponseCycle
 from analytics.timebase import Range
 from analytics.tests.helpers import booking, local
@@ -176,3 +177,43 @@ def test_per_agent_and_per_period_percentiles_read_by_index_equal_the_python_one
     days = {row["period"]: row["first_response_median"] for row in in_db["series"]}
     # 1 June: Ann's 600 s (the bot's half hour not counted); 2 June: the reopen answered in 300 s.
     assert (days["2026-06-01"], days["2026-06-02"], days["2026-06-05"]) == (600, 300, None)
+
+
+def _without(figures, keys):
+    """figures less the dotted keys of metrics.BRIEF ("totals.x": a total; "by_agent.x": every row's)."""
+    figures = {k: ([dict(row) for row in v] if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
+               for k, v in figures.items()}
+    for key in keys:
+        part, _, name = key.partition(".")
+        for cells in (figures[part] if isinstance(figures[part], list) else [figures[part]]) if name else []:
+            del cells[name]
+        if not name:
+            del figures[part]
+    return figures
+
+
+def test_the_dashboards_brief_figures_are_the_full_ones_less_what_it_does_not_show(team, settings):
+    settings.BUSINESS_HOURS = {d: ("09:00", "17:00") for d in ("mon", "tue", "wed", "thu", "fri")}
+    booking(make_customer("done@example.com"), status="completed", event_at=local(2026, 6, 20, 18), total=800)
+    refresh.refresh_all()
+
+    def by_agent_sorted(figures):
+        return {**figures, "by_agent": sorted(figures["by_agent"], key=lambda a: a["agent_id"])}
+
+    full = {"staff": by_agent_sorted(metrics.staff_figures(JUNE)), "inbox": metrics.inbox(JUNE),
+            "bookings": metrics.bookings_figures(JUNE)}
+    brief = {"staff": by_agent_sorted(metrics.staff_figures(JUNE, brief=True)),
+             "inbox": metrics.inbox(JUNE, brief=True), "bookings": metrics.bookings_figures(JUNE, brief=True)}
+    # What is left out was there to leave out (business hours are set, a booking was completed) ...
+    assert full["staff"]["totals"]["first_response_business_median"] == 600  # every wait within hours
+    assert full["bookings"]["totals"]["order_value_median"] == 800
+    assert [row["channel"] for row in full["inbox"]["first_response_by_channel"]] == ["email", "sms"]
+    # ... and every other figure is the same.
+    for area, figures in full.items():
+        assert _without(figures, metrics.BRIEF[area]) == brief[area]
+    # The page shows none of the figures its reads leave out.
+    page = "".join(Path(f).read_text() for f in (views.__file__, Path(views.__file__).parent
+                                                 / "templates" / "analytics" / "dashboard.html"))
+    for keys in metrics.BRIEF.values():
+        for key in keys:
+            assert key.rpartition(".")[2] not in page, key
