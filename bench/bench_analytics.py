@@ -92,7 +92,7 @@ def main():
     parser.add_argument("--reseed", action="store_true")
     parser.add_argument("--cold-runs", type=int, default=10, help="dashboard loads each after a refresh that wrote")
     args = parser.parse_args()
-    load_at_start = common.load_average()
+    load_at_start, probe_at_start = common.load_average(), common.cpu_probe_ms()
 
     common.ensure_database(BENCH_URL, reseed=args.reseed)
     setup_django()
@@ -204,7 +204,8 @@ def main():
                          f"p95≤{row['budget_p95_ms']} {common.verdict(row['p95'], row['budget_p95_ms'])}"]
                         for row in rows])
     common.write_result("analytics.json", {
-        "date": time.strftime("%Y-%m-%d"), "machine": common.machine(load_average_1m_at_start=load_at_start),
+        "date": time.strftime("%Y-%m-%d"), "machine": common.machine(load_average_1m_at_start=load_at_start,
+                                                                   cpu_probe_ms_at_start=probe_at_start),
         "scale": scale, "first_fill_s": round(first_fill, 2), "first_fill_steps_s": first_fill_steps,
         "full_refresh_s": round(full, 2), "full_refresh_steps_s": full_steps, "incremental_s": round(incremental, 3),
         "incremental_runs_s": [round(t, 3) for t in steps],
