@@ -468,18 +468,16 @@ def _staff_finish(rng, target, here, beside):
     agents = []
     for pk in set(counts) | set(within):
         ok, n = within.get(pk, (0, 0))
-        agent = {
+        agents.append({
             "agent_id": pk, "agent": None,
             "conversations": counts[pk]["conversations"], "replies": counts[pk][Kind.REPLIED],
             "notes": counts[pk][Kind.NOTE], "resolutions": counts[pk]["resolutions"],
             "first_responses": n, "within_target": ratio(ok, n),
             "first_response": frt.get(pk, {}).get("wall_seconds", nothing),
+            **({} if brief else {"first_response_business": frt.get(pk, {}).get("business_seconds", nothing)}),
             "resolution": res.get(pk, {}).get("wall_seconds", nothing),
-        }
-        if not brief:
-            agent["first_response_business"] = frt.get(pk, {}).get("business_seconds", nothing)
-            agent["resolution_business"] = res.get(pk, {}).get("business_seconds", nothing)
-        agents.append(agent)
+            **({} if brief else {"resolution_business": res.get(pk, {}).get("business_seconds", nothing)}),
+        })
     per_period = {key: {"median": cells["wall_seconds"][0], "p90": cells["wall_seconds"][1]}
                   for (key,), cells in per_period.items()}
     series = [{"period": b.isoformat(), "replies": replies.get(b, 0), "resolutions": resolutions.get(b, 0),
@@ -488,17 +486,18 @@ def _staff_finish(rng, target, here, beside):
     all_frt = overall["wall_seconds"]
     ok_all = sum(v[0] for v in within.values())
     n_all = sum(v[1] for v in within.values())
+    full = {}
+    if not brief:
+        all_frt_b, (all_res,) = overall["business_seconds"], all_res
+        full = {"first_response_business_median": all_frt_b[0], "first_response_business_p90": all_frt_b[1],
+                "resolution_median": all_res[0], "resolution_p90": all_res[1]}
     totals = {
         "replies": sum(a["replies"] for a in agents), "notes": sum(a["notes"] for a in agents),
         "resolutions": sum(a["resolutions"] for a in agents), "first_responses": n_all,
         "within_target": ratio(ok_all, n_all), "target_seconds": target,
-        "first_response_median": all_frt[0], "first_response_p90": all_frt[1],
+        "first_response_median": all_frt[0], "first_response_p90": all_frt[1], **full,
         "business_hours": bool(settings.BUSINESS_HOURS),
     }
-    if not brief:
-        all_frt_b, (all_res,) = overall["business_seconds"], all_res
-        totals.update(first_response_business_median=all_frt_b[0], first_response_business_p90=all_frt_b[1],
-                      resolution_median=all_res[0], resolution_p90=all_res[1])
     return {"series": series, "totals": totals, "by_agent": agents}
 
 
@@ -606,18 +605,19 @@ def inbox(rng, *, database=None, brief=False):
                             .values("speed").annotate(n=Sum("conversations"), b=Sum("booked")).order_by()
                             .values_list("speed", "n", "b")):
         speed[name] = {"conversations": n, "booked": booked}
-    figures = {
-        "series": series,
-        "totals": {"received": sum(hours.values()), "channels": sorted(channels)},
-        "by_hour": [{"hour": h, "received": hours.get(h, 0)} for h in range(24)],
-        "conversion_by_first_reply": [{"within": k, **v, "booking_rate": ratio(v["booked"], v["conversations"])}
-                                      for k, v in speed.items()],
-    }
+    first_response = {}
     if not brief:
         answered = ResponseCycle.objects.filter(**_in_range("replied_at", rng))
         frt = _durations(answered, ["channel"], "wall_seconds", database=database)
-        figures["first_response_by_channel"] = [{"channel": c, **v} for c, v in sorted(frt.items())]
-    return figures
+        first_response = {"first_response_by_channel": [{"channel": c, **v} for c, v in sorted(frt.items())]}
+    return {
+        "series": series,
+        "totals": {"received": sum(hours.values()), "channels": sorted(channels)},
+        "by_hour": [{"hour": h, "received": hours.get(h, 0)} for h in range(24)],
+        **first_response,
+        "conversion_by_first_reply": [{"within": k, **v, "booking_rate": ratio(v["booked"], v["conversations"])}
+                                      for k, v in speed.items()],
+    }
 
 
 # --- email ---------------------------------------------------------------------------------------
