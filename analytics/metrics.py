@@ -436,7 +436,7 @@ def staff_split(rng, *, agent_id=None, database=None, brief=False):
                                     ["wall_seconds"], database=database),
         lambda: percentiles.summary(cycles, [], both, database=database)[()],
         *([] if brief else [lambda: percentiles.overall(resolved, "wall_seconds", database=database)]),
-    ]], STAFF_COST_MS["brief" if brief else "full"], lambda here, beside: _staff_finish(rng, target, here, beside))
+    ]], STAFF_COST_MS["brief" if brief else "full"], lambda here, beside: _staff_finish(rng, target, brief, here, beside))
 
 
 # Staff's two lanes' time, measured as figure_cache.COST_MS is: how they are packed with the dashboard's
@@ -444,12 +444,11 @@ def staff_split(rng, *, agent_id=None, database=None, brief=False):
 STAFF_COST_MS = {"full": [160, 210], "brief": [170, 130]}
 
 
-def _staff_finish(rng, target, here, beside):
+def _staff_finish(rng, target, brief, here, beside):
     """staff_figures() from its reads' results (staff_split's two lanes; beside without the overall
     resolution times when brief)."""
     frt, res, activity_rows, resumed_rows, period_rows = here
     per_period, overall, *all_res = beside
-    brief = not all_res
     counts = defaultdict(lambda: defaultdict(int))
     for pk, kind, n in activity_rows:
         counts[pk][kind] = n

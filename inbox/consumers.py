@@ -27,8 +27,9 @@ a server's text frame is the same bytes for every socket (server frames are not
 masked, and the nodes negotiate no extension), so the frame is built once per
 event, by the websockets library, and written to each open socket's transport
 as it stands (direct_writer()); a socket that is closing, not yet accepted or
-held back by flow control takes the ASGI send as before. A server's send normally completes without suspending (Daphne and
-Uvicorn write to the transport's buffer), so no task is made. Only when a
+held back by flow control takes the ASGI send as before. A server's send
+normally completes without suspending (Daphne and Uvicorn write to the
+transport's buffer), so no task is made. Only when a
 server holds a send back (a slow reader, flow control) does that socket get
 a task that finishes the send and then the events queued behind it, in order,
 while the other sockets go on; past MAX_BACKLOG queued events that socket's

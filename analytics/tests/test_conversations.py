@@ -1,4 +1,5 @@
 """Staff performance and inbox figures from the conversation history, worked out by hand."""
+import copy
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -181,14 +182,14 @@ def test_per_agent_and_per_period_percentiles_read_by_index_equal_the_python_one
 
 def _without(figures, keys):
     """figures less the dotted keys of metrics.BRIEF ("totals.x": a total; "by_agent.x": every row's)."""
-    figures = {k: ([dict(row) for row in v] if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
-               for k, v in figures.items()}
+    figures = copy.deepcopy(figures)
     for key in keys:
         part, _, name = key.partition(".")
-        for cells in (figures[part] if isinstance(figures[part], list) else [figures[part]]) if name else []:
-            del cells[name]
         if not name:
             del figures[part]
+            continue
+        for cells in figures[part] if isinstance(figures[part], list) else [figures[part]]:
+            del cells[name]
     return figures
 
 
