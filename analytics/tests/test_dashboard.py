@@ -1,12 +1,12 @@
 """/analytics/: presets, cards equal to their tables, agents limited to their own figures."""
 import re
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from django.db.models import F
 from django.utils import timezone
 
-from analytics import views
+from analytics import timebase, views
 from analytics.tests.helpers import booking
 from crm.models import Booking
 from tests.factories import make_customer
@@ -53,8 +53,10 @@ def test_cards_equal_the_totals_of_their_tables(manager_client):
 
 def test_every_area_has_its_table_and_the_new_cards_equal_them(manager_client, django_assert_num_queries):
     now = timezone.now()
-    month_end = views.preset_range("this_month", timezone.localdate())[1]
-    event = timezone.make_aware(timezone.datetime.combine(month_end, timezone.datetime.min.time())).replace(hour=18)
+    # The business's month, not UTC's: from 16:00 (17:00 in winter) in Los Angeles it is already
+    # tomorrow in UTC, and on the last day of a month that is the next month.
+    month_end = views.preset_range("this_month", timebase.local_date(now))[1]
+    event = timebase.local_midnight(month_end) + timedelta(hours=18)
     booking(make_customer(), status="confirmed", confirmed_at=now, event_at=event, total=900)
     # Session, user, groups, the refresh this fixture forces on every load (ANALYTICS_REFRESH_SECONDS=0;
     # on this never-refreshed database a full one: every rollup deleted and filled, most of the

@@ -35,3 +35,6 @@ if os.environ.get("TEST_HOLD_REPLIES_DIR"):
 # with new ids; this long-lived server must not keep the old ones cached (the
 # admin writes its log with them).
 MIDDLEWARE = ["tests.browser.live_middleware.fresh_content_types", *MIDDLEWARE]  # noqa: F405
+
+# The test process stores its users' passwords with the fast hasher of tests/settings.py.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.nginx, pytest.mark.postgres, pytest.mark.redis, pytest
 OVERLAP = 20  # static/js/inbox.js re-reads this many numbers below the newest on catch-up
 
 
-def make_cluster(db_url, redis_url, extra=None):
+def make_cluster(db_url, redis_url, static_root, extra=None):
     state = tempfile.mkdtemp(prefix="myhibachi-faults-")
     os.chmod(state, 0o755)  # nginx's workers (nobody) read the static files in it
     ports = set()
@@ -46,7 +46,7 @@ def make_cluster(db_url, redis_url, extra=None):
     prefix = f"faults{uuid.uuid4().hex[:10]}"
     return Cluster(
         state, database_url=db_url, redis_url=redis_url, node_ports=(node1, node2), http_port=http_port,
-        https_port=https_port, pool_size=4,
+        https_port=https_port, pool_size=4, static_root=static_root,
         extra_env={"DJANGO_SETTINGS_MODULE": "tests.browser.live_settings", "SECRET_KEY": settings.SECRET_KEY,
                    "LIVE_CHANNEL_PREFIX": f"{prefix}:asgi", "LIVE_CACHE_PREFIX": f"{prefix}:cache",
                    "LOG_LEVEL": "WARNING", **(extra or {})})
@@ -54,8 +54,6 @@ def make_cluster(db_url, redis_url, extra=None):
 
 def start(cluster):
     cluster.state.mkdir(exist_ok=True)
-    cluster.manage("collectstatic", "--noinput", "-v", "0")
-    cluster._readable(cluster.static_root)
     cluster.ensure_certificate()
     for node in cluster.nodes:
         cluster.start_node(node)
@@ -80,7 +78,7 @@ def redis_server():
 
 
 @pytest.fixture
-def faulty(redis_server, django_db_setup, django_db_blocker, transactional_db, tmp_path):
+def faulty(redis_server, django_db_setup, django_db_blocker, transactional_db, tmp_path, static_root):
     """Two nodes behind nginx on the test database and this test's own Redis.
 
     Every send of the stand-in sender is a line of cluster.sent_log; node1 holds the replies it
@@ -91,7 +89,7 @@ def faulty(redis_server, django_db_setup, django_db_blocker, transactional_db, t
     held = tmp_path / "held"
     held.mkdir()
     held.chmod(0o777)
-    cluster = make_cluster(url, redis_server.url, {"TEST_SENT_LOG": str(tmp_path / "sent.log"),
+    cluster = make_cluster(url, redis_server.url, static_root, {"TEST_SENT_LOG": str(tmp_path / "sent.log"),
                                                    "TEST_HOLD_REPLIES_DIR": str(held)})
     cluster.sent_log, cluster.held = tmp_path / "sent.log", held
     try:
@@ -408,12 +406,13 @@ print(json.dumps({"token": Token.objects.create(user=agent).key, "conversation":
 """
 
 
-def test_postgres_restart_answers_503_fast_and_the_nodes_recover_on_their_own(own_postgres, redis_server):
+def test_postgres_restart_answers_503_fast_and_the_nodes_recover_on_their_own(own_postgres, redis_server,
+                                                                            static_root):
     import psycopg
 
     with psycopg.connect(own_postgres.url(), autocommit=True) as admin:
         admin.execute("CREATE DATABASE myhibachi")
-    cluster = make_cluster(own_postgres.url("myhibachi"), redis_server.url)
+    cluster = make_cluster(own_postgres.url("myhibachi"), redis_server.url, static_root)
     try:
         cluster.state.mkdir(exist_ok=True)
         cluster.manage("migrate", "--noinput", "-v", "0")

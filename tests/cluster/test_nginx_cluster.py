@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.nginx, pytest.mark.postgres, pytest.mark.redis, pytest
 
 
 @pytest.fixture(scope="module")
-def cluster(django_db_setup, django_db_blocker):
+def cluster(django_db_setup, django_db_blocker, static_root):
     state = tempfile.mkdtemp(prefix="myhibachi-cluster-")
     os.chmod(state, 0o755)  # nginx's workers (nobody) read the static files in it
     prefix = f"cluster{uuid.uuid4().hex[:10]}"
@@ -50,14 +50,12 @@ def cluster(django_db_setup, django_db_blocker):
     node1, node2, http_port, https_port = sorted(ports)
     cluster = Cluster(
         state, database_url=url, redis_url=settings.REDIS_URL, node_ports=(node1, node2), http_port=http_port,
-        https_port=https_port, pool_size=4,
+        https_port=https_port, pool_size=4, static_root=static_root,
         extra_env={"DJANGO_SETTINGS_MODULE": "tests.browser.live_settings", "SECRET_KEY": settings.SECRET_KEY,
                    "LIVE_CHANNEL_PREFIX": f"{prefix}:asgi", "LIVE_CACHE_PREFIX": f"{prefix}:cache",
                    "LOG_LEVEL": "WARNING"})
     try:
         cluster.state.mkdir(exist_ok=True)
-        cluster.manage("collectstatic", "--noinput", "-v", "0")  # DEBUG=0 pages need the manifest
-        cluster._readable(cluster.static_root)
         cluster.ensure_certificate()
         for node in cluster.nodes:
             cluster.start_node(node)
