@@ -49,6 +49,7 @@ class ResponseCycle(models.Model):
     agent = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     wall_seconds = models.FloatField(null=True)
     business_seconds = models.FloatField(null=True)
+    bucket = models.SmallIntegerField(null=True, help_text="The value bucket of wall_seconds (analytics/narrowing.py).")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["conversation", "number"], name="analytics_cycle_unique")]
@@ -57,7 +58,12 @@ class ResponseCycle(models.Model):
                                 include=["agent", "channel", "wall_seconds", "business_seconds"]),
                    models.Index(fields=["started_at"], name="analytics_cycle_started_idx"),
                    models.Index(fields=["agent", "replied_at"], name="analytics_cycle_agent_cov",
-                                include=["wall_seconds", "business_seconds"])]
+                                include=["wall_seconds", "business_seconds"]),
+                   # One value bucket's waits of a range, overall and per agent (analytics/narrowing.py).
+                   models.Index(fields=["bucket", "replied_at"], name="analytics_cycle_bucket_cov",
+                                include=["wall_seconds"]),
+                   models.Index(fields=["agent", "bucket", "replied_at"], name="analytics_cycle_agent_bucket",
+                                include=["wall_seconds"])]
 
 
 class Resolution(models.Model):
@@ -72,6 +78,7 @@ class Resolution(models.Model):
     agent = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     wall_seconds = models.FloatField()
     business_seconds = models.FloatField(null=True)
+    bucket = models.SmallIntegerField(null=True, help_text="The value bucket of wall_seconds (analytics/narrowing.py).")
 
     class Meta:
         indexes = [models.Index(fields=["resolved_at"], name="analytics_resolution_at_cov",
@@ -79,7 +86,9 @@ class Resolution(models.Model):
                    # Per agent, each agent's range read alone (percentiles.by_key): no sort by agent.
                    models.Index(fields=["agent", "resolved_at"], name="analytics_resolution_agent_cov",
                                 include=["wall_seconds", "business_seconds"]),
-                   models.Index(fields=["conversation"], name="analytics_resolution_conv_idx")]
+                   models.Index(fields=["conversation"], name="analytics_resolution_conv_idx"),
+                   models.Index(fields=["agent", "bucket", "resolved_at"], name="analytics_resolution_bucket",
+                                include=["wall_seconds"])]
 
 
 class BookingFact(models.Model):
@@ -288,6 +297,23 @@ class CycleDay(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["day"], name="analytics_cycleday_idx")]
+
+
+class DurationMonth(models.Model):
+    """How many waits (measure "wait": ResponseCycle by replied_at) or resolutions ("resolution":
+    Resolution by resolved_at) of an agent fell in a local month and a value bucket of their wall
+    seconds. A range's whole months add these up to find the bucket that holds each percentile's rank
+    (analytics/narrowing.py); only that bucket's rows are then read and sorted."""
+
+    measure = models.CharField(max_length=10)
+    month = models.DateField(help_text="The first local day of the month.")
+    agent = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    bucket = models.SmallIntegerField()
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["measure", "month"], name="analytics_durmonth_idx",
+                                include=["agent", "bucket", "count"])]
 
 
 class DirtyUnit(models.Model):

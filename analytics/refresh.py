@@ -29,7 +29,7 @@ from django.utils import timezone
 from crm.models import Booking, Lead, Payment
 from inbox.models import Conversation, ConversationActivity
 
-from . import rollups, timebase
+from . import narrowing, rollups, timebase
 from .models import BookingFact, CustomerFact, DirtyDay, DirtyUnit, RefreshState, Resolution, ResponseCycle, RevenueDay
 
 CHUNK = 2000
@@ -151,25 +151,26 @@ def conversation_facts(conversation_id, created_at, rows):
             cycle["channel"] = cycle["channel"] or channel
         elif kind == STATUS_CHANGED:
             if to_value == "resolved" and from_value != "resolved":
-                resolutions.append((conversation_id, cycle["channel"], opened, at, actor_id,
-                                    (at - opened).total_seconds(), timebase.business_seconds(opened, at)))
+                wall = (at - opened).total_seconds()
+                resolutions.append((conversation_id, cycle["channel"], opened, at, actor_id, wall,
+                                    timebase.business_seconds(opened, at), narrowing.bucket_of(wall)))
             elif from_value in ("resolved", "closed") and to_value in ("open", "pending"):
                 opened = at
     close(cycle)
     out = []
     for c in cycles:
         replied = c["replied"]
-        out.append((conversation_id, c["number"], c["channel"], c["start"], replied, c["agent"],
-                    (replied - c["start"]).total_seconds() if replied else None,
-                    timebase.business_seconds(c["start"], replied) if replied else None))
+        wall = (replied - c["start"]).total_seconds() if replied else None
+        out.append((conversation_id, c["number"], c["channel"], c["start"], replied, c["agent"], wall,
+                    timebase.business_seconds(c["start"], replied) if replied else None, narrowing.bucket_of(wall)))
     return out, resolutions
 
 
 # What conversation_facts returns per cycle and per resolution, in this order.
 CYCLE_FIELDS = ["conversation", "number", "channel", "started_at", "replied_at", "agent", "wall_seconds",
-                "business_seconds"]
+                "business_seconds", "bucket"]
 RESOLUTION_FIELDS = ["conversation", "channel", "started_at", "resolved_at", "agent", "wall_seconds",
-                     "business_seconds"]
+                     "business_seconds", "bucket"]
 
 
 def _facts_of(history, created):
@@ -189,24 +190,30 @@ HISTORY_ORDER = ("conversation_id", "at", "id")
 
 
 def rebuild_conversations(ids) -> set:
-    """The response cycles and resolutions of these conversations; returns the local days their cycles
+    """The response cycles and resolutions of these conversations, and the DurationMonth rows of the
+    months they were answered or resolved in, before and after; returns the local days their cycles
     started or were answered on, before and after (the CycleDay units they touch)."""
     ids = list(ids)
     days = rollups.cycle_days(ids)
+    resolved = set(Resolution.objects.filter(conversation_id__in=ids).values_list("resolved_at", flat=True))
     created = dict(Conversation.objects.filter(pk__in=ids).values_list("pk", "created_at"))
     # Plain tuples: model instances cost more than the work.
     history = rollups.read_rows(ConversationActivity.objects.filter(conversation_id__in=ids)
                                 .order_by(*HISTORY_ORDER).values_list(*HistoryRow._fields))
     cycles, resolutions = _facts_of(history, created)
+    for c in cycles:
+        days.add(timebase.local_date(c[3]))
+        if c[4]:
+            days.add(timebase.local_date(c[4]))
+    resolved.update(r[3] for r in resolutions)
     with transaction.atomic():
         ResponseCycle.objects.filter(conversation_id__in=ids).delete()
         Resolution.objects.filter(conversation_id__in=ids).delete()
         rollups.write_rows(ResponseCycle, CYCLE_FIELDS, cycles)
         rollups.write_rows(Resolution, RESOLUTION_FIELDS, resolutions)
-    for c in cycles:
-        days.add(timebase.local_date(c[3]))
-        if c[4]:
-            days.add(timebase.local_date(c[4]))
+        # The answered days are among the cycle days (a start day's month only costs a recount).
+        narrowing.rebuild_months({narrowing.month_of(d) for d in days}
+                                 | {narrowing.month_of(timebase.local_date(at)) for at in resolved})
     return days
 
 
@@ -248,7 +255,7 @@ BOOKING_ROLLUPS = [("booking facts", rollups.rebuild_booking_facts, BookingFact)
                    ("customers", rollups.rebuild_customers, CustomerFact),
                    ("customer days", rollups.rebuild_customer_days, None), ("leads", rollups.rebuild_leads, None)]
 HISTORY_ROLLUPS = [("activity days", rollups.rebuild_activity_days), ("reply days", rollups.rebuild_reply_days),
-                   ("cycle days", rollups.rebuild_cycle_days)]
+                   ("cycle days", rollups.rebuild_cycle_days), ("duration months", narrowing.rebuild_months)]
 
 
 def refresh_all(progress=None) -> dict:

@@ -20,7 +20,7 @@ from itertools import groupby
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import (BooleanField, Case, CharField, Count, DateField, DateTimeField, DecimalField, Exists,
                               ExpressionWrapper, F, OuterRef, Q, Sum, Value, When, Window)
 from django.db.models.fields import AutoFieldMixin

@@ -7,8 +7,9 @@ import pytest
 from django.db.models import F
 
 from analytics import metrics, refresh
-from analytics.models import (ActivityDay, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, FunnelDay,
-                              LeadDay, PaceDay, RefreshState, ReplyDay, Resolution, ResponseCycle, RevenueDay)
+from analytics.models import (ActivityDay, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, DurationMonth,
+                              FunnelDay, LeadDay, PaceDay, RefreshState, ReplyDay, Resolution, ResponseCycle,
+                              RevenueDay)
 from analytics.tests.helpers import booking, local, pay
 from analytics.timebase import Range
 from crm.merge import merge_customers
@@ -20,7 +21,7 @@ from tests.factories import make_customer, make_user
 pytestmark = pytest.mark.django_db
 Kind = history.Kind
 ROLLUPS = [RevenueDay, BookingFact, FunnelDay, CashDay, PaceDay, CustomerFact, CustomerDay, LeadDay, ActivityDay,
-           ReplyDay, CycleDay, ResponseCycle, Resolution]
+           ReplyDay, CycleDay, ResponseCycle, Resolution, DurationMonth]
 
 
 @pytest.fixture(autouse=True)

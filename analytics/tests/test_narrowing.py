@@ -1,0 +1,187 @@
+"""Percentiles found by value bucket (analytics/narrowing.py) are percentile_cont's, to the last bit."""
+import random
+from datetime import date, timedelta
+
+import pytest
+
+from analytics import metrics, narrowing, percentiles, refresh
+from analytics.models import DurationMonth, RefreshState, Resolution, ResponseCycle
+from analytics.tests.helpers import local
+from analytics.timebase import Range, local_midnight
+from inbox import history
+from inbox.models import Conversation
+from tests.factories import make_customer, make_user
+
+pytestmark = pytest.mark.django_db
+TARGET = 3600
+
+
+@pytest.fixture(autouse=True)
+def la(settings):
+    settings.BUSINESS_TIME_ZONE = "America/Los_Angeles"
+    settings.BUSINESS_HOURS = {}
+
+
+def test_buckets_grow_with_the_value_and_split_at_their_edges():
+    assert [narrowing.bucket_of(v) for v in (None, -5, 0, 0.999, 1, 1.18, 2 ** 0.25, 2, 3600)] == [
+        None, 0, 0, 0, 1, 1, 2, 5, 48]
+    values = sorted(random.Random(4).uniform(0, 1e7) for _ in range(5000))
+    assert [narrowing.bucket_of(v) for v in values] == sorted(narrowing.bucket_of(v) for v in values)
+
+
+@pytest.fixture
+def durations():
+    """Waits and resolutions of three agents and of nobody (a deleted user's replies) from mid-January
+    to mid-May: values on bucket edges, long runs of one value, under a second, and spread at random."""
+    ann, bob, cy = make_user("ann"), make_user("bob"), make_user("cy")
+    conv = Conversation.objects.create(customer=make_customer(), created_at=local(2026, 1, 1, 9), status="open")
+    rnd = random.Random(7)
+    edges = [2 ** (i / 4) for i in range(70)]
+    values = (edges + [600.0] * 40 + [0.0, 0.25, 0.999] + [3600.0] * 7
+              + [rnd.lognormvariate(7, 2) for _ in range(900)])
+    rnd.shuffle(values)
+    cycles, resolutions = [], []
+    for n, wall in enumerate(values):
+        at = local(2026, 1, 10) + timedelta(seconds=rnd.uniform(0, 130 * 86400))
+        agent = (ann, bob, None)[n % 3]
+        cycles.append(ResponseCycle(conversation=conv, number=n, started_at=at - timedelta(seconds=wall),
+                                    replied_at=at, agent=agent, wall_seconds=wall,
+                                    bucket=narrowing.bucket_of(wall)))
+        resolutions.append(Resolution(conversation=conv, started_at=at - timedelta(seconds=wall), resolved_at=at,
+                                      agent=agent, wall_seconds=wall * 3, bucket=narrowing.bucket_of(wall * 3)))
+    # Cy: two waits in March, in different buckets. The median is halfway: (10 + 100) / 2.
+    for n, wall in ((len(values), 10.0), (len(values) + 1, 100.0)):
+        at = local(2026, 3, 3, 12)
+        cycles.append(ResponseCycle(conversation=conv, number=n, started_at=at - timedelta(seconds=wall),
+                                    replied_at=at, agent=cy, wall_seconds=wall,
+                                    bucket=narrowing.bucket_of(wall)))
+    ResponseCycle.objects.bulk_create(cycles)
+    Resolution.objects.bulk_create(resolutions)
+    narrowing.rebuild_months()
+    return ann, bob, cy
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("rng", [
+    Range(date(2026, 1, 15), date(2026, 5, 10), "month"),  # part-months at both ends
+    Range(date(2026, 2, 1), date(2026, 4, 30), "month"),  # whole months only
+    Range(date(2026, 3, 1), date(2026, 3, 31), "day"),  # one month: no periods by bucket
+])
+def test_each_group_gets_percentile_conts_own_numbers(durations, rng):
+    cy = durations[2]
+    lo, hi = local_midnight(rng.start), local_midnight(rng.end + timedelta(days=1))
+    cycles = ResponseCycle.objects.filter(replied_at__gte=lo, replied_at__lt=hi)
+    resolved = Resolution.objects.filter(resolved_at__gte=lo, resolved_at__lt=hi)
+    monthly = rng.interval == "month"
+    found = narrowing.find("wait", rng, agents=True, periods=monthly, overall=True, within=TARGET)
+    expected = percentiles.summary(cycles, ["agent_id"], ["wall_seconds"], within=("wall_seconds", TARGET),
+                                   database=True)
+    assert {(pk,): cells for pk, cells in found["agents"].items()} == expected
+    assert len(expected) == 4  # three agents and nobody
+    assert found["overall"] == percentiles.summary(cycles, [], ["wall_seconds"], within=("wall_seconds", TARGET),
+                                                   database=True)[()]
+    if monthly:
+        assert found["periods"] == percentiles.by_span(cycles, "replied_at", metrics._spans(rng), ["wall_seconds"],
+                                                       database=True)
+        assert len(found["periods"]) == len(rng.buckets())
+    if rng.start <= date(2026, 3, 3) <= rng.end:
+        assert found["agents"][cy.pk]["wall_seconds"] == [55.0, 91.0]  # 10 + (100 - 10) * 0.9
+    found = narrowing.find("resolution", rng, agents=True)
+    assert {(pk,): cells for pk, cells in found["agents"].items()} == percentiles.summary(
+        resolved, ["agent_id"], ["wall_seconds"], database=True)
+
+
+@pytest.mark.postgres
+def test_a_range_without_rows_has_no_groups(durations):
+    empty = Range(date(2025, 1, 1), date(2025, 3, 31), "month")
+    assert narrowing.find("wait", empty, agents=True, periods=True, overall=True, within=TARGET) == {
+        "agents": {}, "periods": {}, "overall": None}
+
+
+@pytest.mark.postgres
+def test_the_dashboards_staff_figures_are_the_same_found_by_bucket_or_by_sorting(monkeypatch):
+    """metrics.staff_figures(brief=True) takes the bucket path for a range holding a whole month."""
+    ann, bob = make_user("ann"), make_user("bob")
+    rnd = random.Random(11)
+    for n in range(60):
+        start = local(2026, 1, 5, 9) + timedelta(hours=rnd.uniform(0, 24 * 150))
+        conv = Conversation.objects.create(customer=make_customer(f"c{n}@example.com"), created_at=start,
+                                           status="resolved", resolved_at=start)
+        history.record(history.Kind.RECEIVED, conv, at=start, channel="sms")
+        agent = (ann, bob)[n % 2]
+        replied = start + timedelta(seconds=rnd.lognormvariate(6, 2))
+        history.record(history.Kind.REPLIED, conv, at=replied, actor=agent, channel="sms")
+        history.record(history.Kind.STATUS_CHANGED, conv, at=replied + timedelta(seconds=rnd.uniform(1, 9e4)),
+                       actor=agent, from_value="open", to_value="resolved")
+    refresh.refresh_all()
+    assert DurationMonth.objects.filter(measure="wait").count() > 0
+    rng = Range(date(2026, 1, 3), date(2026, 6, 25), "month")  # part-months at both ends
+    by_bucket = metrics.staff_figures(rng, brief=True)
+    monkeypatch.setattr(narrowing, "applies", lambda rng: False)
+    by_sorting = metrics.staff_figures(rng, brief=True)
+
+    def in_order(figures):
+        return {**figures, "by_agent": sorted(figures["by_agent"], key=lambda a: a["agent_id"])}
+
+    assert in_order(by_bucket) == in_order(by_sorting)
+    assert by_bucket["totals"]["first_responses"] == 60 and by_bucket["totals"]["first_response_median"] > 0
+
+
+@pytest.mark.postgres
+def test_a_refresh_between_the_count_and_the_read_falls_back_to_sorting(durations, monkeypatch):
+    """Outside a REPEATABLE READ transaction a refresh can commit between narrowing's two statements;
+    its new generation tells, and the figures are then sorted, not read from counts of other rows."""
+    rng = Range(date(2026, 2, 1), date(2026, 4, 30), "month")
+    ask = {"agents": True, "periods": True, "overall": True, "within": TARGET}
+    calm = narrowing.find("wait", rng, **ask)
+    real_read, fallbacks = narrowing._read_buckets, []
+
+    def read_after_a_refresh(*args):
+        RefreshState.objects.update_or_create(name="conversations", defaults={"generation": 12345})
+        ResponseCycle.objects.filter(replied_at__gte=local(2026, 3, 1), replied_at__lt=local(2026, 3, 8)).delete()
+        return real_read(*args)
+
+    def sorted_instead(*args, **kwargs):
+        fallbacks.append(args)
+        return real_sort(*args, **kwargs)
+
+    real_sort = narrowing._by_sorting
+    monkeypatch.setattr(narrowing, "_read_buckets", read_after_a_refresh)
+    monkeypatch.setattr(narrowing, "_by_sorting", sorted_instead)
+    raced = narrowing.find("wait", rng, **ask)
+    assert len(fallbacks) == 1
+    assert raced["overall"]["rows"] == ResponseCycle.objects.filter(
+        replied_at__gte=local(2026, 2, 1), replied_at__lt=local(2026, 5, 1)).count() < calm["overall"]["rows"]
+    monkeypatch.undo()
+    narrowing.rebuild_months()
+    assert narrowing.find("wait", rng, **ask) == raced
+
+
+def test_the_incremental_step_rewrites_only_the_counts_that_changed():
+    """A new reply changes one count of its month: that row is replaced, the month's others are left
+    as they are (rewriting them all every half minute would leave dead rows for every read to step over)."""
+    ann = make_user("ann")
+    for n, seconds in enumerate((30, 700, 5000, 90000)):
+        start = local(2026, 3, 2 + n, 9)
+        conv = Conversation.objects.create(customer=make_customer(f"c{n}@example.com"), created_at=start,
+                                           status="open")
+        history.record(history.Kind.RECEIVED, conv, at=start, channel="sms")
+        history.record(history.Kind.REPLIED, conv, at=start + timedelta(seconds=seconds), actor=ann, channel="sms")
+    refresh.refresh_all()
+    before = dict(DurationMonth.objects.filter(measure="wait").values_list("bucket", "pk"))
+    assert len(before) == 4
+    history.record(history.Kind.REPLIED, conv, at=local(2026, 3, 20, 9), actor=ann, channel="sms")  # not a wait
+    late = Conversation.objects.create(customer=make_customer("late@example.com"), created_at=local(2026, 3, 21, 9),
+                                       status="open")
+    history.record(history.Kind.RECEIVED, late, at=local(2026, 3, 21, 9), channel="sms")
+    history.record(history.Kind.REPLIED, late, at=local(2026, 3, 21, 9, 12), actor=ann, channel="sms")  # 720 s
+    refresh.refresh_recent()
+    after = dict(DurationMonth.objects.filter(measure="wait").values_list("bucket", "pk"))
+    changed = narrowing.bucket_of(720)
+    assert changed == narrowing.bucket_of(700)  # the same bucket as an earlier wait: its count goes to 2
+    assert {b: pk for b, pk in after.items() if b != changed} == {b: pk for b, pk in before.items() if b != changed}
+    assert after[changed] != before[changed]
+    kept = sorted(DurationMonth.objects.values_list("measure", "month", "agent_id", "bucket", "count"))
+    narrowing.rebuild_months()
+    assert sorted(DurationMonth.objects.values_list("measure", "month", "agent_id", "bucket", "count")) == kept
+    assert DurationMonth.objects.get(measure="wait", bucket=changed).count == 2
