@@ -13,6 +13,7 @@ same number to the last bit (a test compares them over data built to hit bucket 
 Buckets only ever grow with the value (bisect over ascending edges), which is all the method
 needs. PostgreSQL only, like percentile_cont: elsewhere the figures sort in Python (percentiles.py).
 """
+import logging
 from bisect import bisect_right
 from collections import defaultdict
 from datetime import date, timedelta
@@ -25,6 +26,8 @@ from django.db.models.functions import Cast
 from . import percentiles, timebase
 from .rollups import insert_select, local_month
 from .models import DurationMonth, RefreshState, Resolution, ResponseCycle
+
+logger = logging.getLogger(__name__)
 
 # Bucket 0 holds durations under a second; bucket i, those from 2**((i-1)/4) s up to the next edge.
 EDGES = tuple(2 ** (i / 4) for i in range(4 * 40))
@@ -118,7 +121,9 @@ def find(measure, rng, *, agents=False, periods=False, overall=False, within=Non
 
     The counts and the rows are read by two statements. Both read the generation the refresh writes
     with these rows (figure_cache.py); if a refresh committed between them (possible outside a
-    REPEATABLE READ transaction), the counts may not fit the rows, and the figures are sorted instead."""
+    REPEATABLE READ transaction), the counts may not fit the rows, and the figures are sorted instead.
+    They are also sorted, with a warning in the log, when a bucket read holds another number of rows
+    than its count says (rows written by code that did not keep the counts: a refresh puts it right)."""
     model, field = MEASURES[measure]
     kinds = [kind for kind, wanted in (("agent", agents), ("period", periods), ("overall", overall)) if wanted]
     groups, generation = _counts(measure, model, field, rng, kinds)
@@ -145,7 +150,10 @@ def find(measure, rng, *, agents=False, periods=False, overall=False, within=Non
                 if limit_bucket in buckets:
                     wanted.setdefault((group, limit_bucket), set())
     values = _read_buckets(model, field, rng, wanted, within, generation)
-    if values is None:
+    if values is None or any(values[key][2] != groups[key[0]][key[1]] for key in values):
+        if values is not None:  # the same generation, yet other rows than counted: a refresh is due
+            logger.warning("analytics: %s counts by bucket do not match the rows for %s..%s; sorted instead "
+                           "(manage.py refresh_analytics rebuilds them)", measure, rng.start, rng.end)
         return _by_sorting(model, field, rng, agents=agents, periods=periods, overall=overall, within=within, ps=ps)
     out = {"agents": {}, "periods": {}, "overall": None}
     for group, (n, places) in plan.items():
@@ -243,8 +251,8 @@ def _counts(measure, model, field, rng, kinds):
 
 def _read_buckets(model, field, rng, wanted, within, generation):
     """{(group, bucket): ({place: value} of the places asked for, in the bucket's values of the group in
-    the range in value order; how many of those values are <= within)}, or None when the rollups'
-    generation is no longer the one the counts were read at. One statement: each (group, bucket) an
+    the range in value order; how many of those values are <= within; how many values there are)},
+    or None when the rollups' generation is no longer the one the counts were read at. One statement: each (group, bucket) an
     index range of its own (LATERAL joins over VALUES lists: one for agents' groups, one for the group
     of no agent, one for groups of every agent)."""
     if not wanted:
@@ -267,7 +275,7 @@ def _read_buckets(model, field, rng, wanted, within, generation):
         values = ", ".join(["(%s, %s, %s, %s::timestamptz, %s::timestamptz, %s::integer[])"] * len(rows))
         parts.append(
             f"SELECT w.i, ARRAY(SELECT b.sorted[u.p + 1] FROM unnest(w.places) WITH ORDINALITY u(p, o) "
-            f"ORDER BY u.o), b.within, ({generation_sql}) "
+            f"ORDER BY u.o), b.within, cardinality(b.sorted), ({generation_sql}) "
             f"FROM (VALUES {values}) w(i, agent, bucket, lo, hi, places) CROSS JOIN LATERAL ("
             f"SELECT array_agg(r.wall_seconds ORDER BY r.wall_seconds) AS sorted, "
             f"COUNT(*) FILTER (WHERE r.wall_seconds <= %s) AS within FROM {table} r "
@@ -276,8 +284,8 @@ def _read_buckets(model, field, rng, wanted, within, generation):
     with connection.cursor() as cursor:
         cursor.execute(" UNION ALL ".join(parts), params)
         found = {}
-        for i, picked, within_n, read_at in cursor.fetchall():
+        for i, picked, within_n, n, read_at in cursor.fetchall():
             if read_at != generation:
                 return None
-            found[keys[i]] = (dict(zip(sorted(wanted[keys[i]]), picked)), within_n)
+            found[keys[i]] = (dict(zip(sorted(wanted[keys[i]]), picked)), within_n, n or 0)
         return found
