@@ -21,7 +21,7 @@ from datetime import date, timedelta
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Count, DateField, F, Q, Value
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Coalesce
 
 from . import percentiles, timebase
 from .rollups import insert_select, local_month
@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 # Bucket 0 holds durations under a second; bucket i, those from 2**((i-1)/4) s up to the next edge.
 EDGES = tuple(2 ** (i / 4) for i in range(4 * 40))
 MEASURES = {"wait": (ResponseCycle, "replied_at"), "resolution": (Resolution, "resolved_at")}
+# A row without a bucket (written by code from before buckets) is counted under NO_BUCKET: a range
+# that holds one is sorted instead (find()).
+NO_BUCKET = -1
+BUCKET = Coalesce(F("bucket"), Value(NO_BUCKET))
 
 
 def bucket_of(seconds):
@@ -66,7 +70,7 @@ def rebuild_months(months=None) -> None:
         for measure, (model, field) in MEASURES.items():
             DurationMonth.objects.filter(measure=measure).delete()
             insert_select(DurationMonth, _counted(model, field).values(
-                v_measure=Value(measure), v_month=local_month(field), v_agent=F("agent_id"), v_bucket=F("bucket"),
+                v_measure=Value(measure), v_month=local_month(field), v_agent=F("agent_id"), v_bucket=BUCKET,
             ).annotate(v_count=Count("*")).order_by())
         return
     months = {month_of(m) for m in months}
@@ -74,8 +78,8 @@ def rebuild_months(months=None) -> None:
         return
     for measure, (model, field) in MEASURES.items():
         counted = {(month, agent, bucket): n for month, agent, bucket, n in _counted(model, field).filter(
-            _in_months(field, months)).values("agent_id", "bucket", m=Cast(local_month(field), DateField()))
-            .annotate(n=Count("*")).order_by().values_list("m", "agent_id", "bucket", "n")}
+            _in_months(field, months)).values("agent_id", b=BUCKET, m=Cast(local_month(field), DateField()))
+            .annotate(n=Count("*")).order_by().values_list("m", "agent_id", "b", "n")}
         kept = defaultdict(list)
         for pk, month, agent, bucket, n in DurationMonth.objects.filter(measure=measure, month__in=months).values_list(
                 "pk", "month", "agent_id", "bucket", "count"):
@@ -94,7 +98,8 @@ def rebuild_months(months=None) -> None:
 
 
 def _counted(model, field):
-    return model.objects.filter(**{f"{field}__isnull": False, "bucket__isnull": False})
+    return model.objects.filter(**{f"{field}__isnull": False, "wall_seconds__isnull": False})
+
 
 
 # --- read by the figures -----------------------------------------------------------------------------
@@ -127,6 +132,10 @@ def find(measure, rng, *, agents=False, periods=False, overall=False, within=Non
     model, field = MEASURES[measure]
     kinds = [kind for kind, wanted in (("agent", agents), ("period", periods), ("overall", overall)) if wanted]
     groups, generation = _counts(measure, model, field, rng, kinds)
+    if any(NO_BUCKET in buckets for buckets in groups.values()):
+        logger.warning("analytics: %s rows without a value bucket in %s..%s; sorted instead "
+                       "(manage.py refresh_analytics gives them one)", measure, rng.start, rng.end)
+        return _by_sorting(model, field, rng, agents=agents, periods=periods, overall=overall, within=within, ps=ps)
     # Which rows to read: for each group and p, the bucket and place of the rank and of the one after.
     wanted, plan = {}, {}
     for group, buckets in groups.items():
@@ -220,9 +229,9 @@ def _counts(measure, model, field, rng, kinds):
         if start < end:
             parts |= Q(**{f"{field}__gte": start, f"{field}__lt": end})
     # month: a date in SQL too, or UNION with DurationMonth's date column would make both timestamps.
-    counted = (model.objects.filter(parts).values("agent_id", "bucket")
+    counted = (model.objects.filter(parts).values("agent_id", b=BUCKET)
                .annotate(m=Cast(local_month(field), DateField())).annotate(n=Count("*"))
-               .order_by().values_list("agent_id", "m", "bucket", "n"))
+               .order_by().values_list("agent_id", "m", "b", "n"))
     if whole:
         counted = (DurationMonth.objects.filter(measure=measure, month__gte=whole[0], month__lte=whole[-1])
                    .values_list("agent_id", "month", "bucket", "count").union(counted, all=True))

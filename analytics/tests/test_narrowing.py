@@ -199,3 +199,27 @@ def test_counts_that_do_not_match_the_rows_are_sorted_instead_and_logged(duratio
     with caplog.at_level("WARNING", logger="analytics.narrowing"):
         assert narrowing.find("wait", rng, **ask) == right
     assert "do not match the rows" in caplog.text
+
+
+@pytest.mark.postgres
+def test_rows_without_a_bucket_are_sorted_instead_until_a_refresh_gives_them_one(caplog):
+    """A wait written by code from before buckets (an old worker during a deploy) is neither lost from
+    the figures nor an error: the range is sorted, and the next full refresh gives it a bucket."""
+    ann = make_user("ann")
+    for n, seconds in enumerate((30, 700, 5000)):
+        start = local(2026, 3, 2 + n, 9)
+        conv = Conversation.objects.create(customer=make_customer(f"c{n}@example.com"), created_at=start,
+                                           status="open")
+        history.record(history.Kind.RECEIVED, conv, at=start, channel="sms")
+        history.record(history.Kind.REPLIED, conv, at=start + timedelta(seconds=seconds), actor=ann, channel="sms")
+    refresh.refresh_all()
+    ResponseCycle.objects.filter(wall_seconds=5000).update(bucket=None)
+    narrowing.rebuild_months()
+    march = Range(date(2026, 3, 1), date(2026, 3, 31), "month")
+    with caplog.at_level("WARNING", logger="analytics.narrowing"):
+        found = narrowing.find("wait", march, agents=True, overall=True)
+    assert "without a value bucket" in caplog.text
+    assert found["overall"]["rows"] == 3 and found["overall"]["wall_seconds"][0] == 700
+    refresh.refresh_all()
+    assert ResponseCycle.objects.filter(bucket__isnull=True).count() == 0
+    assert narrowing.find("wait", march, agents=True, overall=True) == found
