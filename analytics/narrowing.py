@@ -62,10 +62,9 @@ def _in_months(field, months):
 def rebuild_months(months=None) -> None:
     """DurationMonth of these local months (their first days; None: every month), from the rows.
 
-    Every month (the full refresh): deleted and counted again. Some months (the incremental step,
-    every half minute while messages come in): only the rows whose count changed are replaced, as
-    a new reply usually changes one; rewriting the month's two thousand rows each step would leave
-    that many dead ones behind for every read to step over until a vacuum."""
+    Every month (the full refresh): deleted and counted again. Some months (apply_changes() found
+    their counts wrong): only the rows whose count changed are replaced, so the month's other rows
+    are not left behind dead for every read to step over until a vacuum."""
     if months is None:
         for measure, (model, field) in MEASURES.items():
             DurationMonth.objects.filter(measure=measure).delete()
@@ -95,6 +94,51 @@ def rebuild_months(months=None) -> None:
             DurationMonth.objects.filter(pk__in=stale).delete()
         if fresh:
             DurationMonth.objects.bulk_create(fresh)
+
+
+def apply_changes(removed, added) -> None:
+    """DurationMonth after some waits and resolutions were rewritten (the incremental step): removed and
+    added are {measure: [(answered or resolved at, agent id, bucket)]} of the rows before and after.
+    Each count is moved by its difference, so the cost follows the rows changed, not the months they
+    are in; a count that would not fit (below zero, or no row to take from: counts already wrong)
+    has its month counted again instead."""
+    for measure in MEASURES:
+        delta = defaultdict(int)
+        for sign, rows in ((-1, removed.get(measure, ())), (1, added.get(measure, ()))):
+            for at, agent, bucket in rows:
+                key = (month_of(timebase.local_date(at)), agent, NO_BUCKET if bucket is None else bucket)
+                delta[key] += sign
+        delta = {key: d for key, d in delta.items() if d}
+        if not delta:
+            continue
+        kept = defaultdict(list)
+        for pk, month, agent, bucket, n in DurationMonth.objects.filter(
+                measure=measure, month__in={key[0] for key in delta}).values_list(
+                "pk", "month", "agent_id", "bucket", "count"):
+            kept[(month, agent, bucket)].append((pk, n))
+        gone, changed, fresh, recount = [], [], [], set()
+        for key, d in delta.items():
+            rows = kept.get(key, [])
+            n = sum(count for _, count in rows) + d
+            if n < 0:
+                recount.add(key[0])
+                continue
+            if len(rows) == 1 and n:
+                changed.append(DurationMonth(pk=rows[0][0], count=n))
+                continue
+            gone += [pk for pk, _ in rows]  # none left, or a key held twice (an agent deleted: SET_NULL)
+            if n:
+                fresh.append(DurationMonth(measure=measure, month=key[0], agent_id=key[1], bucket=key[2], count=n))
+        if gone:
+            DurationMonth.objects.filter(pk__in=gone).delete()
+        if changed:
+            DurationMonth.objects.bulk_update(changed, ["count"])
+        if fresh:
+            DurationMonth.objects.bulk_create(fresh)
+        if recount:
+            logger.warning("analytics: %s counts by bucket of %s did not fit the rows; counted again",
+                           measure, ", ".join(sorted(str(m) for m in recount)))
+            rebuild_months(recount)
 
 
 def _counted(model, field):

@@ -190,12 +190,17 @@ HISTORY_ORDER = ("conversation_id", "at", "id")
 
 
 def rebuild_conversations(ids) -> set:
-    """The response cycles and resolutions of these conversations, and the DurationMonth rows of the
-    months they were answered or resolved in, before and after; returns the local days their cycles
-    started or were answered on, before and after (the CycleDay units they touch)."""
+    """The response cycles and resolutions of these conversations, their old and new rows applied to
+    DurationMonth's counts; returns the local days their cycles started or were answered on, before
+    and after (the CycleDay units they touch)."""
     ids = list(ids)
     days = rollups.cycle_days(ids)
-    resolved = set(Resolution.objects.filter(conversation_id__in=ids).values_list("resolved_at", flat=True))
+    # What DurationMonth counts of these conversations now: (answered or resolved at, agent, bucket).
+    removed = {"wait": list(ResponseCycle.objects.filter(conversation_id__in=ids, replied_at__isnull=False,
+                                                         wall_seconds__isnull=False)
+                            .values_list("replied_at", "agent_id", "bucket")),
+               "resolution": list(Resolution.objects.filter(conversation_id__in=ids)
+                                  .values_list("resolved_at", "agent_id", "bucket"))}
     created = dict(Conversation.objects.filter(pk__in=ids).values_list("pk", "created_at"))
     # Plain tuples: model instances cost more than the work.
     history = rollups.read_rows(ConversationActivity.objects.filter(conversation_id__in=ids)
@@ -205,15 +210,14 @@ def rebuild_conversations(ids) -> set:
         days.add(timebase.local_date(c[3]))
         if c[4]:
             days.add(timebase.local_date(c[4]))
-    resolved.update(r[3] for r in resolutions)
+    added = {"wait": [(c[4], c[5], c[8]) for c in cycles if c[4] and c[6] is not None],
+             "resolution": [(r[3], r[4], r[7]) for r in resolutions]}
     with transaction.atomic():
         ResponseCycle.objects.filter(conversation_id__in=ids).delete()
         Resolution.objects.filter(conversation_id__in=ids).delete()
         rollups.write_rows(ResponseCycle, CYCLE_FIELDS, cycles)
         rollups.write_rows(Resolution, RESOLUTION_FIELDS, resolutions)
-        # The answered days are among the cycle days (a start day's month only costs a recount).
-        narrowing.rebuild_months({narrowing.month_of(d) for d in days}
-                                 | {narrowing.month_of(timebase.local_date(at)) for at in resolved})
+        narrowing.apply_changes(removed, added)
     return days
 
 

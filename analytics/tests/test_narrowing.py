@@ -159,8 +159,8 @@ def test_a_refresh_between_the_count_and_the_read_falls_back_to_sorting(duration
 
 
 def test_the_incremental_step_rewrites_only_the_counts_that_changed():
-    """A new reply changes one count of its month: that row is replaced, the month's others are left
-    as they are (rewriting them all every half minute would leave dead rows for every read to step over)."""
+    """A new reply changes one count of its month: that count moves, the month's other rows are left as
+    they are (rewriting them all every half minute would leave dead rows for every read to step over)."""
     ann = make_user("ann")
     for n, seconds in enumerate((30, 700, 5000, 90000)):
         start = local(2026, 3, 2 + n, 9)
@@ -169,7 +169,8 @@ def test_the_incremental_step_rewrites_only_the_counts_that_changed():
         history.record(history.Kind.RECEIVED, conv, at=start, channel="sms")
         history.record(history.Kind.REPLIED, conv, at=start + timedelta(seconds=seconds), actor=ann, channel="sms")
     refresh.refresh_all()
-    before = dict(DurationMonth.objects.filter(measure="wait").values_list("bucket", "pk"))
+    before = {b: (pk, n) for b, pk, n in DurationMonth.objects.filter(measure="wait").values_list(
+        "bucket", "pk", "count")}
     assert len(before) == 4
     history.record(history.Kind.REPLIED, conv, at=local(2026, 3, 20, 9), actor=ann, channel="sms")  # not a wait
     late = Conversation.objects.create(customer=make_customer("late@example.com"), created_at=local(2026, 3, 21, 9),
@@ -177,11 +178,13 @@ def test_the_incremental_step_rewrites_only_the_counts_that_changed():
     history.record(history.Kind.RECEIVED, late, at=local(2026, 3, 21, 9), channel="sms")
     history.record(history.Kind.REPLIED, late, at=local(2026, 3, 21, 9, 12), actor=ann, channel="sms")  # 720 s
     refresh.refresh_recent()
-    after = dict(DurationMonth.objects.filter(measure="wait").values_list("bucket", "pk"))
+    after = {b: (pk, n) for b, pk, n in DurationMonth.objects.filter(measure="wait").values_list(
+        "bucket", "pk", "count")}
     changed = narrowing.bucket_of(720)
     assert changed == narrowing.bucket_of(700)  # the same bucket as an earlier wait: its count goes to 2
-    assert {b: pk for b, pk in after.items() if b != changed} == {b: pk for b, pk in before.items() if b != changed}
-    assert after[changed] != before[changed]
+    assert {b: row for b, row in after.items() if b != changed} == {b: row for b, row in before.items()
+                                                                    if b != changed}
+    assert before[changed][1] == 1 and after[changed][1] == 2
     kept = sorted(DurationMonth.objects.values_list("measure", "month", "agent_id", "bucket", "count"))
     narrowing.rebuild_months()
     assert sorted(DurationMonth.objects.values_list("measure", "month", "agent_id", "bucket", "count")) == kept
@@ -223,3 +226,22 @@ def test_rows_without_a_bucket_are_sorted_instead_until_a_refresh_gives_them_one
     refresh.refresh_all()
     assert ResponseCycle.objects.filter(bucket__isnull=True).count() == 0
     assert narrowing.find("wait", march, agents=True, overall=True) == found
+
+
+def test_counts_that_would_go_below_zero_are_counted_again(caplog):
+    """apply_changes() moves counts by differences; if the counts were already wrong (a row removed that
+    was never counted), the month is counted again from the rows instead of going negative."""
+    ann = make_user("ann")
+    start = local(2026, 3, 2, 9)
+    conv = Conversation.objects.create(customer=make_customer(), created_at=start, status="open")
+    history.record(history.Kind.RECEIVED, conv, at=start, channel="sms")
+    history.record(history.Kind.REPLIED, conv, at=start + timedelta(seconds=700), actor=ann, channel="sms")
+    refresh.refresh_all()
+    DurationMonth.objects.filter(measure="wait").delete()  # the counts lose the wait
+    # A bot hand-off 100 s before the reply, recorded late: the wait is now 100 s, in another bucket.
+    history.record(history.Kind.BOT_HANDOFF, conv, at=start + timedelta(seconds=600))
+    with caplog.at_level("WARNING", logger="analytics.narrowing"):
+        refresh.refresh_recent()  # the 700 s wait taken from a count that does not hold it
+    assert "did not fit the rows" in caplog.text
+    assert list(DurationMonth.objects.filter(measure="wait").values_list("bucket", "count")) == [
+        (narrowing.bucket_of(100), 1)]
