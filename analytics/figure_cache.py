@@ -97,8 +97,8 @@ def _plain(value):
 
 
 # Each area's time to compute (bench_analytics.py's machine and scale, a year by month, read in turn;
-# ms): how the reads of the areas a load computes are packed into two lanes (staff gives its own two
-# lanes: metrics.STAFF_COST_MS). Only their proportions matter.
+# ms): how the reads of the areas a load computes are packed into two lanes (staff gives lanes of its
+# own: metrics.STAFF_COST_MS). Only their proportions matter.
 COST_MS = {"customers": 44, "bookings": 20, "inbox": 13, "pace": 9, "leads": 8, "revenue": 7, "cash": 7,
            "email": 4, "chatbot": 2}
 

@@ -303,7 +303,8 @@ class DurationMonth(models.Model):
     """How many waits (measure "wait": ResponseCycle by replied_at) or resolutions ("resolution":
     Resolution by resolved_at) of an agent fell in a local month and a value bucket of their wall
     seconds. A range's whole months add these up to find the bucket that holds each percentile's rank
-    (analytics/narrowing.py); only that bucket's rows are then read and sorted."""
+    (analytics/narrowing.py); only that bucket's rows are then read and sorted. Rows without a bucket
+    (written by code from before buckets) are counted under bucket -1, and send a range to the sort."""
 
     measure = models.CharField(max_length=10)
     month = models.DateField(help_text="The first local day of the month.")
