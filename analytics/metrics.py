@@ -78,16 +78,6 @@ def _in_range(field, rng):
     return {f"{field}__gte": rng.since, f"{field}__lt": rng.until}
 
 
-def _spans(rng):
-    """[(period start, since, until)]: each period of the range as the instants it covers, clipped to the range."""
-    out = []
-    for b in rng.buckets():
-        since = max(timebase.local_midnight(b), rng.since)
-        until = min(timebase.local_midnight(timebase.next_bucket(b, rng.interval)), rng.until)
-        out.append((b, since, until))
-    return out
-
-
 def _months(rng):
     first, months = rng.start.replace(day=1), []
     while first <= rng.end:
@@ -441,7 +431,7 @@ def staff_split(rng, *, agent_id=None, database=None, brief=False):
         lambda: percentiles.by_key(resolved, "agent_id", users, both, database=database),
         *counts,
     ], [
-        lambda: percentiles.by_span(cycles.exclude(wall_seconds__isnull=True), "replied_at", _spans(rng),
+        lambda: percentiles.by_span(cycles.exclude(wall_seconds__isnull=True), "replied_at", rng.spans(),
                                     ["wall_seconds"], database=database),
         lambda: percentiles.summary(cycles, [], both, database=database)[()],
         *([] if brief else [lambda: percentiles.overall(resolved, "wall_seconds", database=database)]),
@@ -465,7 +455,7 @@ def _staff_narrowed(rng, target, cycles, counts):
     beside = [lambda: narrowing.find("resolution", rng, agents=True)]
     if not monthly:  # weeks and days are read by the reply-time index (percentiles.by_span), as before
         beside.append(lambda: percentiles.by_span(cycles.exclude(wall_seconds__isnull=True), "replied_at",
-                                                  _spans(rng), ["wall_seconds"]))
+                                                  rng.spans(), ["wall_seconds"]))
 
     def finish(waited, beside, count_rows):
         found, (resolved, *spans) = waited[0], beside

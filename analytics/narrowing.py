@@ -60,40 +60,20 @@ def _in_months(field, months):
 
 # --- kept by the refresh ----------------------------------------------------------------------------
 def rebuild_months(months=None) -> None:
-    """DurationMonth of these local months (their first days; None: every month), from the rows.
-
-    Every month (the full refresh): deleted and counted again. Some months (apply_changes() found
-    their counts wrong): only the rows whose count changed are replaced, so the month's other rows
-    are not left behind dead for every read to step over until a vacuum."""
-    if months is None:
-        for measure, (model, field) in MEASURES.items():
-            DurationMonth.objects.filter(measure=measure).delete()
-            insert_select(DurationMonth, _counted(model, field).values(
-                v_measure=Value(measure), v_month=local_month(field), v_agent=F("agent_id"), v_bucket=BUCKET,
-            ).annotate(v_count=Count("*")).order_by())
-        return
-    months = {month_of(m) for m in months}
-    if not months:
-        return
+    """DurationMonth of these local months (their first days; None: every month), deleted and counted
+    again from the rows: the full refresh, and a month whose counts apply_changes() found wrong."""
+    if months is not None:
+        months = {month_of(m) for m in months}
+        if not months:
+            return
     for measure, (model, field) in MEASURES.items():
-        counted = {(month, agent, bucket): n for month, agent, bucket, n in _counted(model, field).filter(
-            _in_months(field, months)).values("agent_id", b=BUCKET, m=Cast(local_month(field), DateField()))
-            .annotate(n=Count("*")).order_by().values_list("m", "agent_id", "b", "n")}
-        kept = defaultdict(list)
-        for pk, month, agent, bucket, n in DurationMonth.objects.filter(measure=measure, month__in=months).values_list(
-                "pk", "month", "agent_id", "bucket", "count"):
-            kept[(month, agent, bucket)].append((pk, n))
-        def same(key):  # a key held twice (an agent deleted since: SET_NULL) is written again as one row
-            rows = kept.get(key, ())
-            return len(rows) == 1 and rows[0][1] == counted.get(key)
-
-        stale = [pk for key, rows in kept.items() if not same(key) for pk, _ in rows]
-        fresh = [DurationMonth(measure=measure, month=month, agent_id=agent, bucket=bucket, count=n)
-                 for (month, agent, bucket), n in counted.items() if not same((month, agent, bucket))]
-        if stale:
-            DurationMonth.objects.filter(pk__in=stale).delete()
-        if fresh:
-            DurationMonth.objects.bulk_create(fresh)
+        old, rows = DurationMonth.objects.filter(measure=measure), _counted(model, field)
+        if months is not None:
+            old, rows = old.filter(month__in=months), rows.filter(_in_months(field, months))
+        old.delete()
+        insert_select(DurationMonth, rows.values(
+            v_measure=Value(measure), v_month=local_month(field), v_agent=F("agent_id"), v_bucket=BUCKET,
+        ).annotate(v_count=Count("*")).order_by())
 
 
 def apply_changes(removed, added) -> None:
@@ -236,9 +216,7 @@ def _by_sorting(model, field, rng, *, agents, periods, overall, within, ps):
         out["agents"] = {key[0]: cells for key, cells in
                          percentiles.summary(qs, ["agent_id"], ["wall_seconds"], ps, within=limit).items()}
     if periods:
-        spans = [(b, max(timebase.local_midnight(b), rng.since),
-                  min(timebase.local_midnight(next_month(b)), rng.until)) for b in rng.buckets()]
-        out["periods"] = percentiles.by_span(qs, field, spans, ["wall_seconds"], ps)
+        out["periods"] = percentiles.by_span(qs, field, rng.spans(), ["wall_seconds"], ps)
     if overall:
         cells = percentiles.summary(qs, [], ["wall_seconds"], ps, within=limit)[()]
         out["overall"] = cells if cells["rows"] else None

@@ -194,13 +194,17 @@ def rebuild_conversations(ids) -> set:
     DurationMonth's counts; returns the local days their cycles started or were answered on, before
     and after (the CycleDay units they touch)."""
     ids = list(ids)
-    days = rollups.cycle_days(ids)
-    # What DurationMonth counts of these conversations now: (answered or resolved at, agent, bucket).
-    removed = {"wait": list(ResponseCycle.objects.filter(conversation_id__in=ids, replied_at__isnull=False,
-                                                         wall_seconds__isnull=False)
-                            .values_list("replied_at", "agent_id", "bucket")),
-               "resolution": list(Resolution.objects.filter(conversation_id__in=ids)
-                                  .values_list("resolved_at", "agent_id", "bucket"))}
+    # The cycles as they stand: the days CycleDay holds of them, and what DurationMonth counts of them
+    # and of the resolutions, (answered or resolved at, agent, bucket).
+    days, removed = set(), {"wait": [], "resolution": list(Resolution.objects.filter(conversation_id__in=ids)
+                                                             .values_list("resolved_at", "agent_id", "bucket"))}
+    for started, replied, agent, bucket, wall in ResponseCycle.objects.filter(conversation_id__in=ids).values_list(
+            "started_at", "replied_at", "agent_id", "bucket", "wall_seconds"):
+        days.add(timebase.local_date(started))
+        if replied:
+            days.add(timebase.local_date(replied))
+            if wall is not None:
+                removed["wait"].append((replied, agent, bucket))
     created = dict(Conversation.objects.filter(pk__in=ids).values_list("pk", "created_at"))
     # Plain tuples: model instances cost more than the work.
     history = rollups.read_rows(ConversationActivity.objects.filter(conversation_id__in=ids)

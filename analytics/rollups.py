@@ -486,13 +486,3 @@ def rebuild_cycle_days(days=None) -> None:
     insert_select(CycleDay, firsts.values(v_day=local_day("started_at"), v_speed=speed_bucket()).annotate(
         v_conversations=Count("pk"), v_booked=Count("pk", filter=Q(booked=True))).order_by())
 
-
-def cycle_days(conversation_ids) -> set:
-    """The local days the cycles of these conversations start or are answered on (what CycleDay holds of them)."""
-    days = set()
-    for started, replied in ResponseCycle.objects.filter(conversation_id__in=list(conversation_ids)).values_list(
-            "started_at", "replied_at"):
-        days.add(timebase.local_date(started))
-        if replied:
-            days.add(timebase.local_date(replied))
-    return days

@@ -87,6 +87,11 @@ class Range:
             current = next_bucket(current, self.interval)
         return out
 
+    def spans(self) -> list:
+        """[(period start, since, until)]: each period as the instants it covers, clipped to the range."""
+        return [(b, max(local_midnight(b), self.since), min(local_midnight(next_bucket(b, self.interval)), self.until))
+                for b in self.buckets()]
+
     def previous(self) -> "Range":
         """The same number of days just before."""
         return Range(self.start - timedelta(days=self.days), self.start - timedelta(days=1), self.interval)

@@ -30,6 +30,14 @@ def test_buckets_grow_with_the_value_and_split_at_their_edges():
     assert [narrowing.bucket_of(v) for v in values] == sorted(narrowing.bucket_of(v) for v in values)
 
 
+def answered(email, start, seconds, agent):
+    """An open conversation: a customer message at start, the agent's reply `seconds` later."""
+    conv = Conversation.objects.create(customer=make_customer(email), created_at=start, status="open")
+    history.record(history.Kind.RECEIVED, conv, at=start, channel="sms")
+    history.record(history.Kind.REPLIED, conv, at=start + timedelta(seconds=seconds), actor=agent, channel="sms")
+    return conv
+
+
 @pytest.fixture
 def durations():
     """Waits and resolutions of three agents and of nobody (a deleted user's replies) from mid-January
@@ -82,7 +90,7 @@ def test_each_group_gets_percentile_conts_own_numbers(durations, rng):
     assert found["overall"] == percentiles.summary(cycles, [], ["wall_seconds"], within=("wall_seconds", TARGET),
                                                    database=True)[()]
     if monthly:
-        assert found["periods"] == percentiles.by_span(cycles, "replied_at", metrics._spans(rng), ["wall_seconds"],
+        assert found["periods"] == percentiles.by_span(cycles, "replied_at", rng.spans(), ["wall_seconds"],
                                                        database=True)
         assert len(found["periods"]) == len(rng.buckets())
     if rng.start <= date(2026, 3, 3) <= rng.end:
@@ -163,20 +171,13 @@ def test_the_incremental_step_rewrites_only_the_counts_that_changed():
     they are (rewriting them all every half minute would leave dead rows for every read to step over)."""
     ann = make_user("ann")
     for n, seconds in enumerate((30, 700, 5000, 90000)):
-        start = local(2026, 3, 2 + n, 9)
-        conv = Conversation.objects.create(customer=make_customer(f"c{n}@example.com"), created_at=start,
-                                           status="open")
-        history.record(history.Kind.RECEIVED, conv, at=start, channel="sms")
-        history.record(history.Kind.REPLIED, conv, at=start + timedelta(seconds=seconds), actor=ann, channel="sms")
+        conv = answered(f"c{n}@example.com", local(2026, 3, 2 + n, 9), seconds, ann)
     refresh.refresh_all()
     before = {b: (pk, n) for b, pk, n in DurationMonth.objects.filter(measure="wait").values_list(
         "bucket", "pk", "count")}
     assert len(before) == 4
     history.record(history.Kind.REPLIED, conv, at=local(2026, 3, 20, 9), actor=ann, channel="sms")  # not a wait
-    late = Conversation.objects.create(customer=make_customer("late@example.com"), created_at=local(2026, 3, 21, 9),
-                                       status="open")
-    history.record(history.Kind.RECEIVED, late, at=local(2026, 3, 21, 9), channel="sms")
-    history.record(history.Kind.REPLIED, late, at=local(2026, 3, 21, 9, 12), actor=ann, channel="sms")  # 720 s
+    answered("late@example.com", local(2026, 3, 21, 9), 720, ann)
     refresh.refresh_recent()
     after = {b: (pk, n) for b, pk, n in DurationMonth.objects.filter(measure="wait").values_list(
         "bucket", "pk", "count")}
@@ -210,11 +211,7 @@ def test_rows_without_a_bucket_are_sorted_instead_until_a_refresh_gives_them_one
     the figures nor an error: the range is sorted, and the next full refresh gives it a bucket."""
     ann = make_user("ann")
     for n, seconds in enumerate((30, 700, 5000)):
-        start = local(2026, 3, 2 + n, 9)
-        conv = Conversation.objects.create(customer=make_customer(f"c{n}@example.com"), created_at=start,
-                                           status="open")
-        history.record(history.Kind.RECEIVED, conv, at=start, channel="sms")
-        history.record(history.Kind.REPLIED, conv, at=start + timedelta(seconds=seconds), actor=ann, channel="sms")
+        answered(f"c{n}@example.com", local(2026, 3, 2 + n, 9), seconds, ann)
     refresh.refresh_all()
     ResponseCycle.objects.filter(wall_seconds=5000).update(bucket=None)
     narrowing.rebuild_months()
@@ -233,9 +230,7 @@ def test_counts_that_would_go_below_zero_are_counted_again(caplog):
     was never counted), the month is counted again from the rows instead of going negative."""
     ann = make_user("ann")
     start = local(2026, 3, 2, 9)
-    conv = Conversation.objects.create(customer=make_customer(), created_at=start, status="open")
-    history.record(history.Kind.RECEIVED, conv, at=start, channel="sms")
-    history.record(history.Kind.REPLIED, conv, at=start + timedelta(seconds=700), actor=ann, channel="sms")
+    conv = answered("c@example.com", start, 700, ann)
     refresh.refresh_all()
     DurationMonth.objects.filter(measure="wait").delete()  # the counts lose the wait
     # A bot hand-off 100 s before the reply, recorded late: the wait is now 100 s, in another bucket.
