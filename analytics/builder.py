@@ -30,7 +30,6 @@ from myhibachi.ids import BadId, parse_id
 
 from . import metrics, percentiles, refresh, timebase
 from .models import Resolution, ResponseCycle, RevenueDay
-from .views import PRESETS, preset_range
 
 MAX_DIMENSIONS = 2
 MAX_CELLS = 5000
@@ -271,12 +270,12 @@ def _range(raw, today):
     today = today or timebase.local_date(datetime.now(dt_timezone.utc))
     if not isinstance(raw, dict):
         raise BadSpec("'range' must be {\"preset\": name} or {\"start\": \"YYYY-MM-DD\", \"end\": \"YYYY-MM-DD\"}.")
-    presets = [key for key, _ in PRESETS if key != "custom"]
+    presets = [key for key, _ in timebase.PRESETS if key != "custom"]
     if "preset" in raw:
         if set(raw) != {"preset"} or raw["preset"] not in presets:
             raise BadSpec(f"Unknown range preset {_short(raw.get('preset'))}; use one of: {_names(presets)}, "
                           "or give start and end.")
-        start, end = preset_range(raw["preset"], today)
+        start, end = timebase.preset_range(raw["preset"], today)
         return {"preset": raw["preset"]}, timebase.Range(start, end, "month")
     if set(raw) != {"start", "end"} or not all(isinstance(v, str) and v for v in raw.values()):
         raise BadSpec("'range' must be {\"preset\": name} or {\"start\": \"YYYY-MM-DD\", \"end\": \"YYYY-MM-DD\"}.")

@@ -24,7 +24,6 @@ from myhibachi.ids import BadId, parse_id
 from myhibachi.roles import AGENT, MANAGER, is_manager
 
 from . import builder, exports, reports, timebase
-from .views import PRESETS
 
 MAX_CHART_SERIES = 12
 MAX_LOCATIONS = 200
@@ -191,7 +190,7 @@ def _page(request, *, raw, spec=None, loaded=None, notes=(), error=None, status=
     filterable = [d for d in offered if measure and d.filterable]
     choices = _choices({d.name for d in filterable})
     context = {
-        "measures": builder.MEASURES.values(), "measure": measure, "dimensions": offered, "presets": PRESETS,
+        "measures": builder.MEASURES.values(), "measure": measure, "dimensions": offered, "presets": timebase.PRESETS,
         "filters": [{"name": d.name, "label": d.label, "options": options, "size": min(len(options), 7)}
                     for d in filterable for options in [_options(choices[d.name], form["filters"].get(d.name, set()))]],
         "form": form, "spec": spec, "spec_json": json.dumps(spec.as_json()) if spec else "",

@@ -408,9 +408,6 @@ def staff_split(rng, *, agent_id=None, database=None, brief=False):
                                                                                     resumed))
     target = settings.FIRST_RESPONSE_TARGET_MINUTES * 60
     both = ["wall_seconds"] if brief else ["wall_seconds", "business_seconds"]
-    from django.contrib.auth import get_user_model
-
-    users = get_user_model().objects.values_list("pk")
     counts = [
         lambda: list(activity.values("agent_id", "kind").annotate(n=Sum("count")).order_by()
                      .values_list("agent_id", "kind", "n")),
@@ -421,6 +418,9 @@ def staff_split(rng, *, agent_id=None, database=None, brief=False):
     ]
     if brief and agent_id is None and database is not False and narrowing.applies(rng):
         return _staff_narrowed(rng, target, cycles, counts)
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects.values_list("pk")
     # Five sorts of a range's durations, independent of each other: in two lanes of about equal time,
     # the second on a connection of its own reading the same snapshot where there is one (parallel.py).
     # Per agent: each agent's rows read by the (agent, time) index, no sort by agent (percentiles.by_key);

@@ -50,7 +50,7 @@ def report_pdf(request):
         return HttpResponseBadRequest(f"'paper' must be one of letter, a4, got {paper[:40]!r}.",
                                       content_type="text/plain; charset=utf-8")
     if not request.GET.get("interval"):  # as the dashboard: the grain follows the length
-        rng = timebase.Range(rng.start, rng.end, views.auto_interval(rng.days))
+        rng = timebase.Range(rng.start, rng.end, timebase.auto_interval(rng.days))
     if len(rng.buckets()) > MAX_PERIODS:
         return HttpResponseBadRequest(
             f"The PDF report lists every period, and {rng.days} days by {rng.interval} are {len(rng.buckets())} "

@@ -4,7 +4,7 @@ from datetime import datetime, timezone as dt_timezone
 from celery import shared_task
 from django.conf import settings
 
-from . import figure_cache, refresh, timebase, views
+from . import figure_cache, refresh, timebase
 
 
 @shared_task(name="analytics.refresh_recent", acks_late=True)
@@ -31,4 +31,4 @@ def warm_dashboard():
     """The dashboard's cached areas for each preset range, computed for the rollups as they are now
     (figure_cache.warm): the first manager to look after a change does not wait for them. Idempotent:
     a second run finds them cached and computes nothing."""
-    figure_cache.warm(views.preset_ranges(timebase.local_date(datetime.now(dt_timezone.utc))))
+    figure_cache.warm(timebase.preset_ranges(timebase.local_date(datetime.now(dt_timezone.utc))))

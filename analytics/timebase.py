@@ -125,6 +125,61 @@ def parse_range(params, *, today: date | None = None) -> Range:
     return Range(values["start"], values["end"], interval)
 
 
+# --- the dashboard's presets -----------------------------------------------------------------
+PRESETS = [("this_month", "This month"), ("last_month", "Last month"), ("quarter", "This quarter"),
+           ("ytd", "Year to date"), ("last_12_months", "Last 12 months"), ("custom", "Custom")]
+
+
+def preset_range(name: str, today: date) -> tuple[date, date]:
+    """The local dates a preset covers, today included where it is in them."""
+    month = today.replace(day=1)
+    if name == "last_month":
+        end = month - timedelta(days=1)
+        return end.replace(day=1), end
+    if name == "quarter":
+        return month.replace(month=(today.month - 1) // 3 * 3 + 1), today
+    if name == "ytd":
+        return today.replace(month=1, day=1), today
+    if name == "last_12_months":
+        return _months_back(month, 11), today
+    return month, today
+
+
+def _months_back(first: date, n: int) -> date:
+    for _ in range(n):
+        first = (first - timedelta(days=1)).replace(day=1)
+    return first
+
+
+def auto_interval(rng_days: int) -> str:
+    return "day" if rng_days <= 62 else "week" if rng_days <= 190 else "month"
+
+
+def chosen_range(params, today):
+    """(Range, preset, error message or None) from the page's query string."""
+    preset = params.get("preset") or "this_month"
+    if preset not in dict(PRESETS):
+        preset = "this_month"
+    if preset == "custom":
+        try:
+            rng = parse_range(params, today=today)
+        except BadRange as exc:
+            start, end = preset_range("this_month", today)
+            return Range(start, end, "day"), preset, str(exc)
+    else:
+        start, end = preset_range(preset, today)
+        rng = Range(start, end)
+    interval = params.get("interval")
+    if interval not in INTERVALS:
+        interval = auto_interval(rng.days)
+    return Range(rng.start, rng.end, interval), preset, None
+
+
+def preset_ranges(today: date) -> list:
+    """The ranges the presets show today (custom aside), with the page's interval for each."""
+    return [chosen_range({"preset": name}, today)[0] for name, _ in PRESETS if name != "custom"]
+
+
 def business_seconds(start: datetime, end: datetime) -> float | None:
     """Seconds between two instants that fall inside business hours (None: no BUSINESS_HOURS set).
 

@@ -1,6 +1,5 @@
 """/analytics/: the dashboard. Managers see every area; agents see only their own performance."""
-from datetime import date, datetime, timedelta, timezone as dt_timezone
-
+from datetime import datetime, timezone as dt_timezone
 from urllib.parse import urlencode
 
 from django.shortcuts import render
@@ -12,58 +11,6 @@ from myhibachi.roles import is_manager
 from . import figure_cache, refresh, rollups, timebase
 
 LIVE_MAX_AGE = 5
-PRESETS = [("this_month", "This month"), ("last_month", "Last month"), ("quarter", "This quarter"),
-           ("ytd", "Year to date"), ("last_12_months", "Last 12 months"), ("custom", "Custom")]
-
-
-def preset_range(name: str, today: date) -> tuple[date, date]:
-    """The local dates a preset covers, today included where it is in them."""
-    month = today.replace(day=1)
-    if name == "last_month":
-        end = month - timedelta(days=1)
-        return end.replace(day=1), end
-    if name == "quarter":
-        return month.replace(month=(today.month - 1) // 3 * 3 + 1), today
-    if name == "ytd":
-        return today.replace(month=1, day=1), today
-    if name == "last_12_months":
-        return _months_back(month, 11), today
-    return month, today
-
-
-def _months_back(first: date, n: int) -> date:
-    for _ in range(n):
-        first = (first - timedelta(days=1)).replace(day=1)
-    return first
-
-
-def auto_interval(rng_days: int) -> str:
-    return "day" if rng_days <= 62 else "week" if rng_days <= 190 else "month"
-
-
-def chosen_range(params, today):
-    """(Range, preset, error message or None) from the page's query string."""
-    preset = params.get("preset") or "this_month"
-    if preset not in dict(PRESETS):
-        preset = "this_month"
-    if preset == "custom":
-        try:
-            rng = timebase.parse_range(params, today=today)
-        except timebase.BadRange as exc:
-            start, end = preset_range("this_month", today)
-            return timebase.Range(start, end, "day"), preset, str(exc)
-    else:
-        start, end = preset_range(preset, today)
-        rng = timebase.Range(start, end)
-    interval = params.get("interval")
-    if interval not in timebase.INTERVALS:
-        interval = auto_interval(rng.days)
-    return timebase.Range(rng.start, rng.end, interval), preset, None
-
-
-def preset_ranges(today: date) -> list:
-    """The ranges the presets show today (custom aside), with the page's interval for each."""
-    return [chosen_range({"preset": name}, today)[0] for name, _ in PRESETS if name != "custom"]
 
 
 def cards(data) -> list:
@@ -137,7 +84,7 @@ SECTIONS = [
 @staff_screen
 def dashboard(request):
     today = timebase.local_date(datetime.now(dt_timezone.utc))
-    rng, preset, error = chosen_range(request.GET, today)
+    rng, preset, error = timebase.chosen_range(request.GET, today)
     # A live reload (the page heard of a new message) brings in any newer history at once (ensure_fresh).
     refresh.ensure_fresh(LIVE_MAX_AGE if request.GET.get("live") else None)
     manager = is_manager(request.user)
@@ -148,7 +95,7 @@ def dashboard(request):
         else:
             data = figure_cache.areas(["staff"], rng, agent_id=request.user.pk)
     return render(request, "analytics/dashboard.html", {
-        "rng": rng, "preset": preset, "presets": PRESETS, "error": error, "is_manager": manager,
+        "rng": rng, "preset": preset, "presets": timebase.PRESETS, "error": error, "is_manager": manager,
         "data": data, "cards": cards(data) if manager else [], "email_rows": email_rows(data.get("email")),
         "intervals": timebase.INTERVALS, "zone_name": timebase.zone().key,
         "sections": [{"id": key, "title": title, "type": kind, "columns": columns, "rows": data[key]["series"],
