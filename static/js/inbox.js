@@ -174,6 +174,7 @@
     if (this.catching) { this.catchAgain = true; return this.catching; }
     var after = Math.max(0, this.max - OVERLAP);
     window.inboxLive.catchUps += 1;
+    window.inboxLive.catching = true; // until this read (and any it chains to) has been applied
     function page(from) {
       return getJSON("/api/v1/events?after=" + from).then(function (data) {
         (data.events || []).forEach(function (e) {
@@ -189,6 +190,7 @@
     }).then(function () {
       self.catching = null;
       if (self.catchAgain) { self.catchAgain = false; return self.catchUp(); }
+      window.inboxLive.catching = false;
     });
     return this.catching;
   };
@@ -574,7 +576,7 @@
   }
 
   // --- start -------------------------------------------------------------------
-  window.inboxLive = { applied: 0, catchUps: 0, refreshes: 0 };
+  window.inboxLive = { applied: 0, catchUps: 0, refreshes: 0, catching: false };
   var page = PAGE === "inbox" ? inboxPage() : PAGE === "thread" && thread ? thread.threadPage() : null;
   setupKeys(page);
   setupNotifyToggle();

@@ -83,6 +83,9 @@ class Session:
         from playwright.sync_api import expect
 
         expect(self.page.locator("#live-status")).to_have_attribute("data-state", "live")
+        # Live means caught up too: the read of what happened before the socket opened has been
+        # applied, so an event a test raises next reaches the page by the socket, not by that read.
+        self.page.wait_for_function("() => !(window.inboxLive && window.inboxLive.catching)")
 
     def api(self, path):
         response = self.page.request.get(path)
