@@ -208,7 +208,10 @@ class CustomerFact(models.Model):
     class Meta:
         indexes = [models.Index(fields=["first_day"], name="analytics_cf_first_cov",
                                 include=["first_month", "ltv", "repeat_months", "days_to_second"]),
-                   models.Index(fields=["first_day", "last_live_day"], name="analytics_cf_churn_idx")]
+                   # Churn counts the customers last live before a cut-off day: by that day first, so the
+                   # count reads only them (the first day only bounds them; with it first, a range over
+                   # nearly every customer was read).
+                   models.Index(fields=["last_live_day", "first_day"], name="analytics_cf_lapsed_idx")]
 
 
 class CustomerDay(models.Model):
