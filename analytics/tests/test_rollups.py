@@ -276,3 +276,50 @@ def test_a_full_refresh_sees_a_change_that_bypassed_save():
     assert BookingFact.objects.get().total == 1500
     assert metrics.revenue(june)["totals"]["booked_amount"] == 1500
     assert sorted(PaceDay.objects.values_list("month", "amount")) == [(date(2026, 7, 1), 1500)]
+
+
+@pytest.mark.postgres
+def test_the_incremental_step_rewrites_only_the_rollup_rows_that_changed():
+    """A new message changes one or two counts of its day, a new booking one line of its event month's
+    ledger: only those rows are written (rollups.rewriting), the day's and the month's other rows keep
+    their ids, so a step every half minute does not leave a day's or a month's rows dead behind it for
+    every read to step over. Equal rows are counted: a stray copy of a row is taken out."""
+    ann = make_user("ann")
+    a = make_customer("a@example.com")
+    for n, channel in enumerate(("sms", "email", "sms")):
+        conv = Conversation.objects.create(customer=make_customer(f"c{n}@example.com"),
+                                           created_at=local(2026, 5, 4, 9 + n), status="open")
+        history.record(Kind.RECEIVED, conv, at=local(2026, 5, 4, 9 + n), channel=channel)
+        history.record(Kind.REPLIED, conv, at=local(2026, 5, 4, 9 + n, 20), actor=ann, channel=channel)
+    for day in (2, 9, 16):
+        booking(a, status="confirmed", inquiry_at=local(2026, 5, day, 12), confirmed_at=local(2026, 5, day, 13),
+                event_at=local(2026, 7, 25, 18), total=500)
+    refresh.refresh_all()
+
+    def rows(model, **where):
+        fields = [f.attname for f in model._meta.concrete_fields if f.name != "id"]
+        return {row[0]: row[1:] for row in model.objects.filter(**where).values_list("id", *fields)}
+
+    day_before, ledger_before = rows(ActivityDay, day=date(2026, 5, 4)), rows(PaceDay, month=date(2026, 7, 1))
+    assert len(day_before) == 7 and len(ledger_before) == 3  # 2 channels, 3 hours, replies, first replies
+    stray = PaceDay.objects.get(day=date(2026, 5, 9))
+    PaceDay.objects.create(month=stray.month, day=stray.day, count=stray.count, amount=stray.amount)  # a copy
+
+    time_passes()
+    conv = Conversation.objects.create(customer=a, created_at=local(2026, 5, 4, 15), status="open")
+    history.record(Kind.RECEIVED, conv, at=local(2026, 5, 4, 15), channel="sms")  # a new hour, sms again
+    booking(a, status="confirmed", inquiry_at=local(2026, 5, 20, 12), confirmed_at=local(2026, 5, 20, 13),
+            event_at=local(2026, 7, 26, 18), total=700)
+    refresh.refresh_recent()
+
+    day_after, ledger_after = rows(ActivityDay, day=date(2026, 5, 4)), rows(PaceDay, month=date(2026, 7, 1))
+    kept = {pk: row for pk, row in day_after.items() if day_before.get(pk) == row}
+    # The sms count of the day (2 -> 3) is written again, the 15:00 hour is new; every other row is kept.
+    assert len(kept) == len(day_before) - 1
+    written = sorted(row for pk, row in day_after.items() if pk not in kept)
+    assert [(kind, channel, hour, count) for _, kind, _, channel, hour, count in written] == [
+        ("received", "sms", None, 3), ("received_hour", "", 15, 1)]
+    # The ledger: its three lines kept, the copy gone, the new booking's line added.
+    assert {pk: row for pk, row in ledger_after.items() if pk in ledger_before} == ledger_before
+    assert sorted(row for pk, row in ledger_after.items() if pk not in ledger_before) == [
+        (date(2026, 7, 1), date(2026, 5, 20), 1, Decimal("700.00"))]
