@@ -26,8 +26,8 @@ from crm.models import Booking, LostReason, MarketingSpend
 from inbox.models import ConversationActivity
 
 from . import narrowing, parallel, percentiles, rollups, timebase
-from .models import (ActivityDay, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, FunnelDay, LeadDay,
-                     PaceDay, ReplyDay, Resolution, ResponseCycle, RevenueDay)
+from .models import (ActivityDay, ActivityMonth, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, FunnelDay,
+                     LeadDay, PaceDay, ReplyDay, Resolution, ResponseCycle, RevenueDay)
 
 ZERO = Decimal("0")
 Kind = ConversationActivity.Kind
@@ -397,24 +397,28 @@ def staff_split(rng, *, agent_id=None, database=None, brief=False):
     them with its other areas' reads."""
     cycles = ResponseCycle.objects.filter(**_in_range("replied_at", rng))
     resolved = Resolution.objects.filter(**_in_range("resolved_at", rng))
-    activity = ActivityDay.objects.filter(day__gte=rng.start, day__lte=rng.end,
-                                          kind__in=[Kind.REPLIED, Kind.NOTE, rollups.FIRST_REPLY, rollups.RESOLVED])
+    kinds = [Kind.REPLIED, Kind.NOTE, rollups.FIRST_REPLY, rollups.RESOLVED]
     # Conversations handled: first replies of a conversation in the range (ActivityDay), plus the
     # conversations whose earlier reply day lies before the range (ReplyDay's partial index).
     resumed = ReplyDay.objects.filter(prev_day__isnull=False, prev_day__lt=rng.start, day__gte=rng.start,
                                       day__lte=rng.end)
+    mine = {} if agent_id is None else {"agent_id": agent_id}
     if agent_id is not None:
-        cycles, resolved, activity, resumed = (q.filter(agent_id=agent_id) for q in (cycles, resolved, activity,
-                                                                                    resumed))
+        cycles, resolved, resumed = (q.filter(agent_id=agent_id) for q in (cycles, resolved, resumed))
+
+    def activity(read, kinds=kinds, per_period=False):
+        # The counts of whole months from ActivityMonth, of the rest from ActivityDay (one statement).
+        return lambda: rollups.months_and_days(
+            rng, ActivityDay.objects.filter(kind__in=kinds, **mine),
+            ActivityMonth.objects.filter(kind__in=kinds, **mine), read, per_period=per_period)
     target = settings.FIRST_RESPONSE_TARGET_MINUTES * 60
     both = ["wall_seconds"] if brief else ["wall_seconds", "business_seconds"]
     counts = [
-        lambda: list(activity.values("agent_id", "kind").annotate(n=Sum("count")).order_by()
-                     .values_list("agent_id", "kind", "n")),
+        activity(lambda rows, _: rows.values("agent_id", "kind").annotate(n=Sum("count")).order_by()
+                 .values_list("agent_id", "kind", "n")),
         lambda: list(resumed.values("agent_id").annotate(n=Count("*")).order_by().values_list("agent_id", "n")),
-        lambda: list(activity.filter(kind__in=[Kind.REPLIED, rollups.RESOLVED])
-                     .values("kind", period=_period("day", rng.interval)).annotate(n=Sum("count"))
-                     .order_by().values_list("kind", "period", "n")),
+        activity(lambda rows, period: rows.values("kind", period=period).annotate(n=Sum("count")).order_by()
+                 .values_list("kind", "period", "n"), kinds=[Kind.REPLIED, rollups.RESOLVED], per_period=True),
     ]
     if brief and agent_id is None and database is not False and narrowing.applies(rng):
         return _staff_narrowed(rng, target, cycles, counts)
@@ -475,8 +479,8 @@ def _staff_finish(rng, target, brief, here, beside):
     frt, res, activity_rows, resumed_rows, period_rows = here
     per_period, overall, *all_res = beside
     counts = defaultdict(lambda: defaultdict(int))
-    for pk, kind, n in activity_rows:
-        counts[pk][kind] = n
+    for pk, kind, n in activity_rows:  # a key's months and its other days come as two rows
+        counts[pk][kind] += n
         if kind == rollups.FIRST_REPLY:
             counts[pk]["conversations"] += n
         if kind == rollups.RESOLVED:
@@ -599,15 +603,22 @@ def inbox(rng, *, database=None, brief=False):
     whose customer confirmed a booking within ANALYTICS_CONVERSION_WINDOW_DAYS of the start.
     (ActivityDay and CycleDay rollups; first response percentiles from ResponseCycle.)
     brief: without the first response by channel (see BRIEF)."""
-    days = ActivityDay.objects.filter(day__gte=rng.start, day__lte=rng.end)
-    by_channel = defaultdict(dict)
+    def activity(kind, read, per_period=False):
+        # Whole months from ActivityMonth, the rest from ActivityDay, in one statement.
+        return rollups.months_and_days(rng, ActivityDay.objects.filter(kind=kind),
+                                       ActivityMonth.objects.filter(kind=kind), read, per_period=per_period)
+
+    by_channel = defaultdict(lambda: defaultdict(int))
     channels = set()
-    for period, channel, n in (days.filter(kind=Kind.RECEIVED).values("channel", period=_period("day", rng.interval))
-                               .annotate(n=Sum("count")).order_by().values_list("period", "channel", "n")):
-        by_channel[period][channel] = n
+    for period, channel, n in activity(Kind.RECEIVED, lambda rows, period: rows.values("channel", period=period)
+                                       .annotate(n=Sum("count")).order_by().values_list("period", "channel", "n"),
+                                       per_period=True):
+        by_channel[period][channel] += n
         channels.add(channel)
-    hours = dict(days.filter(kind=rollups.RECEIVED_HOUR).values("hour").annotate(n=Sum("count")).order_by()
-                 .values_list("hour", "n"))
+    hours = defaultdict(int)
+    for hour, n in activity(rollups.RECEIVED_HOUR, lambda rows, _: rows.values("hour").annotate(n=Sum("count"))
+                            .order_by().values_list("hour", "n")):
+        hours[hour] += n
     # The backlog at a local midnight: waits started before it minus waits answered before it.
     ends = [min(timebase.next_bucket(b, rng.interval), rng.end + timedelta(days=1)) for b in rng.buckets()]
     steps = list(CycleDay.objects.filter(speed="", day__lt=ends[-1]).values("day").annotate(

@@ -241,13 +241,9 @@ class LeadDay(models.Model):
         indexes = [models.Index(fields=["day"], name="analytics_leadday_idx")]
 
 
-class ActivityDay(models.Model):
-    """History rows by local day: kind "received" by channel and "received_hour" by local hour (customer
-    messages), "replied" and "note" by agent (rows with an actor), and "first_reply" by agent (the
-    conversations the agent replied in that day and not on an earlier one: ReplyDay rows without a
-    previous day). Staff counts and inbox volume read these."""
+class ActivityCounts(models.Model):
+    """What ActivityDay and ActivityMonth count: a kind of history row, by agent, channel or hour."""
 
-    day = models.DateField()
     kind = models.CharField(max_length=20)
     agent = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.DO_NOTHING,
                               db_constraint=False, related_name="+")
@@ -256,8 +252,32 @@ class ActivityDay(models.Model):
     count = models.PositiveIntegerField()
 
     class Meta:
+        abstract = True
+
+
+class ActivityDay(ActivityCounts):
+    """History rows by local day: kind "received" by channel and "received_hour" by local hour (customer
+    messages), "replied" and "note" by agent (rows with an actor), and "first_reply" by agent (the
+    conversations the agent replied in that day and not on an earlier one: ReplyDay rows without a
+    previous day). Staff counts and inbox volume read these."""
+
+    day = models.DateField()
+
+    class Meta:
         # Covering (PostgreSQL): a range's counts are read from the index alone (staff, inbox).
         indexes = [models.Index(fields=["kind", "day"], name="analytics_actday_idx",
+                                include=["agent", "channel", "hour", "count"])]
+
+
+class ActivityMonth(ActivityCounts):
+    """ActivityDay added up by local month (the first day of it), the same kinds, agents, channels and
+    hours: a range's whole months read these, a dozen rows per agent and kind a year instead of a
+    row per day (rollups.months_and_days)."""
+
+    month = models.DateField(help_text="The first local day of the month.")
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "month"], name="analytics_actmonth_idx",
                                 include=["agent", "channel", "hour", "count"])]
 
 

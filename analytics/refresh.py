@@ -263,6 +263,7 @@ BOOKING_ROLLUPS = [("booking facts", rollups.rebuild_booking_facts, BookingFact)
                    ("customers", rollups.rebuild_customers, CustomerFact),
                    ("customer days", rollups.rebuild_customer_days, None), ("leads", rollups.rebuild_leads, None)]
 HISTORY_ROLLUPS = [("activity days", rollups.rebuild_activity_days), ("reply days", rollups.rebuild_reply_days),
+                   ("activity months", rollups.rebuild_activity_months),
                    ("cycle days", rollups.rebuild_cycle_days), ("duration months", narrowing.rebuild_months)]
 
 
@@ -396,7 +397,8 @@ def _refresh_recent() -> dict:
         cycle_days |= rebuild_conversations(sorted(ids)[chunk:chunk + CHUNK])
     activity_days = {timebase.local_date(at) for at in new_rows.values_list("at", flat=True)}
     rollups.rebuild_activity_days(activity_days)
-    rollups.rebuild_reply_days(ids)
+    reply_days = rollups.rebuild_reply_days(ids)
+    rollups.rebuild_activity_months({timebase.bucket(day, "month") for day in activity_days | reply_days})
     rollups.rebuild_cycle_days(cycle_days)
     if ids or activity_days or cycle_days:
         _written(conversations)

@@ -30,7 +30,7 @@ from crm.models import Booking, Lead, LostReason, Payment
 from inbox.models import ConversationActivity
 
 from . import parallel, timebase
-from .models import (ActivityDay, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, FunnelDay, LeadDay,
+from .models import (ActivityDay, ActivityMonth, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, FunnelDay, LeadDay,
                      PaceDay, ReplyDay, ResponseCycle)
 
 ZERO = Decimal("0")
@@ -261,6 +261,45 @@ def instant_filter(field, days):
     return day_filter(field, days, instants=True)
 
 
+def whole_months(rng):
+    """(first, last) of the local months wholly inside the range, or None; and the runs of the range's
+    days outside them, as (first, last)."""
+    first = rng.start if rng.start.day == 1 else timebase.next_bucket(rng.start, "month")
+    after = timebase.next_bucket(rng.end, "month")  # the first day of the month after the end's
+    last = after if rng.end == after - timedelta(days=1) else timebase.bucket(rng.end, "month")
+    if first >= last:  # no whole month: every day is read from the days
+        return None, [(rng.start, rng.end)]
+    rest = [(rng.start, first - timedelta(days=1))] if rng.start < first else []
+    if last <= rng.end:
+        rest.append((last, rng.end))
+    return (first, last - timedelta(days=1)), rest
+
+
+def months_and_days(rng, day_rows, month_rows, read, *, per_period=False):
+    """The rows read(queryset, period) makes of a day rollup over the range: from its month rollup for
+    the range's whole months, from the days for the rest, in one statement (UNION ALL); rows with the
+    same key come once from each part, and the caller adds them up. read gets the part's rows in the
+    range and, with per_period, the period of each row at the range's interval (months are read only
+    when the interval is a month: a month row cannot be split into weeks or days)."""
+    months, rest = whole_months(rng)
+    if per_period and rng.interval != "month":
+        months, rest = None, [(rng.start, rng.end)]
+    parts = []
+    if months:
+        period = F("month") if per_period else None
+        parts.append(read(month_rows.filter(month__gte=months[0], month__lte=months[1]), period))
+    if rest:
+        q = Q(pk__in=[])
+        for first, last in rest:
+            q |= Q(day__gte=first, day__lte=last)
+        # A date, as the months' own column is (DATE_TRUNC gives a timestamp, which the union would
+        # make of both).
+        period = (F("day") if rng.interval == "day" else Cast(Trunc("day", rng.interval, output_field=DateField()),
+                                                              DateField())) if per_period else None
+        parts.append(read(day_rows.filter(q), period))
+    return list(parts[0].union(*parts[1:], all=True)) if len(parts) > 1 else list(parts[0])
+
+
 def local_day(field):
     return TruncDate(field, tzinfo=timebase.zone())
 
@@ -477,8 +516,25 @@ def _first_replies(days) -> None:
             v_count=Count("pk")).order_by(), table=table)
 
 
-def rebuild_reply_days(conversation_ids=None) -> None:
-    """ReplyDay of these conversations (None: all)."""
+def rebuild_activity_months(months=None) -> None:
+    """ActivityMonth of these local months (first days; None: all), added up from ActivityDay: run after
+    every write of ActivityDay's days in them, in the same transaction."""
+    days = ActivityDay.objects.all()
+    if months is not None:
+        q = Q(pk__in=[])
+        for month in months:
+            q |= Q(day__gte=month, day__lt=timebase.next_bucket(month, "month"))
+        days = days.filter(q)
+    with rewriting(ActivityMonth.objects.filter(**({} if months is None else {"month__in": list(months)})),
+                   whole=months is None) as table:
+        insert_select(ActivityMonth, days.values(
+            v_month=Trunc("day", "month", output_field=DateField()), v_kind=F("kind"), v_agent=F("agent"),
+            v_channel=F("channel"), v_hour=F("hour")).annotate(v_count=Sum("count")).order_by(), table=table)
+
+
+def rebuild_reply_days(conversation_ids=None) -> set | None:
+    """ReplyDay of these conversations (None: all). The local days whose first replies (ActivityDay) were
+    written again (None: all)."""
     rows = ConversationActivity.objects.filter(kind=Kind.REPLIED, actor__isnull=False)
     if conversation_ids is not None:
         rows = rows.filter(conversation_id__in=list(conversation_ids))
@@ -486,12 +542,14 @@ def rebuild_reply_days(conversation_ids=None) -> None:
         days = set(old.values_list("day", flat=True))
         old.delete()
         _insert_reply_days(rows, ReplyDay._meta.db_table)
-        _first_replies(days | set(ReplyDay.objects.filter(conversation_id__in=list(conversation_ids))
-                                  .values_list("day", flat=True).distinct()))
-    else:
-        with replacing(ReplyDay, "conversation") as table:
-            _insert_reply_days(rows, table)
-        _first_replies(None)
+        days |= set(ReplyDay.objects.filter(conversation_id__in=list(conversation_ids))
+                    .values_list("day", flat=True).distinct())
+        _first_replies(days)
+        return days
+    with replacing(ReplyDay, "conversation") as table:
+        _insert_reply_days(rows, table)
+    _first_replies(None)
+    return None
 
 
 def _insert_reply_days(rows, table) -> None:

@@ -7,9 +7,9 @@ import pytest
 from django.db.models import F
 
 from analytics import metrics, refresh
-from analytics.models import (ActivityDay, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, DurationMonth,
-                              FunnelDay, LeadDay, PaceDay, RefreshState, ReplyDay, Resolution, ResponseCycle,
-                              RevenueDay)
+from analytics.models import (ActivityDay, ActivityMonth, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay,
+                              DurationMonth, FunnelDay, LeadDay, PaceDay, RefreshState, ReplyDay, Resolution,
+                              ResponseCycle, RevenueDay)
 from analytics.tests.helpers import booking, local, pay
 from analytics.timebase import Range
 from crm.merge import merge_customers
@@ -21,7 +21,7 @@ from tests.factories import make_customer, make_user
 pytestmark = pytest.mark.django_db
 Kind = history.Kind
 ROLLUPS = [RevenueDay, BookingFact, FunnelDay, CashDay, PaceDay, CustomerFact, CustomerDay, LeadDay, ActivityDay,
-           ReplyDay, CycleDay, ResponseCycle, Resolution, DurationMonth]
+           ActivityMonth, ReplyDay, CycleDay, ResponseCycle, Resolution, DurationMonth]
 
 
 @pytest.fixture(autouse=True)
@@ -296,11 +296,12 @@ def test_the_incremental_step_rewrites_only_the_rollup_rows_that_changed():
                 event_at=local(2026, 7, 25, 18), total=500)
     refresh.refresh_all()
 
-    def rows(model, **where):
-        fields = [f.attname for f in model._meta.concrete_fields if f.name != "id"]
+    def rows(model, fields, **where):
         return {row[0]: row[1:] for row in model.objects.filter(**where).values_list("id", *fields)}
 
-    day_before, ledger_before = rows(ActivityDay, day=date(2026, 5, 4)), rows(PaceDay, month=date(2026, 7, 1))
+    activity, ledger = ("kind", "agent_id", "channel", "hour", "count"), ("month", "day", "count", "amount")
+    day_before = rows(ActivityDay, activity, day=date(2026, 5, 4))
+    ledger_before = rows(PaceDay, ledger, month=date(2026, 7, 1))
     assert len(day_before) == 7 and len(ledger_before) == 3  # 2 channels, 3 hours, replies, first replies
     stray = PaceDay.objects.get(day=date(2026, 5, 9))
     PaceDay.objects.create(month=stray.month, day=stray.day, count=stray.count, amount=stray.amount)  # a copy
@@ -312,14 +313,46 @@ def test_the_incremental_step_rewrites_only_the_rollup_rows_that_changed():
             event_at=local(2026, 7, 26, 18), total=700)
     refresh.refresh_recent()
 
-    day_after, ledger_after = rows(ActivityDay, day=date(2026, 5, 4)), rows(PaceDay, month=date(2026, 7, 1))
+    day_after = rows(ActivityDay, activity, day=date(2026, 5, 4))
+    ledger_after = rows(PaceDay, ledger, month=date(2026, 7, 1))
     kept = {pk: row for pk, row in day_after.items() if day_before.get(pk) == row}
     # The sms count of the day (2 -> 3) is written again, the 15:00 hour is new; every other row is kept.
     assert len(kept) == len(day_before) - 1
     written = sorted(row for pk, row in day_after.items() if pk not in kept)
-    assert [(kind, channel, hour, count) for _, kind, _, channel, hour, count in written] == [
+    assert [(kind, channel, hour, count) for kind, _, channel, hour, count in written] == [
         ("received", "sms", None, 3), ("received_hour", "", 15, 1)]
     # The ledger: its three lines kept, the copy gone, the new booking's line added.
     assert {pk: row for pk, row in ledger_after.items() if pk in ledger_before} == ledger_before
     assert sorted(row for pk, row in ledger_after.items() if pk not in ledger_before) == [
         (date(2026, 7, 1), date(2026, 5, 20), 1, Decimal("700.00"))]
+
+
+def test_whole_months_from_activity_months_give_the_figures_the_days_give(monkeypatch):
+    """Staff and inbox counts read a range's whole months from ActivityMonth and its other days from
+    ActivityDay: every range (whole months, part-months at either end, by week and by day, one agent's
+    view) gives the same figures as reading every day, and the month rows are the days' sums."""
+    ann, bob = make_user("ann"), make_user("bob")
+    for n, (month, day, channel, agent) in enumerate([(1, 30, "sms", ann), (2, 1, "email", bob), (2, 14, "sms", ann),
+                                                      (2, 28, "chat", bob), (3, 1, "sms", ann), (3, 17, "email", ann),
+                                                      (4, 2, "sms", bob)]):
+        conv = Conversation.objects.create(customer=make_customer(f"c{n}@example.com"),
+                                           created_at=local(2026, month, day, 9), status="open")
+        history.record(Kind.RECEIVED, conv, at=local(2026, month, day, 9 + n), channel=channel)
+        history.record(Kind.REPLIED, conv, at=local(2026, month, day, 10 + n), actor=agent, channel=channel)
+        history.record(Kind.NOTE, conv, at=local(2026, month, day, 11 + n), actor=agent)
+        history.record(Kind.STATUS_CHANGED, conv, at=local(2026, month, day, 12 + n), actor=agent,
+                       from_value="open", to_value="resolved")
+    refresh.refresh_all()
+    assert sorted(ActivityMonth.objects.filter(kind="received", channel="sms").values_list("month", "count")) == [
+        (date(2026, 1, 1), 1), (date(2026, 2, 1), 1), (date(2026, 3, 1), 1), (date(2026, 4, 1), 1)]
+
+    def figures(rng):
+        return (metrics.staff(rng), metrics.staff(rng, agent_id=ann.pk), metrics.inbox(rng))
+
+    ranges = [Range(date(2026, 2, 1), date(2026, 3, 31), "month"), Range(date(2026, 1, 30), date(2026, 4, 2), "month"),
+              Range(date(2026, 1, 15), date(2026, 3, 20), "week"), Range(date(2026, 2, 1), date(2026, 2, 28), "day"),
+              Range(date(2026, 2, 10), date(2026, 3, 5), "month")]
+    with_months = [figures(rng) for rng in ranges]
+    assert with_months[1][0]["totals"]["replies"] == 7 and with_months[1][2]["totals"]["received"] == 7
+    monkeypatch.setattr("analytics.rollups.whole_months", lambda rng: (None, [(rng.start, rng.end)]))
+    assert [figures(rng) for rng in ranges] == with_months
