@@ -27,7 +27,7 @@ from inbox.models import ConversationActivity
 
 from . import narrowing, parallel, percentiles, rollups, timebase
 from .models import (ActivityDay, ActivityMonth, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, FunnelDay,
-                     LeadDay, PaceDay, ReplyDay, Resolution, ResponseCycle, RevenueDay)
+                     FunnelMonth, LeadDay, PaceDay, ReplyDay, Resolution, ResponseCycle, RevenueDay)
 
 ZERO = Decimal("0")
 Kind = ConversationActivity.Kind
@@ -232,18 +232,23 @@ def bookings_figures(rng, *, database=None, brief=False):
     """bookings() with lost_reasons as counts by reason id ({"bookings": {id: n}, "leads": {id: n}}):
     every figure read from the rollups, none from the lost reasons' names (what the dashboard caches).
     brief: without the order value median (see BRIEF)."""
-    days = FunnelDay.objects.filter(day__gte=rng.start, day__lte=rng.end)
+    def funnel(dims, read, per_period=False):
+        # Whole months from FunnelMonth, the rest from FunnelDay, in one statement; a key's months and
+        # its other days come as two rows, added up below.
+        return rollups.months_and_days(rng, FunnelDay.objects.filter(dim__in=dims),
+                                       FunnelMonth.objects.filter(dim__in=dims), read, per_period=per_period)
+
     # Lost reasons and turned-away dates (keyed by event date: hundreds of keys) need one count each,
     # not a row per period with every sum.
     reasons_n, turned = defaultdict(int), defaultdict(int)
-    for dim, key, n in (days.filter(dim__in=["reason", "turned"]).values("dim", "key")
-                        .annotate(n=Sum("inquiries")).order_by().values_list("dim", "key", "n")):
+    for dim, key, n in funnel(["reason", "turned"], lambda rows, _: rows.values("dim", "key").annotate(
+            n=Sum("inquiries")).order_by().values_list("dim", "key", "n")):
         if dim == "reason":
             reasons_n[int(key)] += n
         else:
             turned[key] += n
-    rows = (days.filter(dim__in=["source", "first_touch"]).values("dim", "key", period=_period("day", rng.interval))
-            .annotate(**{k: Sum(k) for k in (*STEPS, "guests", "value")}).order_by())
+    rows = funnel(["source", "first_touch"], lambda rows, period: rows.values("dim", "key", period=period).annotate(
+        **{k: Sum(k) for k in (*STEPS, "guests", "value")}).order_by(), per_period=True)
     by_period, by_source, by_touch = (defaultdict(lambda: defaultdict(int)) for _ in range(3))
     guests, value = 0, ZERO
     for r in rows:

@@ -133,8 +133,8 @@ class BookingFact(models.Model):
                    models.Index(fields=["off_at"], name="analytics_bf_off_idx")]
 
 
-class FunnelDay(models.Model):
-    """Bookings by local inquiry day and one slice (dim, key):
+class FunnelCounts(models.Model):
+    """What FunnelDay and FunnelMonth count, by one slice (dim, key):
 
     dim "source" (key: the booking's source) and "first_touch" (key: the first lead's source, "" none):
         inquiries, quoted, confirmed, completed, lost, cancelled; of the completed, guests and value.
@@ -142,7 +142,6 @@ class FunnelDay(models.Model):
     dim "turned" (key: the local event date): inquiries = bookings lost to "date unavailable".
     """
 
-    day = models.DateField()
     dim = models.CharField(max_length=12)
     key = models.CharField(max_length=12, blank=True)
     inquiries = models.PositiveIntegerField(db_default=0)
@@ -154,8 +153,29 @@ class FunnelDay(models.Model):
     guests = models.PositiveIntegerField(db_default=0)
     value = models.DecimalField(max_digits=14, decimal_places=2, db_default=0)
 
+    COUNTS = ("inquiries", "quoted", "confirmed", "completed", "lost", "cancelled", "guests", "value")
+
+    class Meta:
+        abstract = True
+
+
+class FunnelDay(FunnelCounts):
+    """Bookings by local inquiry day and one slice (FunnelCounts)."""
+
+    day = models.DateField()
+
     class Meta:
         indexes = [models.Index(fields=["day", "dim"], name="analytics_funnel_day_idx")]
+
+
+class FunnelMonth(FunnelCounts):
+    """FunnelDay added up by local inquiry month (its first day): a range's whole months read these
+    (rollups.months_and_days)."""
+
+    month = models.DateField(help_text="The first local day of the month.")
+
+    class Meta:
+        indexes = [models.Index(fields=["month", "dim"], name="analytics_funnel_month_idx")]
 
 
 class CashDay(models.Model):
@@ -250,6 +270,8 @@ class ActivityCounts(models.Model):
     channel = models.CharField(max_length=10, blank=True)
     hour = models.PositiveSmallIntegerField(null=True)
     count = models.PositiveIntegerField()
+
+    COUNTS = ("count",)
 
     class Meta:
         abstract = True

@@ -30,8 +30,8 @@ from crm.models import Booking, Lead, LostReason, Payment
 from inbox.models import ConversationActivity
 
 from . import parallel, timebase
-from .models import (ActivityDay, ActivityMonth, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, FunnelDay, LeadDay,
-                     PaceDay, ReplyDay, ResponseCycle)
+from .models import (ActivityDay, ActivityMonth, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, FunnelDay,
+                     FunnelMonth, LeadDay, PaceDay, ReplyDay, ResponseCycle)
 
 ZERO = Decimal("0")
 MONEY = DecimalField(max_digits=14, decimal_places=2)
@@ -371,7 +371,12 @@ def _insert_facts(table, base, paid, first) -> None:
 
 
 def rebuild_funnel(days=None) -> None:
-    """FunnelDay of these local inquiry days."""
+    """FunnelDay of these local inquiry days, and FunnelMonth of their months."""
+    _funnel_days(days)
+    add_up_months(FunnelDay, FunnelMonth, None if days is None else {timebase.bucket(d, "month") for d in days})
+
+
+def _funnel_days(days) -> None:
     FunnelDay.objects.filter(day_filter("day", days)).delete()
     facts = BookingFact.objects.filter(day_filter("inquiry_day", days))
     done = Q(status=Booking.Status.COMPLETED)
@@ -516,20 +521,27 @@ def _first_replies(days) -> None:
             v_count=Count("pk")).order_by(), table=table)
 
 
-def rebuild_activity_months(months=None) -> None:
-    """ActivityMonth of these local months (first days; None: all), added up from ActivityDay: run after
-    every write of ActivityDay's days in them, in the same transaction."""
-    days = ActivityDay.objects.all()
+def add_up_months(day_model, month_model, months=None) -> None:
+    """month_model's rows of these local months (first days; None: all), added up from day_model's:
+    its COUNTS summed, every other field a key. Run after every write of the days in them, in the same
+    transaction (by difference: rewriting)."""
+    days = day_model.objects.all()
     if months is not None:
         q = Q(pk__in=[])
         for month in months:
             q |= Q(day__gte=month, day__lt=timebase.next_bucket(month, "month"))
         days = days.filter(q)
-    with rewriting(ActivityMonth.objects.filter(**({} if months is None else {"month__in": list(months)})),
+    keys = {f"v_{f.name}": F(f.name) for f in month_model._meta.concrete_fields
+            if f.name not in ("id", "month", *month_model.COUNTS)}
+    with rewriting(month_model.objects.filter(**({} if months is None else {"month__in": list(months)})),
                    whole=months is None) as table:
-        insert_select(ActivityMonth, days.values(
-            v_month=Trunc("day", "month", output_field=DateField()), v_kind=F("kind"), v_agent=F("agent"),
-            v_channel=F("channel"), v_hour=F("hour")).annotate(v_count=Sum("count")).order_by(), table=table)
+        insert_select(month_model, days.values(v_month=Trunc("day", "month", output_field=DateField()), **keys)
+                      .annotate(**{f"v_{c}": Sum(c) for c in month_model.COUNTS}).order_by(), table=table)
+
+
+def rebuild_activity_months(months=None) -> None:
+    """ActivityMonth of these local months (None: all), from ActivityDay."""
+    add_up_months(ActivityDay, ActivityMonth, months)
 
 
 def rebuild_reply_days(conversation_ids=None) -> set | None:

@@ -8,7 +8,7 @@ from django.db.models import F
 
 from analytics import metrics, refresh
 from analytics.models import (ActivityDay, ActivityMonth, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay,
-                              DurationMonth, FunnelDay, LeadDay, PaceDay, RefreshState, ReplyDay, Resolution,
+                              DurationMonth, FunnelDay, FunnelMonth, LeadDay, PaceDay, RefreshState, ReplyDay, Resolution,
                               ResponseCycle, RevenueDay)
 from analytics.tests.helpers import booking, local, pay
 from analytics.timebase import Range
@@ -20,7 +20,7 @@ from tests.factories import make_customer, make_user
 
 pytestmark = pytest.mark.django_db
 Kind = history.Kind
-ROLLUPS = [RevenueDay, BookingFact, FunnelDay, CashDay, PaceDay, CustomerFact, CustomerDay, LeadDay, ActivityDay,
+ROLLUPS = [RevenueDay, BookingFact, FunnelDay, FunnelMonth, CashDay, PaceDay, CustomerFact, CustomerDay, LeadDay, ActivityDay,
            ActivityMonth, ReplyDay, CycleDay, ResponseCycle, Resolution, DurationMonth]
 
 
@@ -327,10 +327,11 @@ def test_the_incremental_step_rewrites_only_the_rollup_rows_that_changed():
         (date(2026, 7, 1), date(2026, 5, 20), 1, Decimal("700.00"))]
 
 
-def test_whole_months_from_activity_months_give_the_figures_the_days_give(monkeypatch):
-    """Staff and inbox counts read a range's whole months from ActivityMonth and its other days from
-    ActivityDay: every range (whole months, part-months at either end, by week and by day, one agent's
-    view) gives the same figures as reading every day, and the month rows are the days' sums."""
+def test_whole_months_from_month_rollups_give_the_figures_the_days_give(monkeypatch):
+    """Staff and inbox counts and the funnel read a range's whole months from ActivityMonth and
+    FunnelMonth and its other days from ActivityDay and FunnelDay: every range (whole months,
+    part-months at either end, by week and by day, one agent's view) gives the same figures as reading
+    every day, and the month rows are the days' sums."""
     ann, bob = make_user("ann"), make_user("bob")
     for n, (month, day, channel, agent) in enumerate([(1, 30, "sms", ann), (2, 1, "email", bob), (2, 14, "sms", ann),
                                                       (2, 28, "chat", bob), (3, 1, "sms", ann), (3, 17, "email", ann),
@@ -342,17 +343,30 @@ def test_whole_months_from_activity_months_give_the_figures_the_days_give(monkey
         history.record(Kind.NOTE, conv, at=local(2026, month, day, 11 + n), actor=agent)
         history.record(Kind.STATUS_CHANGED, conv, at=local(2026, month, day, 12 + n), actor=agent,
                        from_value="open", to_value="resolved")
+    c = make_customer("funnel@example.com")
+    for n, (month, day, status, source) in enumerate([(1, 31, "completed", "yelp"), (2, 1, "lost", "website"),
+                                                      (2, 1, "completed", "yelp"), (2, 27, "quoted", "website"),
+                                                      (3, 1, "lost", "yelp"), (3, 31, "completed", "website"),
+                                                      (4, 1, "cancelled", "yelp")]):
+        at = local(2026, month, day, 12)
+        booking(c, status=status, inquiry_at=at, quoted_at=at, confirmed_at=None if status == "lost" else at,
+                event_at=local(2026, 6, 1 + n, 18), total=500 + n, guests=10 + n, source=source,
+                lost="date_unavailable" if status == "lost" else None)
     refresh.refresh_all()
     assert sorted(ActivityMonth.objects.filter(kind="received", channel="sms").values_list("month", "count")) == [
         (date(2026, 1, 1), 1), (date(2026, 2, 1), 1), (date(2026, 3, 1), 1), (date(2026, 4, 1), 1)]
+    assert sorted(FunnelMonth.objects.filter(dim="source", key="yelp").values_list("month", "inquiries", "value")) == [
+        (date(2026, 1, 1), 1, Decimal("500.00")), (date(2026, 2, 1), 1, Decimal("502.00")),
+        (date(2026, 3, 1), 1, Decimal("0.00")), (date(2026, 4, 1), 1, Decimal("0.00"))]
 
     def figures(rng):
-        return (metrics.staff(rng), metrics.staff(rng, agent_id=ann.pk), metrics.inbox(rng))
+        return (metrics.staff(rng), metrics.staff(rng, agent_id=ann.pk), metrics.inbox(rng), metrics.bookings(rng))
 
     ranges = [Range(date(2026, 2, 1), date(2026, 3, 31), "month"), Range(date(2026, 1, 30), date(2026, 4, 2), "month"),
               Range(date(2026, 1, 15), date(2026, 3, 20), "week"), Range(date(2026, 2, 1), date(2026, 2, 28), "day"),
               Range(date(2026, 2, 10), date(2026, 3, 5), "month")]
     with_months = [figures(rng) for rng in ranges]
     assert with_months[1][0]["totals"]["replies"] == 7 and with_months[1][2]["totals"]["received"] == 7
+    assert with_months[1][3]["totals"]["inquiries"] == 7 and len(with_months[1][3]["turned_away"]) == 2
     monkeypatch.setattr("analytics.rollups.whole_months", lambda rng: (None, [(rng.start, rng.end)]))
     assert [figures(rng) for rng in ranges] == with_months
