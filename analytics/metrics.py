@@ -26,8 +26,8 @@ from crm.models import Booking, LostReason, MarketingSpend
 from inbox.models import ConversationActivity
 
 from . import narrowing, parallel, percentiles, rollups, timebase
-from .models import (ActivityDay, ActivityMonth, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, FunnelDay,
-                     FunnelMonth, LeadDay, PaceDay, ReplyDay, Resolution, ResponseCycle, RevenueDay)
+from .models import (ActivityDay, ActivityMonth, BookingFact, CashDay, CohortMonth, CustomerDay, CustomerFact, CycleDay,
+                     FunnelDay, FunnelMonth, LeadDay, PaceDay, ReplyDay, Resolution, ResponseCycle, RevenueDay)
 
 ZERO = Decimal("0")
 Kind = ConversationActivity.Kind
@@ -313,12 +313,22 @@ def customers(rng, *, today=None, database=None):
     """
     today = today or timebase.local_date(datetime.now(dt_timezone.utc))
     members = CustomerFact.objects.filter(first_day__gte=rng.start, first_day__lte=rng.end)
-    # Each cohort's median and its counts and sums in one read of its members.
-    cohorts = percentiles.summary(members, ["first_month"], ["ltv"], (0.5,), also={
-        "n": Count("pk"), "ltv_sum": Sum("ltv"),
-        **{f"r{n}": Count("pk", filter=Q(repeat_months__lte=n)) for n in (6, 12, 24)}}, database=database)
+    # The range's whole months: each cohort's figures as the refresh kept them (CohortMonth); the other
+    # days: each cohort's median and its counts and sums in one read of its members. database=False (the
+    # Python path, which tests compare) reads every cohort from the members.
+    months, rest = rollups.whole_months(rng) if database is not False else (None, [(rng.start, rng.end)])
+    cohorts = {}
+    if months:
+        for c in CohortMonth.objects.filter(first_month__gte=months[0], first_month__lte=months[1]):
+            cohorts[c.first_month] = {"n": c.customers, "ltv_sum": c.ltv_sum, "ltv": [c.ltv_median], "r6": c.repeat_6,
+                                      "r12": c.repeat_12, "r24": c.repeat_24}
+    if rest:
+        q = Q(pk__in=[])
+        for first, last in rest:
+            q |= Q(first_day__gte=first, first_day__lte=last)
+        cohorts.update(rollups.cohorts_of(CustomerFact.objects.filter(q), database=database))
     cohort_rows = []
-    cohort_sums = [{"first_month": month, **cells} for (month,), cells in sorted(cohorts.items())]
+    cohort_sums = [{"first_month": month, **cells} for month, cells in sorted(cohorts.items())]
     for row in cohort_sums:
         month = row["first_month"]
         out = {"cohort": month.isoformat(), "customers": row["n"], "ltv_mean": money_ratio(row["ltv_sum"], row["n"]),

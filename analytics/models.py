@@ -234,6 +234,22 @@ class CustomerFact(models.Model):
                    models.Index(fields=["last_live_day", "first_day"], name="analytics_cf_lapsed_idx")]
 
 
+class CohortMonth(models.Model):
+    """A cohort's figures (customers whose first completed event fell in this local month): how many,
+    their lifetime value summed and its median (percentile_cont, as the facts give it), and how many
+    had another completed event within 6, 12 and 24 months. A range's whole months read these; its
+    other days are summed from CustomerFact (metrics.customers). The refresh computes a month again
+    whenever a member's facts change."""
+
+    first_month = models.DateField(unique=True)
+    customers = models.PositiveIntegerField()
+    ltv_sum = models.DecimalField(max_digits=16, decimal_places=2)
+    ltv_median = models.FloatField(null=True)
+    repeat_6 = models.PositiveIntegerField()
+    repeat_12 = models.PositiveIntegerField()
+    repeat_24 = models.PositiveIntegerField()
+
+
 class CustomerDay(models.Model):
     """Completed events on a local day, and how many of them were a customer's first (new)."""
 

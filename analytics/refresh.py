@@ -260,7 +260,7 @@ def _written(state) -> None:
 # (step, rebuild, the table later steps read from, analyzed once it is filled)
 BOOKING_ROLLUPS = [("booking facts", rollups.rebuild_booking_facts, BookingFact), ("funnel", rollups.rebuild_funnel, None),
                    ("cash", rollups.rebuild_cash, None), ("pace", rollups.rebuild_pace, None),
-                   ("customers", rollups.rebuild_customers, CustomerFact),
+                   ("customers", rollups.rebuild_customers, CustomerFact), ("cohorts", rollups.rebuild_cohorts, None),
                    ("customer days", rollups.rebuild_customer_days, None), ("leads", rollups.rebuild_leads, None)]
 HISTORY_ROLLUPS = [("activity days", rollups.rebuild_activity_days), ("reply days", rollups.rebuild_reply_days),
                    ("activity months", rollups.rebuild_activity_months),
@@ -362,6 +362,7 @@ def _refresh_bookings(since) -> dict:
     rollups.rebuild_pace(units["month"])
     rollups.rebuild_customers(customers)
     first_days |= set(CustomerFact.objects.filter(customer_id__in=list(customers)).values_list("first_day", flat=True))
+    rollups.rebuild_cohorts({timebase.bucket(day, "month") for day in first_days})
     rollups.rebuild_customer_days(units["event"] | first_days)
     lead_days.update(timebase.local_date(at) for at in Lead.objects.filter(booking_id__in=list(ids)).values_list(
         "created_at", flat=True))

@@ -29,9 +29,9 @@ from django.db.models.functions import Cast, Coalesce, ExtractHour, RowNumber, T
 from crm.models import Booking, Lead, LostReason, Payment
 from inbox.models import ConversationActivity
 
-from . import parallel, timebase
-from .models import (ActivityDay, ActivityMonth, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay, FunnelDay,
-                     FunnelMonth, LeadDay, PaceDay, ReplyDay, ResponseCycle)
+from . import parallel, percentiles, timebase
+from .models import (ActivityDay, ActivityMonth, BookingFact, CashDay, CohortMonth, CustomerDay, CustomerFact, CycleDay,
+                     FunnelDay, FunnelMonth, LeadDay, PaceDay, ReplyDay, ResponseCycle)
 
 ZERO = Decimal("0")
 MONEY = DecimalField(max_digits=14, decimal_places=2)
@@ -464,6 +464,28 @@ def _write_customers(facts, table) -> None:
                      (second - first).days if second else None, len(completed), value - refunded, live))
     write_rows(CustomerFact, ["customer_id", "first_day", "first_month", "second_day", "repeat_months",
                               "days_to_second", "completed", "ltv", "last_live_day"], rows, table=table)
+
+
+def cohorts_of(members, *, database=None) -> dict:
+    """{first month: {"n", "ltv_sum", "ltv": [median], "r6", "r12", "r24"}} of these CustomerFact rows
+    grouped by cohort, its median and its counts in one read of the members."""
+    found = percentiles.summary(members, ["first_month"], ["ltv"], (0.5,), also={
+        "n": Count("pk"), "ltv_sum": Sum("ltv"),
+        **{f"r{n}": Count("pk", filter=Q(repeat_months__lte=n)) for n in (6, 12, 24)}}, database=database)
+    return {month: cells for (month,), cells in found.items()}
+
+
+def rebuild_cohorts(months=None) -> None:
+    """CohortMonth of these first months (None: all), from CustomerFact: run after the customers' facts
+    are written, for the months their members left and joined."""
+    members = CustomerFact.objects.all()
+    if months is not None:
+        members = members.filter(first_month__in=list(months))
+    rows = [(month, c["n"], c["ltv_sum"], c["ltv"][0], c["r6"], c["r12"], c["r24"])
+            for month, c in sorted(cohorts_of(members).items())]
+    CohortMonth.objects.filter(**({} if months is None else {"first_month__in": list(months)})).delete()
+    write_rows(CohortMonth, ["first_month", "customers", "ltv_sum", "ltv_median", "repeat_6", "repeat_12",
+                             "repeat_24"], rows)
 
 
 def rebuild_customer_days(days=None) -> None:

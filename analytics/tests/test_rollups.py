@@ -7,7 +7,7 @@ import pytest
 from django.db.models import F
 
 from analytics import metrics, refresh
-from analytics.models import (ActivityDay, ActivityMonth, BookingFact, CashDay, CustomerDay, CustomerFact, CycleDay,
+from analytics.models import (ActivityDay, ActivityMonth, BookingFact, CashDay, CohortMonth, CustomerDay, CustomerFact, CycleDay,
                               DurationMonth, FunnelDay, FunnelMonth, LeadDay, PaceDay, RefreshState, ReplyDay, Resolution,
                               ResponseCycle, RevenueDay)
 from analytics.tests.helpers import booking, local, pay
@@ -20,7 +20,7 @@ from tests.factories import make_customer, make_user
 
 pytestmark = pytest.mark.django_db
 Kind = history.Kind
-ROLLUPS = [RevenueDay, BookingFact, FunnelDay, FunnelMonth, CashDay, PaceDay, CustomerFact, CustomerDay, LeadDay, ActivityDay,
+ROLLUPS = [RevenueDay, BookingFact, FunnelDay, FunnelMonth, CashDay, PaceDay, CustomerFact, CohortMonth, CustomerDay, LeadDay, ActivityDay,
            ActivityMonth, ReplyDay, CycleDay, ResponseCycle, Resolution, DurationMonth]
 
 
@@ -370,3 +370,38 @@ def test_whole_months_from_month_rollups_give_the_figures_the_days_give(monkeypa
     assert with_months[1][3]["totals"]["inquiries"] == 7 and len(with_months[1][3]["turned_away"]) == 2
     monkeypatch.setattr("analytics.rollups.whole_months", lambda rng: (None, [(rng.start, rng.end)]))
     assert [figures(rng) for rng in ranges] == with_months
+
+
+def test_cohorts_of_whole_months_come_from_cohort_month_and_equal_the_facts(monkeypatch):
+    """A cohort's figures for a whole month are kept by the refresh (CohortMonth); a range's other days
+    are counted from the customers' facts. Both ways give the same customers figures over ranges with
+    whole months, part-months at either end and none; a refund moves its cohort's row at the next step."""
+    firsts = [(1, 20, 400), (2, 1, 1000), (2, 14, 300), (2, 28, 700), (3, 1, 250), (3, 15, 900), (4, 2, 500)]
+    customers = []
+    for n, (month, day, total) in enumerate(firsts):
+        c = make_customer(f"cohort{n}@example.com")
+        customers.append(booking(c, status="completed", inquiry_at=local(2026, month, day, 10) - timedelta(days=20),
+                                 confirmed_at=local(2026, month, day, 10) - timedelta(days=10),
+                                 event_at=local(2026, month, day, 18), total=total))
+        if n % 2:  # a second event two months later: a repeat within 6 months
+            booking(c, status="completed", inquiry_at=local(2026, month, day, 10),
+                    confirmed_at=local(2026, month, day, 11), event_at=local(2026, month + 2, 10, 18), total=100)
+    refresh.refresh_all()
+    feb = CohortMonth.objects.get(first_month=date(2026, 2, 1))
+    # February's cohort: 1000 + 100 (a repeat), 300, 700 + 100 (a repeat): median 800, sum 2200.
+    assert (feb.customers, feb.ltv_sum, feb.ltv_median, feb.repeat_6) == (3, Decimal("2200.00"), 800.0, 2)
+
+    today = date(2026, 11, 30)
+    ranges = [Range(date(2026, 2, 1), date(2026, 3, 31), "month"), Range(date(2026, 1, 15), date(2026, 4, 5), "month"),
+              Range(date(2026, 2, 10), date(2026, 3, 10), "week")]
+    kept = [metrics.customers(rng, today=today) for rng in ranges]
+    assert [c["customers"] for c in kept[1]["cohorts"]] == [1, 3, 2, 1]  # part-months at both ends
+    monkeypatch.setattr("analytics.rollups.whole_months", lambda rng: (None, [(rng.start, rng.end)]))
+    assert [metrics.customers(rng, today=today) for rng in ranges] == kept
+    monkeypatch.undo()
+
+    time_passes()
+    pay(customers[2], "refund", 200, local(2026, 5, 1, 12))  # February's 300 becomes 100
+    refresh.refresh_recent()
+    feb = CohortMonth.objects.get(first_month=date(2026, 2, 1))
+    assert (feb.customers, feb.ltv_sum, feb.ltv_median) == (3, Decimal("2000.00"), 800.0)
