@@ -223,7 +223,7 @@ def bookings(rng, *, database=None):
     ("none" without a lead). Of the completed ones: mean guests, revenue per guest (total /
     guests), order value mean and median. turned_away: bookings lost to "date unavailable" by
     local event date, valued at the mean completed order value of the range.
-    (FunnelDay rollup; the median from the completed bookings' facts.)
+    (FunnelDay rollup, FunnelMonth for whole months; the median from the completed bookings' facts.)
     """
     return with_reason_names(bookings_figures(rng, database=database))
 
@@ -309,7 +309,8 @@ def customers(rng, *, today=None, database=None):
     event, those whose latest booking of any live status (not lost/cancelled) is more than
     CHURN_DAYS before the end date. new / returning per period: completed events in the
     period that are a customer's first / a later one.
-    (CustomerFact: one row per customer; CustomerDay: completed and first events per day.)
+    (CustomerFact: one row per customer; CohortMonth: a whole month's cohort; CustomerDay: completed and
+    first events per day.)
     """
     today = today or timebase.local_date(datetime.now(dt_timezone.utc))
     members = CustomerFact.objects.filter(first_day__gte=rng.start, first_day__lte=rng.end)
@@ -395,7 +396,8 @@ def staff(rng, *, agent_id=None, database=None):
     within FIRST_RESPONSE_TARGET_MINUTES of wall time. resolution: median and p90 of the
     Resolution rows in the range, from conversation start or the reopen before.
     agent_id limits everything to one agent (an agent's own view).
-    (Counts from the ActivityDay and ReplyDay rollups; durations from ResponseCycle and Resolution.)
+    (Counts from the ActivityDay, ActivityMonth and ReplyDay rollups; durations from ResponseCycle and
+    Resolution.)
     """
     return with_agent_names(staff_figures(rng, agent_id=agent_id, database=database))
 
@@ -616,7 +618,7 @@ def inbox(rng, *, database=None, brief=False):
     conversion by first-reply speed: conversations started in the range, by how soon their
     first wait was answered (<=5 min, <=1 h, <=4 h, <=24 h, later, unanswered), and the share
     whose customer confirmed a booking within ANALYTICS_CONVERSION_WINDOW_DAYS of the start.
-    (ActivityDay and CycleDay rollups; first response percentiles from ResponseCycle.)
+    (ActivityDay, ActivityMonth and CycleDay rollups; first response percentiles from ResponseCycle.)
     brief: without the first response by channel (see BRIEF)."""
     def activity(kind, read, per_period=False):
         # Whole months from ActivityMonth, the rest from ActivityDay, in one statement.

@@ -11,7 +11,11 @@ response cycles by local day.
 Every statement is the ORM's, compiled for the connection in use, so PostgreSQL and SQLite run the
 same code path (SQLite converts time zones with the functions Django registers) and get the same
 rows. Each rebuild takes a set of units (local days, event months, bookings, customers,
-conversations; None: everything), deletes their rows and computes them again.
+conversations; None: everything), deletes their rows and computes them again; where a unit is wide
+(a day of activity, a month of the pace ledger) and a step changes few of its rows, only the rows that
+differ are written (rewriting). ActivityMonth and FunnelMonth add their day rollups up by month and
+CohortMonth keeps each cohort's figures, so a range's whole months read a row per month
+(months_and_days); the refresh recomputes a month whenever it writes one of its days or members.
 """
 from contextlib import contextmanager
 from datetime import timedelta
@@ -266,13 +270,14 @@ def whole_months(rng):
     days outside them, as (first, last)."""
     first = rng.start if rng.start.day == 1 else timebase.next_bucket(rng.start, "month")
     after = timebase.next_bucket(rng.end, "month")  # the first day of the month after the end's
-    last = after if rng.end == after - timedelta(days=1) else timebase.bucket(rng.end, "month")
-    if first >= last:  # no whole month: every day is read from the days
+    # The day after the last whole month: the end's month is whole when the range ends on its last day.
+    stop = after if rng.end == after - timedelta(days=1) else timebase.bucket(rng.end, "month")
+    if first >= stop:  # no whole month: every day is read from the days
         return None, [(rng.start, rng.end)]
     rest = [(rng.start, first - timedelta(days=1))] if rng.start < first else []
-    if last <= rng.end:
-        rest.append((last, rng.end))
-    return (first, last - timedelta(days=1)), rest
+    if stop <= rng.end:
+        rest.append((stop, rng.end))
+    return (first, stop - timedelta(days=1)), rest
 
 
 def months_and_days(rng, day_rows, month_rows, read, *, per_period=False):
