@@ -483,6 +483,8 @@ def cohorts_of(members, *, database=None) -> dict:
 def rebuild_cohorts(months=None) -> None:
     """CohortMonth of these first months (None: all), from CustomerFact: run after the customers' facts
     are written, for the months their members left and joined."""
+    if months is not None and not months:
+        return
     members = CustomerFact.objects.all()
     if months is not None:
         members = members.filter(first_month__in=list(months))
@@ -552,6 +554,8 @@ def add_up_months(day_model, month_model, months=None) -> None:
     """month_model's rows of these local months (first days; None: all), added up from day_model's:
     its COUNTS summed, every other field a key. Run after every write of the days in them, in the same
     transaction (by difference: rewriting)."""
+    if months is not None and not months:
+        return
     days = day_model.objects.all()
     if months is not None:
         q = Q(pk__in=[])
