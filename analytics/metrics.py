@@ -324,10 +324,8 @@ def customers(rng, *, today=None, database=None):
             cohorts[c.first_month] = {"n": c.customers, "ltv_sum": c.ltv_sum, "ltv": [c.ltv_median], "r6": c.repeat_6,
                                       "r12": c.repeat_12, "r24": c.repeat_24}
     if rest:
-        q = Q(pk__in=[])
-        for first, last in rest:
-            q |= Q(first_day__gte=first, first_day__lte=last)
-        cohorts.update(rollups.cohorts_of(CustomerFact.objects.filter(q), database=database))
+        cohorts.update(rollups.cohorts_of(CustomerFact.objects.filter(rollups.span_filter("first_day", rest)),
+                                          database=database))
     cohort_rows = []
     cohort_sums = [{"first_month": month, **cells} for month, cells in sorted(cohorts.items())]
     for row in cohort_sums:

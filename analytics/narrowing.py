@@ -16,15 +16,15 @@ needs. PostgreSQL only, like percentile_cont: elsewhere the figures sort in Pyth
 import logging
 from bisect import bisect_right
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import Count, DateField, F, Q, Value
+from django.db.models import Count, DateField, F, Value
 from django.db.models.functions import Cast, Coalesce
 
 from . import percentiles, timebase
-from .rollups import insert_select, local_month
+from .rollups import insert_select, local_month, month_runs, span_filter, whole_months
 from .models import DurationMonth, RefreshState, Resolution, ResponseCycle
 
 logger = logging.getLogger(__name__)
@@ -50,14 +50,6 @@ def next_month(month: date) -> date:
     return timebase.next_bucket(month, "month")
 
 
-def _in_months(field, months):
-    q = Q(pk__in=[])
-    for month in months:
-        q |= Q(**{f"{field}__gte": timebase.local_midnight(month),
-                  f"{field}__lt": timebase.local_midnight(next_month(month))})
-    return q
-
-
 # --- kept by the refresh ----------------------------------------------------------------------------
 def rebuild_months(months=None) -> None:
     """DurationMonth of these local months (their first days; None: every month), deleted and counted
@@ -69,7 +61,7 @@ def rebuild_months(months=None) -> None:
     for measure, (model, field) in MEASURES.items():
         old, rows = DurationMonth.objects.filter(measure=measure), _counted(model, field)
         if months is not None:
-            old, rows = old.filter(month__in=months), rows.filter(_in_months(field, months))
+            old, rows = old.filter(month__in=months), rows.filter(span_filter(field, month_runs(months), instants=True))
         old.delete()
         insert_select(DurationMonth, rows.values(
             v_measure=Value(measure), v_month=local_month(field), v_agent=F("agent_id"), v_bucket=BUCKET,
@@ -129,16 +121,7 @@ def _counted(model, field):
 # --- read by the figures -----------------------------------------------------------------------------
 def applies(rng) -> bool:
     """Worth it where it works: PostgreSQL, and a range holding a whole month."""
-    return connection.vendor == "postgresql" and bool(_whole_months(rng.start, rng.end))
-
-
-def _whole_months(start: date, end: date) -> list:
-    month = month_of(start) if start.day == 1 else next_month(start)
-    out = []
-    while next_month(month) - timedelta(days=1) <= end:
-        out.append(month)
-        month = next_month(month)
-    return out
+    return connection.vendor == "postgresql" and whole_months(rng)[0] is not None
 
 
 def find(measure, rng, *, agents=False, periods=False, overall=False, within=None, ps=(0.5, 0.9)):
@@ -242,20 +225,14 @@ def _counts(measure, model, field, rng, kinds):
     the month, "overall": None), the generation of the rollups it read). The whole months' counts come
     from DurationMonth, the part-months at the range's ends are counted from the rows; one statement
     sums them per group and bucket."""
-    whole = _whole_months(rng.start, rng.end)
+    whole, rest = whole_months(rng)
     # The part-months as index ranges of their own (never the range less the whole months: that reads all of it).
-    edges = [rng.since, rng.until] if not whole else [
-        rng.since, timebase.local_midnight(whole[0]), timebase.local_midnight(next_month(whole[-1])), rng.until]
-    parts = Q(pk__in=[])
-    for start, end in zip(edges[::2], edges[1::2]):
-        if start < end:
-            parts |= Q(**{f"{field}__gte": start, f"{field}__lt": end})
     # month: a date in SQL too, or UNION with DurationMonth's date column would make both timestamps.
-    counted = (model.objects.filter(parts).values("agent_id", b=BUCKET)
+    counted = (model.objects.filter(span_filter(field, rest, instants=True)).values("agent_id", b=BUCKET)
                .annotate(m=Cast(local_month(field), DateField())).annotate(n=Count("*"))
                .order_by().values_list("agent_id", "m", "b", "n"))
     if whole:
-        counted = (DurationMonth.objects.filter(measure=measure, month__gte=whole[0], month__lte=whole[-1])
+        counted = (DurationMonth.objects.filter(measure=measure, month__gte=whole[0], month__lte=whole[1])
                    .values_list("agent_id", "month", "bucket", "count").union(counted, all=True))
     try:
         counts_sql, counts_params = counted.query.sql_with_params()

@@ -102,6 +102,23 @@ def read_rows(qs, chunk=20000):
             yield from rows
 
 
+def _row_fields(model):
+    """The fields a rollup row is compared by: all but an automatic id."""
+    return [f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, AutoFieldMixin))]
+
+
+def _new_rows_table(model):
+    """(table, temporary table, quoted columns): an empty temporary table shaped as the rollup's rows,
+    for replacing() and rewriting() to write the new rows into and compare them with the old."""
+    quote = connection.ops.quote_name
+    table, temp = quote(model._meta.db_table), quote(f"new_{model._meta.db_table}")
+    column_list = [quote(f.column) for f in _row_fields(model)]
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {temp}")
+        cursor.execute(f"CREATE TEMPORARY TABLE {temp} AS SELECT {', '.join(column_list)} FROM {table} WHERE false")
+    return table, temp, column_list
+
+
 @contextmanager
 def replacing(model, unit):
     """Every row of a rollup rebuilt (a full refresh): yields the name of the table to write all the
@@ -120,15 +137,9 @@ def replacing(model, unit):
         model.objects.all().delete()
         yield model._meta.db_table
         return
-    quote = connection.ops.quote_name
-    table, temp = quote(model._meta.db_table), quote(f"new_{model._meta.db_table}")
-    column_list = [quote(f.column) for f in model._meta.concrete_fields
-                   if not (f.primary_key and isinstance(f, AutoFieldMixin))]
+    table, temp, column_list = _new_rows_table(model)
     columns = ", ".join(column_list)
-    unit_column = quote(model._meta.get_field(unit).column)
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {temp}")
-        cursor.execute(f"CREATE TEMPORARY TABLE {temp} AS SELECT {columns} FROM {table} WHERE false")
+    unit_column = connection.ops.quote_name(model._meta.get_field(unit).column)
     yield f"new_{model._meta.db_table}"
     field = model._meta.get_field(unit)
     if field.primary_key or field.unique:  # one row per unit: compare the rows side by side
@@ -167,18 +178,12 @@ def rewriting(rows, *, whole=False):
         rows.delete()
         yield model._meta.db_table
         return
-    quote = connection.ops.quote_name
-    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, AutoFieldMixin))]
-    column_list = [quote(f.column) for f in fields]
-    columns = ", ".join(column_list)
-    table, temp, pk = (quote(model._meta.db_table), quote(f"new_{model._meta.db_table}"),
-                       quote(model._meta.pk.column))
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {temp}")
-        cursor.execute(f"CREATE TEMPORARY TABLE {temp} AS SELECT {columns} FROM {table} WHERE false")
+    table, temp, column_list = _new_rows_table(model)
+    columns, pk = ", ".join(column_list), connection.ops.quote_name(model._meta.pk.column)
     yield f"new_{model._meta.db_table}"
     try:
-        old_sql, old_params = rows.order_by().values_list("pk", *(f.attname for f in fields)).query.sql_with_params()
+        old_sql, old_params = rows.order_by().values_list(
+            "pk", *(f.attname for f in _row_fields(model))).query.sql_with_params()
     except EmptyResultSet:
         old_sql, old_params = f"SELECT {pk}, {columns} FROM {table} WHERE false", ()
     same = " AND ".join(f"o.{c} IS NOT DISTINCT FROM g.{c}" for c in column_list)
@@ -249,16 +254,25 @@ def spans(days):
 def day_filter(field, days, *, instants=False):
     """Q for a field within these local days (None: every day): a date field, or with instants=True a
     timestamp field, from the local midnight of a run's first day to the one after its last."""
-    if days is None:
-        return Q()
+    return Q() if days is None else span_filter(field, spans(days), instants=instants)
+
+
+def span_filter(field, runs, *, instants=False):
+    """Q for a field within these runs of local days, (first, last) each: day_filter's, for runs
+    already known (a range's part-months, whole months)."""
     q = Q(pk__in=[])
-    for first, last in spans(days):
+    for first, last in runs:
         if instants:
             q |= Q(**{f"{field}__gte": timebase.local_midnight(first),
                       f"{field}__lt": timebase.local_midnight(last + timedelta(days=1))})
         else:
             q |= Q(**{f"{field}__gte": first, f"{field}__lte": last})
     return q
+
+
+def month_runs(months):
+    """Each local month (its first day) as the run of its days, (first, last)."""
+    return [(month, timebase.next_bucket(month, "month") - timedelta(days=1)) for month in sorted(months)]
 
 
 def instant_filter(field, days):
@@ -294,14 +308,11 @@ def months_and_days(rng, day_rows, month_rows, read, *, per_period=False):
         period = F("month") if per_period else None
         parts.append(read(month_rows.filter(month__gte=months[0], month__lte=months[1]), period))
     if rest:
-        q = Q(pk__in=[])
-        for first, last in rest:
-            q |= Q(day__gte=first, day__lte=last)
         # A date, as the months' own column is (DATE_TRUNC gives a timestamp, which the union would
         # make of both).
         period = (F("day") if rng.interval == "day" else Cast(Trunc("day", rng.interval, output_field=DateField()),
                                                               DateField())) if per_period else None
-        parts.append(read(day_rows.filter(q), period))
+        parts.append(read(day_rows.filter(span_filter("day", rest)), period))
     return list(parts[0].union(*parts[1:], all=True)) if len(parts) > 1 else list(parts[0])
 
 
@@ -556,12 +567,8 @@ def add_up_months(day_model, month_model, months=None) -> None:
     transaction (by difference: rewriting)."""
     if months is not None and not months:
         return
-    days = day_model.objects.all()
-    if months is not None:
-        q = Q(pk__in=[])
-        for month in months:
-            q |= Q(day__gte=month, day__lt=timebase.next_bucket(month, "month"))
-        days = days.filter(q)
+    days = day_model.objects.all() if months is None else day_model.objects.filter(
+        span_filter("day", month_runs(months)))
     keys = {f"v_{f.name}": F(f.name) for f in month_model._meta.concrete_fields
             if f.name not in ("id", "month", *month_model.COUNTS)}
     with rewriting(month_model.objects.filter(**({} if months is None else {"month__in": list(months)})),
